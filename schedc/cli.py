@@ -1,0 +1,210 @@
+"""schedc command line: thin. Parses arguments, calls the library, maps SchedcError to exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from schedc.errors import SchedcError
+
+PROFILES = Path("profiles")
+SCHEDULES = Path("schedules")
+DESCRIPTION = """\
+schedc compiles a static cache schedule for a diffusion model: measure once (profile), solve for a
+compute budget (solve), check quality and speed (eval), look at it (show).
+
+  schedc profile                      # profile the bundled reference DiT -> profiles/reference-dit.profile.npz
+  schedc solve --budget 0.4           # DP schedule at 40% of block compute -> schedules/reference-dit-b0.40.yaml
+  schedc eval schedules/reference-dit-b0.40.yaml --baselines
+  schedc show schedules/reference-dit-b0.40.yaml
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line (exit code 2 as usual)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"schedc: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _budget(text: str) -> float:
+    from schedc.problem import check_budget
+
+    try:
+        return check_budget(text)
+    except SchedcError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from None
+    return i, n
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from schedc.models import load_model
+    from schedc.profiler import ProfileConfig, profile_model
+    from schedc.sampling import SamplerConfig
+
+    adapter = load_model(args.model)
+    base = adapter.default_sampler
+    try:
+        sampler = SamplerConfig(
+            steps=args.steps or base.steps,
+            guidance_scale=base.guidance_scale if args.guidance_scale is None else args.guidance_scale,
+            cfg=base.cfg,
+        )
+    except ValueError as exc:
+        raise SchedcError(str(exc)) from None
+    config = ProfileConfig(
+        calib_samples=args.calib, batch_size=args.batch_size, max_age=args.max_age,
+        probe_steps=args.probe_steps, probe_samples=args.probe_samples, shard=args.shard,
+    )
+    out = Path(args.output) if args.output else PROFILES / (
+        f"{adapter.name}.profile.npz" if config.shard == (0, 1) else f"{adapter.name}.shard{config.shard[0]}of{config.shard[1]}.profile.npz"
+    )
+    profile = profile_model(adapter, sampler, config, progress=not args.quiet)
+    profile.save(out)
+    print(f"wrote {out}: {profile.num_blocks} blocks x {profile.num_steps} steps, "
+          f"{len(profile.meta['calibration_seeds'])} calibration samples, {profile.meta['profile_seconds']:.0f}s")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from schedc.profile import Profile
+
+    merged = Profile.load(args.profiles[0])
+    for path in args.profiles[1:]:
+        merged = merged.merge(Profile.load(path))
+    merged.save(args.output)
+    print(f"wrote {args.output}: {len(merged.meta['calibration_seeds'])} calibration samples")
+    return 0
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
+    from schedc.problem import problem_from_profile
+    from schedc.profile import Profile
+    from schedc.schedule import save_schedule, schedule_from_solution
+    from schedc.solvers import Constraints, get_solver
+
+    solver = get_solver(args.solver)  # unknown solver: fail before reading anything
+    profile = Profile.load(args.profile)
+    problem = problem_from_profile(profile)
+    solution = solver(problem, args.budget, Constraints(first_full=args.first_full))
+    schedule = schedule_from_solution(profile, solution, args.budget, {"profile_file": str(args.profile)})
+    suffix = "" if args.solver == "dp" else f"-{args.solver}"
+    out = Path(args.output) if args.output else SCHEDULES / f"{profile.meta['model']}{suffix}-b{args.budget:.2f}.yaml"
+    save_schedule(schedule, out)
+    secs = solution.stats.get("solve_seconds", 0.0)
+    print(f"wrote {out}: solver {solution.solver}, cost {solution.cost:.3f} of full (budget {args.budget:.2f}), "
+          f"predicted rel L2 {solution.predicted_error:.4f}, solved in {secs * 1000:.1f} ms")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from schedc.evaluate import EvalConfig, evaluate
+    from schedc.models import load_model
+    from schedc.schedule import read_schedule
+
+    schedule = read_schedule(args.schedule)
+    adapter = load_model(args.model or schedule.model.name)
+    config = EvalConfig(samples=args.samples, seed_start=args.seed_start, timing_batch=args.timing_batch, repeats=args.repeats)
+    report = evaluate(adapter, schedule, config, baselines=args.baselines, progress=not (args.json or args.quiet))
+    if args.json:
+        print(json.dumps(report.to_json_dict()))
+    else:
+        print(report.table())
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from schedc.plots import schedule_heatmap
+    from schedc.schedule import read_schedule
+
+    schedule = read_schedule(args.schedule)
+    out = Path(args.output) if args.output else Path(args.schedule).with_suffix(".png")
+    schedule_heatmap(schedule, out)
+    print(f"wrote {out}")
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="schedc", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("profile", help="measure per-block, per-step reuse error, propagation gain and FLOPs")
+    p.add_argument("model", nargs="?", default=None, help="model to profile (default: the bundled reference-dit)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's, 50)")
+    p.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance scale (default: the model's)")
+    p.add_argument("--calib", type=int, default=32, help="calibration samples, seeds 0..N-1 (default 32)")
+    p.add_argument("--batch-size", type=int, default=16, help="calibration samples per rollout (default 16)")
+    p.add_argument("--max-age", type=int, default=24, help="longest cache reuse measured, in steps (default 24)")
+    p.add_argument("--probe-steps", type=int, default=10, help="steps probed for the propagation gain (default 10)")
+    p.add_argument("--probe-samples", type=int, default=4, help="samples used by the gain probes (default 4)")
+    p.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N", help="profile calibration seeds I, I+N, ... (merge with `schedc merge`)")
+    p.add_argument("-o", "--output", help="profile file (default profiles/<model>.profile.npz)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("merge", help="combine profiles of disjoint calibration shards exactly")
+    p.add_argument("profiles", nargs="+", help="shard profiles")
+    p.add_argument("-o", "--output", required=True, help="merged profile file")
+    p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("solve", help="compile a schedule for a compute budget")
+    p.add_argument("profile", nargs="?", default=str(PROFILES / "reference-dit.profile.npz"),
+                   help="profile file (default profiles/reference-dit.profile.npz)")
+    p.add_argument("--budget", type=_budget, required=True, help="block compute as a fraction of full, in (0, 1]")
+    p.add_argument("--solver", default="dp", help="dp (default; exact for the additive error model) or uniform")
+    p.add_argument("--first-full", type=int, default=1, help="the first K steps compute every block (default 1)")
+    p.add_argument("-o", "--output", help="schedule file (default schedules/<model>-b<budget>.yaml)")
+    p.set_defaults(func=cmd_solve)
+
+    p = sub.add_parser("eval", help="quality and measured speed of a schedule vs full compute (held-out seeds)")
+    p.add_argument("schedule", help="schedule YAML")
+    p.add_argument("--model", default=None, help="model to run (default: the one recorded in the schedule)")
+    p.add_argument("--baselines", action="store_true", help="also fewer DDIM steps and uniform reuse at matching cost")
+    p.add_argument("--samples", type=int, default=64, help="held-out samples for quality (default 64)")
+    p.add_argument("--seed-start", type=int, default=1_000_000, help="first evaluation seed (default 1000000)")
+    p.add_argument("--timing-batch", type=int, default=16, help="samples per timed generation (default 16)")
+    p.add_argument("--repeats", type=int, default=7, help="interleaved timing rounds, median (default 7)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("show", help="draw a schedule as a step x block heatmap (PNG)")
+    p.add_argument("schedule", help="schedule YAML")
+    p.add_argument("-o", "--output", help="PNG file (default: next to the schedule)")
+    p.set_defaults(func=cmd_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage errors and --help: argparse has already printed its line
+        return int(exc.code or 0)
+    try:
+        return int(args.func(args) or 0)
+    except SchedcError as exc:
+        print(f"schedc: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("schedc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

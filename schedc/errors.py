@@ -1,0 +1,27 @@
+"""Every error a user can cause raises a SchedcError subclass; the CLI prints its message and exits 2."""
+
+from __future__ import annotations
+
+
+class SchedcError(Exception):
+    """Base class: the message is one line that says what is wrong and what to do."""
+
+
+class ProfileError(SchedcError):
+    """A profile file is missing, corrupt, or does not fit the request."""
+
+
+class ScheduleError(SchedcError):
+    """A schedule file is missing, corrupt, of an unknown version, or does not fit the model."""
+
+
+class BudgetError(SchedcError):
+    """A budget outside (0, 1]."""
+
+
+class SolverError(SchedcError):
+    """An unknown solver, or a constraint set no schedule can satisfy."""
+
+
+class ModelError(SchedcError):
+    """A model that cannot be found or loaded, or whose blocks cannot be identified."""

@@ -1,0 +1,257 @@
+"""Full vs scheduled generation from the same noise: quality, class accuracy, measured speed.
+
+Quality uses held-out evaluation seeds (never the calibration seeds). Speed is wall time of whole
+generations, every variant timed in turn inside one loop (interleaved), median of repeats, quoted as
+a ratio to full compute. The non-block share o is measured the same way, with every block replaced
+by the identity, and gives the ideal speedup 1 / (o + (1 - o) c) at block cost c.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from schedc.datasets import class_accuracy
+from schedc.errors import SchedcError, ScheduleError
+from schedc.metrics import ideal_speedup, quality
+from schedc.models.adapter import GenerationInputs, ModelAdapter
+from schedc.sampling import SamplerConfig
+from schedc.schedule import calibration_seeds, compute_from_schedule, derive_schedule
+from schedc.solvers.baselines import uniform_compute_steps
+from schedc_runtime import Schedule, ScheduleFormatError, apply_schedule, check_model
+
+EVAL_SEED_START = 1_000_000  # evaluation seeds start here; calibration seeds start at 0
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    samples: int = 64
+    seed_start: int = EVAL_SEED_START
+    batch_size: int = 32  # samples per generation when measuring quality
+    timing_batch: int = 16  # samples per timed generation
+    repeats: int = 7  # interleaved timing rounds (median)
+
+    def __post_init__(self) -> None:
+        if self.samples < 1 or self.batch_size < 1 or self.timing_batch < 1 or self.repeats < 1:
+            raise SchedcError("--samples, batch sizes and --repeats must be >= 1")
+
+    def seeds(self) -> list[int]:
+        return list(range(self.seed_start, self.seed_start + self.samples))
+
+
+@dataclass(frozen=True)
+class Metrics:
+    psnr: float
+    ssim: float
+    rel_l2: float
+    class_acc: float
+    cost: float  # block FLOPs as a fraction of full compute
+    speedup: float  # measured: median full time / median time
+    ideal_speedup: float
+    predicted_rel_l2: float | None
+    steps: int
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["measured_over_ideal"] = self.speedup / self.ideal_speedup if self.ideal_speedup else None
+        return d
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    schedule: Metrics
+    baselines: dict[str, Metrics]
+    full_class_acc: float
+    nonblock_share: float
+    settings: dict = field(default_factory=dict)
+
+    def to_json_dict(self) -> dict:
+        return {
+            "schedule": self.schedule.to_dict(),
+            "baselines": {k: v.to_dict() for k, v in self.baselines.items()},
+            "full": {"class_acc": self.full_class_acc, "nonblock_share": self.nonblock_share},
+            "settings": self.settings,
+        }
+
+    def table(self) -> str:
+        header = f"{'variant':<14}{'steps':>6}{'cost':>7}{'PSNR':>8}{'SSIM':>7}{'relL2':>8}{'pred':>8}{'acc':>6}{'speedup':>9}{'ideal':>7}{'meas/ideal':>11}"
+        rows = [header, "-" * len(header)]
+        for name, m in [("schedule", self.schedule), *self.baselines.items()]:
+            pred = f"{m.predicted_rel_l2:.4f}" if m.predicted_rel_l2 is not None else "-"
+            rows.append(
+                f"{name:<14}{m.steps:>6}{m.cost:>7.3f}{m.psnr:>8.2f}{m.ssim:>7.3f}{m.rel_l2:>8.4f}{pred:>8}"
+                f"{m.class_acc:>6.2f}{m.speedup:>8.2f}x{m.ideal_speedup:>6.2f}x{m.speedup / m.ideal_speedup:>11.2f}"
+            )
+        rows.append(f"full compute: class accuracy {self.full_class_acc:.2f}; non-block share o = {self.nonblock_share:.3f}")
+        return "\n".join(rows)
+
+
+def block_cost(schedule: Schedule, block_flops: list[float], full_steps: int) -> float:
+    """Block FLOPs of `schedule` as a fraction of computing every block for `full_steps` steps."""
+    flops = np.asarray(block_flops)
+    computed = compute_from_schedule(schedule)  # [T, B]
+    return float((computed * flops[None]).sum() / (full_steps * flops.sum()))
+
+
+def sampler_of(schedule: Schedule) -> SamplerConfig:
+    """The sampling settings recorded in a schedule."""
+    try:
+        sampler = SamplerConfig(**schedule.sampling)
+    except (TypeError, ValueError) as exc:
+        raise ScheduleError(f"schedule has missing or invalid sampling settings: {exc}") from None
+    if sampler.steps != schedule.num_steps:
+        raise ScheduleError(f"schedule has {schedule.num_steps} steps but its sampling settings say {sampler.steps}")
+    return sampler
+
+
+def generate_with(
+    adapter: ModelAdapter, schedule: Schedule | None, inputs: GenerationInputs, batch: int, full_sampler: SamplerConfig
+) -> torch.Tensor:
+    """Generate `inputs` in batches, replaying `schedule` (None = the bare model at `full_sampler`)."""
+    sampler = sampler_of(schedule) if schedule is not None else full_sampler
+    outs = []
+    handle = apply_schedule(adapter.model, schedule) if schedule is not None else None
+    try:
+        for i in range(0, len(inputs), batch):
+            outs.append(adapter.generate(inputs.subset(slice(i, i + batch)), sampler))
+    except ScheduleFormatError as exc:
+        raise ScheduleError(str(exc)) from None
+    finally:
+        if handle is not None:
+            handle.remove()
+    return torch.cat(outs)
+
+
+@contextmanager
+def blocks_skipped(adapter: ModelAdapter) -> Iterator[None]:
+    """Every block returns its input: what a generation costs without any block work."""
+    blocks = adapter.blocks()
+    for block in blocks:
+        block.forward = lambda x, *args, **kwargs: x
+    try:
+        yield
+    finally:
+        for block in blocks:
+            del block.forward
+
+
+def time_interleaved(
+    adapter: ModelAdapter, variants: dict[str, Schedule | None], inputs: GenerationInputs, repeats: int,
+    full_sampler: SamplerConfig,
+) -> dict[str, float]:
+    """Median wall seconds per generation of each variant; rounds rotate the order. "skip" = no blocks."""
+    names = list(variants) + ["skip"]
+    times: dict[str, list[float]] = {n: [] for n in names}
+
+    def run(name: str) -> float:
+        if name == "skip":
+            with blocks_skipped(adapter):
+                started = time.perf_counter()
+                adapter.generate(inputs, full_sampler)
+                return time.perf_counter() - started
+        schedule = variants[name]
+        sampler = sampler_of(schedule) if schedule is not None else full_sampler
+        handle = apply_schedule(adapter.model, schedule) if schedule is not None else None
+        try:
+            started = time.perf_counter()
+            adapter.generate(inputs, sampler)
+            return time.perf_counter() - started
+        finally:
+            if handle is not None:
+                handle.remove()
+
+    for name in names:  # warm-up
+        run(name)
+    for r in range(repeats):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for name in order:
+            times[name].append(run(name))
+    return {n: statistics.median(v) for n, v in times.items()}
+
+
+def evaluate(
+    adapter: ModelAdapter, schedule: Schedule, config: EvalConfig = EvalConfig(), baselines: bool = False,
+    progress: bool = True,
+) -> EvalReport:
+    log = print if progress else (lambda *a, **k: None)
+    seeds = config.seeds()
+    shared = calibration_seeds(schedule) & set(seeds)
+    if shared:
+        raise SchedcError(f"evaluation seeds overlap the schedule's calibration seeds ({len(shared)} shared): use another --seed-start")
+    try:
+        check_model(adapter.model, schedule)
+    except ScheduleFormatError as exc:
+        raise ScheduleError(str(exc)) from None
+    full_sampler = sampler_of(schedule)  # full compute uses the schedule's own sampling settings
+    block_flops, _ = adapter.flops()
+    full_steps = full_sampler.steps
+    inputs = adapter.make_inputs(seeds)
+    timing_inputs = adapter.make_inputs(seeds[: config.timing_batch])
+
+    log(f"generating {len(seeds)} held-out samples (seeds {seeds[0]}..{seeds[-1]}) at full compute")
+    full = generate_with(adapter, None, inputs, config.batch_size, full_sampler)
+    variants: dict[str, Schedule | None] = {"full": None, "schedule": schedule}
+    predicted: dict[str, float | None] = {"schedule": _predicted(schedule)}
+    cost = block_cost(schedule, block_flops, full_steps)
+    if baselines:
+        log("timing the schedule to size the fewer-steps baseline")
+        quick = time_interleaved(adapter, {"full": None, "schedule": schedule}, timing_inputs, 3, full_sampler)
+        speed = quick["full"] / quick["schedule"]
+        n_steps = max(1, min(full_steps, int(np.ceil(full_steps / speed - 1e-9))))
+        fewer = SamplerConfig(**{**full_sampler.to_dict(), "steps": n_steps})
+        variants["fewer-steps"] = derive_schedule(
+            schedule, np.ones((n_steps, schedule.num_blocks), dtype=bool), fewer,
+            {"solver": "fewer-steps", "note": "fewest DDIM steps not faster than the schedule"},
+        )
+        predicted["fewer-steps"] = None
+        computes = int(round(compute_from_schedule(schedule).sum() / schedule.num_blocks))
+        uniform = np.zeros((full_steps, schedule.num_blocks), dtype=bool)
+        uniform[uniform_compute_steps(full_steps, computes)] = True
+        variants["uniform"] = derive_schedule(schedule, uniform, full_sampler, {"solver": "uniform"})
+        predicted["uniform"] = None
+
+    samples = {}
+    for name, variant in variants.items():
+        if name == "full":
+            continue
+        log(f"generating with {name}")
+        samples[name] = generate_with(adapter, variant, inputs, config.batch_size, full_sampler)
+    log(f"timing {len(variants)} variants + no-block run, {config.repeats} interleaved rounds of {config.timing_batch} samples")
+    times = time_interleaved(adapter, variants, timing_inputs, config.repeats, full_sampler)
+    nonblock = times["skip"] / times["full"]
+
+    def metrics(name: str) -> Metrics:
+        variant = variants[name]
+        assert variant is not None
+        c = block_cost(variant, block_flops, full_steps)
+        q = quality(samples[name], full)
+        ideal = full_steps / variant.num_steps if variant.num_steps != full_steps else ideal_speedup(c, nonblock)
+        return Metrics(
+            psnr=q["psnr"], ssim=q["ssim"], rel_l2=q["rel_l2"],
+            class_acc=class_accuracy(samples[name], inputs.labels),
+            cost=c, speedup=times["full"] / times[name], ideal_speedup=ideal,
+            predicted_rel_l2=predicted.get(name), steps=variant.num_steps,
+        )
+
+    return EvalReport(
+        schedule=metrics("schedule"),
+        baselines={name: metrics(name) for name in variants if name not in ("full", "schedule")},
+        full_class_acc=class_accuracy(full, inputs.labels),
+        nonblock_share=nonblock,
+        settings={
+            "eval_seeds": f"{seeds[0]}-{seeds[-1]}", "samples": len(seeds), "timing_batch": config.timing_batch,
+            "repeats": config.repeats, "threads": torch.get_num_threads(), "cost_of_schedule": cost,
+            "full_seconds": times["full"], "sampler": full_sampler.to_dict(),
+        },
+    )
+
+
+def _predicted(schedule: Schedule) -> float | None:
+    value = (schedule.provenance.get("predicted") or {}).get("rel_l2")
+    return float(value) if value is not None else None

@@ -1,0 +1,81 @@
+"""What the compiler needs to know about a model: its blocks, its inputs, and how it samples."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from schedc.sampling import SamplerConfig, StepCallback
+from schedc_runtime import model_fingerprint
+
+
+@dataclass(frozen=True)
+class GenerationInputs:
+    """The initial noise and conditions of a batch of samples (one seed per sample)."""
+
+    noise: torch.Tensor  # [N, C, H, W]
+    labels: torch.Tensor  # [N]
+    seeds: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if self.noise.shape[0] != self.labels.shape[0] or self.noise.shape[0] != len(self.seeds):
+            raise ValueError("noise, labels and seeds must have one entry per sample")
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def subset(self, index: slice) -> "GenerationInputs":
+        return GenerationInputs(self.noise[index], self.labels[index], self.seeds[index])
+
+
+class ModelAdapter(ABC):
+    """Maps a model to its ordered blocks and knows how to run one generation."""
+
+    name: str
+    model: nn.Module
+    block_names: tuple[str, ...]
+    default_sampler: SamplerConfig  # the sampling settings profiles and evaluations use by default
+    timestep_arg: str = "timestep"
+
+    @abstractmethod
+    def make_inputs(self, seeds: Sequence[int]) -> GenerationInputs:
+        """Noise from each sample's own seed (independent of batching) and its condition."""
+
+    @abstractmethod
+    def generate(
+        self, inputs: GenerationInputs, sampler: SamplerConfig, on_step: StepCallback | None = None, start: int = 0,
+        x_start: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Run the sampler; with `start`/`x_start`, resume from step `start` at latent `x_start`."""
+
+    @abstractmethod
+    def example_call(self) -> tuple[tuple, dict]:
+        """Arguments of one denoiser call for a single sample (for FLOP counting)."""
+
+    def blocks(self) -> list[nn.Module]:
+        return [self.model.get_submodule(n) for n in self.block_names]
+
+    def fingerprint(self) -> str:
+        return model_fingerprint(self.model, self.block_names)
+
+    def flops(self) -> tuple[list[float], float]:
+        """FLOPs of one denoiser call per sample: per block, and the rest of the model (non-block)."""
+        args, kwargs = self.example_call()
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            self.model(*args, **kwargs)
+        counts = counter.get_flop_counts()
+        total = float(sum(counts.get("Global", {}).values()))
+        prefix = type(self.model).__name__  # FlopCounterMode names modules from the root's class name
+        per_block = []
+        for name in self.block_names:
+            table = counts.get(f"{prefix}.{name}") or counts.get(name) or {}
+            per_block.append(float(sum(table.values())))
+        if not all(per_block):
+            raise RuntimeError("FLOP counter did not attribute work to every block")
+        return per_block, total - sum(per_block)

@@ -1,0 +1,130 @@
+"""The Profile: what the profiler measured, stored as sums and counts so shards merge exactly."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from schedc.atomic import atomic_path
+from schedc.errors import ProfileError
+
+PROFILE_VERSION = 1
+_ARRAYS = ("reuse_err_sum", "reuse_count", "probe_final_sum", "probe_local_sum", "probe_count", "block_flops")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Measured at full compute on calibration inputs.
+
+    reuse_err_sum[b, s, t] / reuse_count[b, s, t]: mean relative error of block b's output at step t
+        when it reuses (residual) the cache made at step s; counted per sample row.
+    probe_final_sum[b, t] / probe_local_sum[b, t]: propagation gain at probed steps: the final
+        sample's relative error per unit of local relative error when only (b, t) reuses from t-1.
+    block_flops[b]: FLOPs of one call of block b for one sample; nonblock_flops in `meta`.
+    meta: model name, fingerprint, block names, steps, timesteps, sampler, calibration seeds, ...
+    """
+
+    reuse_err_sum: np.ndarray  # [B, T, T] float64
+    reuse_count: np.ndarray  # [B, T, T] int64
+    probe_final_sum: np.ndarray  # [B, T] float64
+    probe_local_sum: np.ndarray  # [B, T] float64
+    probe_count: np.ndarray  # [B, T] int64
+    block_flops: np.ndarray  # [B] float64
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        b, t, t2 = self.reuse_err_sum.shape
+        if t != t2 or self.reuse_count.shape != (b, t, t):
+            raise ProfileError("profile arrays have inconsistent shapes")
+        for name in ("probe_final_sum", "probe_local_sum", "probe_count"):
+            if getattr(self, name).shape != (b, t):
+                raise ProfileError(f"profile array {name} must be [B, T] = {(b, t)}")
+        if self.block_flops.shape != (b,):
+            raise ProfileError("profile block_flops must be [B]")
+        for key in ("model", "fingerprint", "blocks", "steps", "timesteps", "sampler", "calibration_seeds"):
+            if key not in self.meta:
+                raise ProfileError(f"profile metadata is missing '{key}'")
+        if len(self.meta["blocks"]) != b or int(self.meta["steps"]) != t:
+            raise ProfileError("profile metadata does not match its arrays")
+
+    # -- derived quantities -------------------------------------------------------------------
+    @property
+    def num_blocks(self) -> int:
+        return int(self.reuse_err_sum.shape[0])
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.reuse_err_sum.shape[1])
+
+    def reuse_error(self) -> np.ndarray:
+        """[B, T, T] mean relative error; +inf where never measured (s >= t or beyond the max age)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = self.reuse_err_sum / self.reuse_count
+        return np.where(self.reuse_count > 0, mean, np.inf)
+
+    def gain(self) -> np.ndarray:
+        """[B, T] propagation gain, linearly interpolated over steps between the probed ones."""
+        probed = self.probe_count.sum(axis=0) > 0  # [T]
+        steps = np.flatnonzero(probed)
+        if steps.size == 0:
+            return np.ones((self.num_blocks, self.num_steps))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            g = self.probe_final_sum[:, steps] / np.maximum(self.probe_local_sum[:, steps], 1e-30)  # [B, P]
+        grid = np.arange(self.num_steps)
+        return np.stack([np.interp(grid, steps, g[b]) for b in range(self.num_blocks)])
+
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        for name in _ARRAYS:
+            h.update(np.ascontiguousarray(getattr(self, name)).tobytes())
+        h.update(json.dumps(self.meta, sort_keys=True).encode())
+        return "sha256:" + h.hexdigest()[:32]
+
+    # -- merging shards --------------------------------------------------------------------------
+    def merge(self, other: "Profile") -> "Profile":
+        """Exact: sums and counts add. Shards must be of the same model and settings, disjoint seeds."""
+        for key in ("fingerprint", "steps", "timesteps", "sampler", "max_age"):
+            if self.meta.get(key) != other.meta.get(key):
+                raise ProfileError(f"cannot merge profiles with different {key}")
+        overlap = set(self.meta["calibration_seeds"]) & set(other.meta["calibration_seeds"])
+        if overlap:
+            raise ProfileError(f"cannot merge profiles sharing calibration seeds ({len(overlap)} in common)")
+        meta = dict(self.meta, calibration_seeds=sorted(self.meta["calibration_seeds"] + other.meta["calibration_seeds"]))
+        return replace(
+            self,
+            **{name: getattr(self, name) + getattr(other, name) for name in _ARRAYS if name != "block_flops"},
+            meta=meta,
+        )
+
+    # -- files -------------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        arrays = {name: getattr(self, name) for name in _ARRAYS}
+        arrays["meta_json"] = np.array(json.dumps({"schedc_profile": PROFILE_VERSION, **self.meta}))
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Profile":
+        path = Path(path)
+        if not path.exists():
+            raise ProfileError(f"profile not found: {path} (run `schedc profile` first)")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta: dict[str, Any] = json.loads(str(data["meta_json"]))
+                arrays = {name: np.array(data[name]) for name in _ARRAYS}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError, EOFError) as exc:
+            raise ProfileError(f"profile {path} is corrupt or not a schedc profile ({type(exc).__name__})") from None
+        version = meta.pop("schedc_profile", None)
+        if version != PROFILE_VERSION:
+            raise ProfileError(f"profile {path} has format version {version!r}; this schedc reads {PROFILE_VERSION}")
+        return cls(meta=meta, **arrays)
+

@@ -1,0 +1,121 @@
+"""Compiler side of the schedule format: Solution + Profile -> Schedule, and file I/O.
+
+The format itself (dataclasses, YAML, validation) lives in the runtime so deployments need only
+torch and pyyaml; this module adds provenance and turns format errors into SchedcErrors.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from schedc import __version__
+from schedc.atomic import atomic_write_text
+from schedc.errors import ScheduleError
+from schedc.profile import Profile
+from schedc.sampling import SamplerConfig
+from schedc.solvers.base import Solution
+from schedc_runtime import ModelInfo, Schedule, ScheduleFormatError, dump_schedule, load_schedule
+from schedc_runtime.format import format_ranges, parse_ranges
+
+
+def decisions_from_compute(compute: np.ndarray) -> tuple[tuple[str, ...], ...]:
+    """compute: bool [T, B] -> decisions[t][b] in {"native", "residual"}."""
+    return tuple(tuple("native" if c else "residual" for c in row) for row in compute.tolist())
+
+
+def compute_from_schedule(schedule: Schedule) -> np.ndarray:
+    """decisions -> bool [T, B] (True = compute)."""
+    return np.array([[a == "native" for a in row] for row in schedule.decisions], dtype=bool)
+
+
+def model_info(profile: Profile, sampler: SamplerConfig | None = None) -> ModelInfo:
+    meta = profile.meta
+    sampler = sampler or SamplerConfig(**meta["sampler"])
+    return ModelInfo(
+        name=meta["model"],
+        fingerprint=meta["fingerprint"],
+        blocks=tuple(meta["blocks"]),
+        steps=sampler.steps,
+        timesteps=tuple(sampler.timesteps()),
+        cfg=sampler.cfg,
+        timestep_arg=meta.get("timestep_arg", "timestep"),
+    )
+
+
+def build_schedule(
+    profile: Profile,
+    compute: np.ndarray,
+    provenance: Mapping[str, Any],
+    sampler: SamplerConfig | None = None,
+) -> Schedule:
+    """compute: bool [T, B]. `sampler` overrides the profile's sampling (fewer-steps baselines)."""
+    sampler = sampler or SamplerConfig(**profile.meta["sampler"])
+    prov = {
+        "profile": profile.digest(),
+        "calibration_seeds": format_ranges(profile.meta["calibration_seeds"]),
+        "schedc": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **provenance,
+    }
+    try:
+        return Schedule(
+            model=model_info(profile, sampler),
+            decisions=decisions_from_compute(compute),
+            sampling=sampler.to_dict(),
+            provenance=prov,
+        )
+    except ScheduleFormatError as exc:
+        raise ScheduleError(str(exc)) from None
+
+
+def schedule_from_solution(profile: Profile, solution: Solution, budget: float, extra: Mapping[str, Any] | None = None) -> Schedule:
+    stats = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in solution.stats.items()}
+    return build_schedule(
+        profile,
+        solution.compute,
+        {
+            "solver": solution.solver,
+            "budget": round(float(budget), 4),
+            "predicted": {"cost": round(solution.cost, 4), "rel_l2": round(solution.predicted_error, 5)},
+            "stats": stats,
+            **(extra or {}),
+        },
+    )
+
+
+def save_schedule(schedule: Schedule, path: str | Path) -> Path:
+    path = Path(path)
+    atomic_write_text(path, dump_schedule(schedule))
+    return path
+
+
+def read_schedule(path: str | Path) -> Schedule:
+    try:
+        return load_schedule(path)
+    except ScheduleFormatError as exc:
+        raise ScheduleError(str(exc)) from None
+
+
+def calibration_seeds(schedule: Schedule) -> set[int]:
+    text = schedule.provenance.get("calibration_seeds", "")
+    if not text:
+        return set()
+    return set(parse_ranges(str(text), 1 << 62, "provenance.calibration_seeds"))
+
+
+def derive_schedule(
+    base: Schedule, compute: np.ndarray, sampler: SamplerConfig, provenance: Mapping[str, Any]
+) -> Schedule:
+    """A schedule for the same model as `base` with other decisions (and maybe another sampler)."""
+    model = replace(base.model, steps=sampler.steps, timesteps=tuple(sampler.timesteps()), cfg=sampler.cfg)
+    return Schedule(
+        model=model,
+        decisions=decisions_from_compute(compute),
+        sampling=sampler.to_dict(),
+        provenance={**{k: v for k, v in base.provenance.items() if k == "calibration_seeds"}, **provenance},
+    )

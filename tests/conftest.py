@@ -1,0 +1,52 @@
+"""Shared fixtures: a tiny random-weight DiT for runtime/profiler tests, the real reference model for
+end-to-end ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from schedc.models.reference import ReferenceAdapter
+from schedc.models.reference_dit import ReferenceDiT, ReferenceDiTConfig
+from schedc.profiler import ProfileConfig, profile_model
+from schedc.sampling import SamplerConfig
+from schedc.schedule import build_schedule
+
+TINY_SAMPLER = SamplerConfig(steps=8, guidance_scale=2.0, cfg="batched")
+
+
+def make_tiny_adapter(seed: int = 0, depth: int = 4) -> ReferenceAdapter:
+    """A 4-block DiT with random weights; adaLN-Zero layers perturbed so every block does work."""
+    torch.manual_seed(seed)
+    model = ReferenceDiT(ReferenceDiTConfig(hidden_size=32, depth=depth, num_heads=2)).eval()
+    for block in model.blocks:
+        torch.nn.init.normal_(block.adaLN_modulation[-1].weight, std=0.1)
+        torch.nn.init.normal_(block.adaLN_modulation[-1].bias, std=0.1)
+    torch.nn.init.normal_(model.final_layer.linear.weight, std=0.1)
+    model.requires_grad_(False)
+    adapter = ReferenceAdapter(model)
+    adapter.default_sampler = TINY_SAMPLER
+    return adapter
+
+
+@pytest.fixture
+def tiny_adapter() -> ReferenceAdapter:
+    return make_tiny_adapter()
+
+
+@pytest.fixture(scope="session")
+def tiny_profile():
+    return profile_model(
+        make_tiny_adapter(), TINY_SAMPLER,
+        ProfileConfig(calib_samples=6, batch_size=4, max_age=4, probe_steps=3, probe_samples=2), progress=False,
+    )
+
+
+def schedule_for(profile, compute: np.ndarray, sampler: SamplerConfig = TINY_SAMPLER):
+    return build_schedule(profile, compute, {"solver": "test"}, sampler)
+
+
+@pytest.fixture(scope="session")
+def reference_adapter() -> ReferenceAdapter:
+    return ReferenceAdapter()

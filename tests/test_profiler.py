@@ -1,0 +1,100 @@
+"""The profiler measures what the runtime will do: reuse errors, probe gains, exact shard merges."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from schedc.errors import ProfileError
+from schedc.metrics import rel_l2
+from schedc.profile import Profile
+from schedc.profiler import ProfileConfig, _ReuseErrorRecorder, profile_model
+from schedc_runtime import apply_schedule
+from tests.conftest import TINY_SAMPLER, make_tiny_adapter, schedule_for
+
+CONFIG = ProfileConfig(calib_samples=6, batch_size=4, max_age=4, probe_steps=3, probe_samples=2)
+
+
+def test_reuse_error_is_finite_exactly_inside_the_age_window(tiny_profile):
+    e = tiny_profile.reuse_error()
+    t = np.arange(TINY_SAMPLER.steps)
+    age = t[None, :] - t[:, None]  # [s, t]
+    inside = (age >= 1) & (age <= CONFIG.max_age)
+    assert np.all(np.isfinite(e[:, inside])) and np.all(e[:, inside] >= 0)
+    assert np.all(np.isinf(e[:, ~inside]))
+    assert np.all(tiny_profile.reuse_count[:, inside] == 6 * 2)  # 6 samples x 2 CFG rows
+
+
+def test_reuse_error_matches_a_direct_measurement(tiny_adapter, tiny_profile):
+    """E[b, s, t] = mean over rows of ||delta_s - delta_t|| / ||out_t|| from a plain rollout."""
+    seen: dict[int, list] = {1: [], 3: []}
+    for b in seen:
+        tiny_adapter.blocks()[b].register_forward_hook(lambda m, a, o, b=b: seen[b].append((a[0].clone(), o.clone())))
+    inputs = tiny_adapter.make_inputs(range(6))
+    tiny_adapter.generate(inputs.subset(slice(0, 4)), TINY_SAMPLER)
+    tiny_adapter.generate(inputs.subset(slice(4, 6)), TINY_SAMPLER)
+    steps = TINY_SAMPLER.steps
+    for b, calls in seen.items():
+        for s, t in [(0, 1), (2, 5), (3, 7)]:
+            total = 0.0
+            for run in (calls[:steps], calls[steps:]):
+                (xs, ys), (xt, yt) = run[s], run[t]
+                total += float(((ys - xs) - (yt - xt)).flatten(1).norm(dim=1).div(yt.flatten(1).norm(dim=1)).sum())
+            assert tiny_profile.reuse_error()[b, s, t] == pytest.approx(total / 12, rel=1e-4)
+
+
+def test_gain_probe_equals_a_runtime_rollout(tiny_adapter, tiny_profile):
+    """The probe for (b, t) is exactly a schedule where only block b reuses at step t."""
+    probed = tiny_profile.meta["probe_steps"]
+    k = tiny_profile.meta["probe_samples"]
+    inputs = tiny_adapter.make_inputs(range(k))
+    full = tiny_adapter.generate(inputs, TINY_SAMPLER)
+    for t in probed[:2]:
+        for b in (0, 2):
+            compute = np.ones((TINY_SAMPLER.steps, 4), dtype=bool)
+            compute[t, b] = False
+            with apply_schedule(tiny_adapter.model, schedule_for(tiny_profile, compute)):
+                out = tiny_adapter.generate(inputs, TINY_SAMPLER)
+            measured = float(rel_l2(out, full).sum())
+            assert tiny_profile.probe_final_sum[b, t] == pytest.approx(measured, rel=1e-3, abs=1e-7)
+    gain = tiny_profile.gain()
+    assert gain.shape == (4, TINY_SAMPLER.steps) and np.all(np.isfinite(gain)) and np.all(gain >= 0)
+
+
+def test_shards_merge_exactly(tiny_profile):
+    shards = [
+        profile_model(make_tiny_adapter(), TINY_SAMPLER,
+                      ProfileConfig(**{**CONFIG.__dict__, "shard": (i, 2), "batch_size": 4}), progress=False)
+        for i in range(2)
+    ]
+    merged = shards[0].merge(shards[1])
+    assert merged.meta["calibration_seeds"] == list(range(6))
+    assert np.array_equal(merged.reuse_count, tiny_profile.reuse_count)
+    assert np.allclose(merged.reuse_err_sum, tiny_profile.reuse_err_sum, rtol=1e-5)
+    with pytest.raises(ProfileError, match="sharing calibration seeds"):
+        shards[0].merge(shards[0])
+
+
+def test_memory_is_bounded_by_max_age():
+    recorder = _ReuseErrorRecorder(num_blocks=2, steps=50, max_age=4, probe_at=set(), probe_rows=[])
+    hook = recorder.hook(0)
+    for t in range(50):
+        recorder.step = t
+        x = torch.randn(3, 5, 8)
+        hook(None, (x,), x + 0.1 * torch.randn_like(x))
+    assert recorder.ring[0].shape[0] == 4
+
+
+def test_save_load_round_trip_and_errors(tiny_profile, tmp_path):
+    path = tiny_profile.save(tmp_path / "p.profile.npz")
+    loaded = Profile.load(path)
+    assert loaded.digest() == tiny_profile.digest()
+    with pytest.raises(ProfileError, match="not found"):
+        Profile.load(tmp_path / "missing.npz")
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ProfileError, match="corrupt"):
+        Profile.load(corrupt)
+    with pytest.raises(ProfileError):
+        ProfileConfig(shard=(2, 2))
