@@ -118,12 +118,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
     schedule = read_schedule(args.schedule)
     adapter = load_model(args.model or schedule.model.name)
     config = EvalConfig(samples=args.samples, seed_start=args.seed_start, timing_batch=args.timing_batch, repeats=args.repeats)
-    report = evaluate(adapter, schedule, config, baselines=args.baselines, progress=not (args.json or args.quiet))
+    report = evaluate(adapter, schedule, config, baselines=args.baselines, progress=not (args.json or args.quiet),
+                      problem=_problem_of(schedule))
     if args.json:
         print(json.dumps(report.to_json_dict()))
     else:
         print(report.table())
     return 0
+
+
+def _problem_of(schedule):
+    """The error model of the profile a schedule was solved from, if that file is still here unchanged."""
+    from schedc.problem import problem_from_profile
+    from schedc.profile import Profile
+
+    path = schedule.provenance.get("profile_file")
+    if not path or not Path(path).exists():
+        return None
+    try:
+        profile = Profile.load(path)
+    except SchedcError:
+        return None
+    return problem_from_profile(profile) if profile.digest() == schedule.provenance.get("profile") else None
 
 
 def cmd_show(args: argparse.Namespace) -> int:

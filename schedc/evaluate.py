@@ -21,6 +21,7 @@ from schedc.datasets import class_accuracy
 from schedc.errors import SchedcError, ScheduleError
 from schedc.metrics import ideal_speedup, quality
 from schedc.models.adapter import GenerationInputs, ModelAdapter
+from schedc.problem import Problem
 from schedc.sampling import SamplerConfig
 from schedc.schedule import calibration_seeds, compute_from_schedule, derive_schedule
 from schedc.solvers.baselines import uniform_compute_steps
@@ -177,8 +178,9 @@ def time_interleaved(
 
 def evaluate(
     adapter: ModelAdapter, schedule: Schedule, config: EvalConfig = EvalConfig(), baselines: bool = False,
-    progress: bool = True,
+    progress: bool = True, problem: Problem | None = None,
 ) -> EvalReport:
+    """`problem` (from the schedule's profile), when given, predicts the uniform baseline's error too."""
     log = print if progress else (lambda *a, **k: None)
     seeds = config.seeds()
     shared = calibration_seeds(schedule) & set(seeds)
@@ -214,7 +216,7 @@ def evaluate(
         uniform = np.zeros((full_steps, schedule.num_blocks), dtype=bool)
         uniform[uniform_compute_steps(full_steps, computes)] = True
         variants["uniform"] = derive_schedule(schedule, uniform, full_sampler, {"solver": "uniform"})
-        predicted["uniform"] = None
+        predicted["uniform"] = _finite(problem.predicted_error(uniform)) if problem is not None else None
 
     samples = {}
     for name, variant in variants.items():
@@ -250,6 +252,10 @@ def evaluate(
             "full_seconds": times["full"], "sampler": full_sampler.to_dict(),
         },
     )
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def _predicted(schedule: Schedule) -> float | None:

@@ -1,0 +1,38 @@
+"""profile -> solve -> eval from the CLI on the real reference model (small calibration to stay fast)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from schedc.cli import main
+from schedc.schedule import read_schedule
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("e2e")
+
+
+def test_profile_solve_eval(workdir, capsys):
+    profile = workdir / "ref.profile.npz"
+    assert main(["profile", "--calib", "4", "--batch-size", "4", "--probe-steps", "3", "--probe-samples", "2",
+                 "-q", "-o", str(profile)]) == 0
+    schedule_path = workdir / "ref-b0.40.yaml"
+    assert main(["solve", str(profile), "--budget", "0.4", "-o", str(schedule_path)]) == 0
+    schedule = read_schedule(schedule_path)
+    assert schedule.model.steps == 50 and schedule.num_blocks == 12
+    assert schedule.provenance["predicted"]["cost"] <= 0.4 + 1e-9
+    capsys.readouterr()
+    assert main(["eval", str(schedule_path), "--baselines", "--samples", "8", "--timing-batch", "4",
+                 "--repeats", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    keys = {"psnr", "ssim", "rel_l2", "class_acc", "cost", "speedup", "ideal_speedup", "predicted_rel_l2"}
+    for metrics in [report["schedule"], *report["baselines"].values()]:
+        assert keys <= set(metrics)
+    assert set(report["baselines"]) == {"fewer-steps", "uniform"}
+    m = report["schedule"]
+    assert m["cost"] <= 0.4 + 1e-9 and m["predicted_rel_l2"] > 0
+    assert 0 < m["rel_l2"] < 0.5 and m["psnr"] > 15  # a cached schedule, not garbage
+    assert report["baselines"]["uniform"]["cost"] == pytest.approx(m["cost"], abs=0.02)
