@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 from schedc.atomic import atomic_write_text  # noqa: E402
 from schedc.evaluate import EvalConfig, evaluate  # noqa: E402
 from schedc.models import load_model  # noqa: E402
+from schedc.plots import pareto_plot  # noqa: E402
 from schedc.problem import problem_from_profile  # noqa: E402
 from schedc.profile import Profile  # noqa: E402
 from schedc.schedule import save_schedule, schedule_from_solution  # noqa: E402
@@ -77,6 +78,7 @@ def main() -> None:
     out = Path(args.out)
     atomic_write_text(out.with_suffix(".md"), table + "\n")
     atomic_write_text(out.with_suffix(".json"), json.dumps({"rows": rows, "reports": reports}, indent=1))
+    pareto_plot(rows, out.with_suffix(".png"), "reference-dit, held-out seeds: PSNR vs measured speedup")
     print(table)
 
 

@@ -114,6 +114,22 @@ class Schedule:
         return tuple(tuple(row) for row in needed)
 
 
+    def peak_live_caches(self) -> int:
+        """Most block caches alive at once in one generation (per CFG branch): memory known in advance.
+
+        A cache made at a compute of block b lives until b's last reuse before its next compute.
+        """
+        needed = self.cache_needed()
+        peak = 0
+        live = [False] * self.num_blocks
+        for t in range(self.num_steps):
+            for b in range(self.num_blocks):
+                if not is_reuse(self.decisions[t][b]):
+                    live[b] = needed[t][b]
+            peak = max(peak, sum(live))
+        return peak
+
+
 # ---------------------------------------------------------------------------------------------
 # block index ranges: "0-2,5,7-9" <-> [0, 1, 2, 5, 7, 8, 9]
 

@@ -53,7 +53,8 @@ class ScheduleHandle:
         self._cache: dict[tuple[str | None, int], torch.Tensor] = {}
         self.branch: str | None = None  # CFG branch for two-call guidance; None = batched/unguided
         self.block_calls = [0] * len(self.blocks)  # real block computations, for tests and reports
-        self.peak_cache_bytes = 0
+        self._cache_bytes = 0
+        self.peak_cache_bytes = 0  # the most cache memory held at once, for reports
         self._pre_hook = model.register_forward_pre_hook(self._on_model_call, with_kwargs=True)
         for index, block in enumerate(self.blocks):
             if "forward" in vars(block):
@@ -67,6 +68,7 @@ class ScheduleHandle:
     def reset(self) -> None:
         """Drop every cache: the next call starts a new generation."""
         self._cache.clear()
+        self._cache_bytes = 0
         self._state = _StepState()
 
     def remove(self) -> None:
@@ -89,7 +91,17 @@ class ScheduleHandle:
         return self._state.step
 
     def cache_bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self._cache.values())
+        """Bytes held by caches right now."""
+        return self._cache_bytes
+
+    def _store(self, key: tuple, value: torch.Tensor | None) -> None:
+        old = self._cache.pop(key, None)
+        if old is not None:
+            self._cache_bytes -= old.numel() * old.element_size()
+        if value is not None:
+            self._cache[key] = value
+            self._cache_bytes += value.numel() * value.element_size()
+            self.peak_cache_bytes = max(self.peak_cache_bytes, self._cache_bytes)
 
     # -- step tracking ----------------------------------------------------------------------
     def _timestep_arg(self, args: tuple, kwargs: Mapping[str, Any]) -> Any:
@@ -148,8 +160,9 @@ class ScheduleHandle:
             self.block_calls[index] += 1
             if self._cache_needed[step][index]:
                 x = _hidden_states(args, kwargs)
-                self._cache[key] = out - x  # residual: what the block added to its input
-                self.peak_cache_bytes = max(self.peak_cache_bytes, self.cache_bytes())
+                self._store(key, out - x)  # residual: what the block added to its input
+            elif key in self._cache:
+                self._store(key, None)  # no later reuse reads it: free it now
             return out
 
         return forward

@@ -24,7 +24,7 @@ from schedc.models.adapter import GenerationInputs, ModelAdapter
 from schedc.problem import Problem
 from schedc.sampling import SamplerConfig
 from schedc.schedule import calibration_seeds, compute_from_schedule, derive_schedule
-from schedc.solvers.baselines import uniform_compute_steps
+from schedc.solvers.baselines import fewer_steps_count, uniform_compute_steps
 from schedc_runtime import Schedule, ScheduleFormatError, apply_schedule, check_model
 
 EVAL_SEED_START = 1_000_000  # evaluation seeds start here; calibration seeds start at 0
@@ -89,7 +89,8 @@ class EvalReport:
                 f"{name:<14}{m.steps:>6}{m.cost:>7.3f}{m.psnr:>8.2f}{m.ssim:>7.3f}{m.rel_l2:>8.4f}{pred:>8}"
                 f"{m.class_acc:>6.2f}{m.speedup:>8.2f}x{m.ideal_speedup:>6.2f}x{m.speedup / m.ideal_speedup:>11.2f}"
             )
-        rows.append(f"full compute: class accuracy {self.full_class_acc:.2f}; non-block share o = {self.nonblock_share:.3f}")
+        rows.append(f"full compute: class accuracy {self.full_class_acc:.2f}; non-block share o = {self.nonblock_share:.3f}; "
+                    f"schedule keeps at most {self.settings.get('peak_live_caches', '?')} block caches alive")
         return "\n".join(rows)
 
 
@@ -111,22 +112,32 @@ def sampler_of(schedule: Schedule) -> SamplerConfig:
     return sampler
 
 
+@contextmanager
+def replaying(adapter: ModelAdapter, schedule: Schedule | None, full_sampler: SamplerConfig) -> Iterator[SamplerConfig]:
+    """Attach `schedule` (None = the bare model) for the block; yields the sampler to run it with."""
+    if schedule is None:
+        yield full_sampler
+        return
+    sampler = sampler_of(schedule)
+    try:
+        handle = apply_schedule(adapter.model, schedule)
+    except ScheduleFormatError as exc:
+        raise ScheduleError(str(exc)) from None
+    try:
+        yield sampler
+    except ScheduleFormatError as exc:
+        raise ScheduleError(str(exc)) from None
+    finally:
+        handle.remove()
+
+
 def generate_with(
     adapter: ModelAdapter, schedule: Schedule | None, inputs: GenerationInputs, batch: int, full_sampler: SamplerConfig
 ) -> torch.Tensor:
     """Generate `inputs` in batches, replaying `schedule` (None = the bare model at `full_sampler`)."""
-    sampler = sampler_of(schedule) if schedule is not None else full_sampler
-    outs = []
-    handle = apply_schedule(adapter.model, schedule) if schedule is not None else None
-    try:
-        for i in range(0, len(inputs), batch):
-            outs.append(adapter.generate(inputs.subset(slice(i, i + batch)), sampler))
-    except ScheduleFormatError as exc:
-        raise ScheduleError(str(exc)) from None
-    finally:
-        if handle is not None:
-            handle.remove()
-    return torch.cat(outs)
+    with replaying(adapter, schedule, full_sampler) as sampler:
+        return torch.cat([adapter.generate(inputs.subset(slice(i, i + batch)), sampler)
+                          for i in range(0, len(inputs), batch)])
 
 
 @contextmanager
@@ -145,8 +156,12 @@ def blocks_skipped(adapter: ModelAdapter) -> Iterator[None]:
 def time_interleaved(
     adapter: ModelAdapter, variants: dict[str, Schedule | None], inputs: GenerationInputs, repeats: int,
     full_sampler: SamplerConfig,
-) -> dict[str, float]:
-    """Median wall seconds per generation of each variant; rounds rotate the order. "skip" = no blocks."""
+) -> tuple[dict[str, float], float]:
+    """Speedup of each variant vs "full" and the median full seconds. "skip" = no block work.
+
+    Every round times each variant once (order rotating); the speedup is the median over rounds of
+    full time / variant time within the same round, so slow drifts of a noisy machine cancel.
+    """
     names = list(variants) + ["skip"]
     times: dict[str, list[float]] = {n: [] for n in names}
 
@@ -156,16 +171,10 @@ def time_interleaved(
                 started = time.perf_counter()
                 adapter.generate(inputs, full_sampler)
                 return time.perf_counter() - started
-        schedule = variants[name]
-        sampler = sampler_of(schedule) if schedule is not None else full_sampler
-        handle = apply_schedule(adapter.model, schedule) if schedule is not None else None
-        try:
+        with replaying(adapter, variants[name], full_sampler) as sampler:
             started = time.perf_counter()
             adapter.generate(inputs, sampler)
             return time.perf_counter() - started
-        finally:
-            if handle is not None:
-                handle.remove()
 
     for name in names:  # warm-up
         run(name)
@@ -173,7 +182,8 @@ def time_interleaved(
         order = names[r % len(names):] + names[: r % len(names)]
         for name in order:
             times[name].append(run(name))
-    return {n: statistics.median(v) for n, v in times.items()}
+    speedups = {n: statistics.median(f / v for f, v in zip(times["full"], times[n])) for n in names}
+    return speedups, statistics.median(times["full"])
 
 
 def evaluate(
@@ -202,14 +212,13 @@ def evaluate(
     predicted: dict[str, float | None] = {"schedule": _predicted(schedule)}
     cost = block_cost(schedule, block_flops, full_steps)
     if baselines:
-        log("timing the schedule to size the fewer-steps baseline")
-        quick = time_interleaved(adapter, {"full": None, "schedule": schedule}, timing_inputs, 3, full_sampler)
-        speed = quick["full"] / quick["schedule"]
-        n_steps = max(1, min(full_steps, int(np.ceil(full_steps / speed - 1e-9))))
+        log("timing the non-block share to size the fewer-steps baseline")
+        quick, _ = time_interleaved(adapter, {"full": None}, timing_inputs, 3, full_sampler)
+        n_steps = fewer_steps_count(full_steps, cost, 1.0 / quick["skip"])
         fewer = SamplerConfig(**{**full_sampler.to_dict(), "steps": n_steps})
         variants["fewer-steps"] = derive_schedule(
             schedule, np.ones((n_steps, schedule.num_blocks), dtype=bool), fewer,
-            {"solver": "fewer-steps", "note": "fewest DDIM steps not faster than the schedule"},
+            {"solver": "fewer-steps", "note": "fewest DDIM steps whose ideal time is not below the schedule's"},
         )
         predicted["fewer-steps"] = None
         computes = int(round(compute_from_schedule(schedule).sum() / schedule.num_blocks))
@@ -225,8 +234,8 @@ def evaluate(
         log(f"generating with {name}")
         samples[name] = generate_with(adapter, variant, inputs, config.batch_size, full_sampler)
     log(f"timing {len(variants)} variants + no-block run, {config.repeats} interleaved rounds of {config.timing_batch} samples")
-    times = time_interleaved(adapter, variants, timing_inputs, config.repeats, full_sampler)
-    nonblock = times["skip"] / times["full"]
+    speedups, full_seconds = time_interleaved(adapter, variants, timing_inputs, config.repeats, full_sampler)
+    nonblock = 1.0 / speedups["skip"]
 
     def metrics(name: str) -> Metrics:
         variant = variants[name]
@@ -237,7 +246,7 @@ def evaluate(
         return Metrics(
             psnr=q["psnr"], ssim=q["ssim"], rel_l2=q["rel_l2"],
             class_acc=class_accuracy(samples[name], inputs.labels),
-            cost=c, speedup=times["full"] / times[name], ideal_speedup=ideal,
+            cost=c, speedup=speedups[name], ideal_speedup=ideal,
             predicted_rel_l2=predicted.get(name), steps=variant.num_steps,
         )
 
@@ -249,7 +258,8 @@ def evaluate(
         settings={
             "eval_seeds": f"{seeds[0]}-{seeds[-1]}", "samples": len(seeds), "timing_batch": config.timing_batch,
             "repeats": config.repeats, "threads": torch.get_num_threads(), "cost_of_schedule": cost,
-            "full_seconds": times["full"], "sampler": full_sampler.to_dict(),
+            "full_seconds": full_seconds, "sampler": full_sampler.to_dict(),
+            "peak_live_caches": schedule.peak_live_caches(),
         },
     )
 

@@ -38,3 +38,27 @@ def schedule_heatmap(schedule: Schedule, path: str | Path) -> Path:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
     return path
+
+
+def pareto_plot(rows: list[dict], path: str | Path, title: str = "quality vs measured speedup") -> Path:
+    """rows: dicts with `variant`, `speedup`, `psnr`; one line per variant across budgets."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        pts = sorted((r["speedup"], r["psnr"]) for r in rows if r["variant"] == variant)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=variant)
+    ax.set_xlabel("measured speedup vs full compute (x)")
+    ax.set_ylabel("PSNR vs full compute (dB)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path

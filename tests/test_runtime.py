@@ -137,3 +137,14 @@ def test_runtime_imports_only_torch_and_yaml():
             else:
                 continue
             assert set(names) <= allowed, f"{path.name} imports {names}"
+
+
+def test_cache_memory_is_known_in_advance(tiny_adapter, tiny_profile):
+    schedule = schedule_for(tiny_profile, every_other())
+    inputs = tiny_adapter.make_inputs(range(3))
+    with apply_schedule(tiny_adapter.model, schedule) as handle:
+        tiny_adapter.generate(inputs, TINY_SAMPLER)
+        per_block = 2 * 3 * 16 * 32 * 4  # [CFG rows, tokens, width] float32
+        assert handle.peak_cache_bytes == schedule.peak_live_caches() * per_block
+        assert schedule.peak_live_caches() == 3
+        assert handle.cache_bytes() == 0 or handle.cache_bytes() <= handle.peak_cache_bytes
