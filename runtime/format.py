@@ -24,8 +24,8 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 SCHEDULE_VERSION = 1
-COMPUTE_PRECISIONS = ("native",)
-REUSE_MODES = ("residual",)
+COMPUTE_PRECISIONS = ("native", "int8", "fp8", "int4w")
+REUSE_MODES = ("residual", "output", "forecast")
 ACTIONS = COMPUTE_PRECISIONS + REUSE_MODES
 CFG_MODES = ("batched", "none")
 
@@ -99,35 +99,49 @@ class Schedule:
         computed = sum(not is_reuse(a) for row in self.decisions for a in row)
         return computed / (self.num_steps * self.num_blocks)
 
+    def reuse_modes_of(self, block: int) -> frozenset[str]:
+        return frozenset(row[block] for row in self.decisions if is_reuse(row[block]))
+
     def cache_needed(self) -> tuple[tuple[bool, ...], ...]:
-        """[T][B]: whether the output made at (t, b) is reused before block b computes again."""
+        """[T][B]: whether the compute at (t, b) must leave a cache behind.
+
+        True when block b reuses before it computes again, and at every compute of a block that
+        forecasts (a forecast extrapolates from the last two computes, needed or not).
+        """
         steps, blocks = self.num_steps, self.num_blocks
         needed = [[False] * blocks for _ in range(steps)]
         for b in range(blocks):
+            forecasts = "forecast" in self.reuse_modes_of(b)
             reused_later = False
             for t in range(steps - 1, -1, -1):
                 if is_reuse(self.decisions[t][b]):
                     reused_later = True
                 else:
-                    needed[t][b] = reused_later
+                    needed[t][b] = reused_later or forecasts
                     reused_later = False
         return tuple(tuple(row) for row in needed)
 
+    def cache_tensors(self, block: int) -> int:
+        """Tensors (each the shape of the block's output) one cache of `block` holds."""
+        modes = self.reuse_modes_of(block)
+        return int(bool(modes & {"residual", "forecast"})) + int("output" in modes) + int("forecast" in modes)
 
-    def peak_live_caches(self) -> int:
-        """Most block caches alive at once in one generation (per CFG branch): memory known in advance.
-
-        A cache made at a compute of block b lives until b's last reuse before its next compute.
-        """
+    def peak_cache_tensors(self) -> int:
+        """Most cached tensors alive at once in one generation (per CFG branch): memory known in advance."""
         needed = self.cache_needed()
+        sizes = [self.cache_tensors(b) for b in range(self.num_blocks)]
         peak = 0
         live = [False] * self.num_blocks
         for t in range(self.num_steps):
             for b in range(self.num_blocks):
                 if not is_reuse(self.decisions[t][b]):
                     live[b] = needed[t][b]
-            peak = max(peak, sum(live))
+            peak = max(peak, sum(size for size, alive in zip(sizes, live) if alive))
         return peak
+
+    def precisions_used(self) -> frozenset[tuple[int, str]]:
+        """(block, precision) pairs the schedule ever computes below native precision."""
+        return frozenset((b, a) for row in self.decisions for b, a in enumerate(row) if a not in ("native",) and not is_reuse(a))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .format import Schedule, ScheduleFormatError, is_reuse, load_schedule, model_fingerprint
+from .quant import block_bytes, block_kernels, quantize_block
 
 
 @dataclass
@@ -23,6 +24,20 @@ class _StepState:
     step: int = -1
     calls: int = 0  # denoiser calls in this generation (fallback step source)
     batch_shape: tuple[int, ...] | None = None
+
+
+@dataclass
+class _BlockCache:
+    """What one block left behind at its last computes (only the kinds its reuse modes read)."""
+
+    step: int
+    delta: torch.Tensor | None = None  # output - input at `step` (residual, forecast)
+    output: torch.Tensor | None = None  # output at `step` (output reuse)
+    prev_step: int = -1
+    prev_delta: torch.Tensor | None = None  # delta at the compute before (forecast)
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.delta, self.output, self.prev_delta) if t is not None)
 
 
 def _hidden_states(args: tuple, kwargs: Mapping[str, Any]) -> torch.Tensor:
@@ -48,9 +63,17 @@ class ScheduleHandle:
         self.blocks = [model.get_submodule(name) for name in schedule.model.blocks]
         self._decisions = schedule.decisions
         self._cache_needed = schedule.cache_needed()
+        self._modes = [schedule.reuse_modes_of(b) for b in range(len(self.blocks))]
+        # quantized copies are built before any forward is shadowed (a deepcopy would copy the shadow)
+        self.quantized: dict[tuple[int, str], nn.Module] = {
+            (b, p): quantize_block(self.blocks[b], p) for b, p in sorted(schedule.precisions_used())
+        }
+        self.quantized_bytes = sum(block_bytes(m) for m in self.quantized.values())
+        self.kernels = {p: sorted(set().union(*(block_kernels(m) for (b, q), m in self.quantized.items() if q == p)))
+                        for p in sorted({p for _, p in self.quantized})}
         self._timestep_index = {round(float(t), 4): i for i, t in enumerate(schedule.model.timesteps)}
         self._state = _StepState()
-        self._cache: dict[tuple[str | None, int], torch.Tensor] = {}
+        self._cache: dict[tuple[str | None, int], _BlockCache] = {}
         self.branch: str | None = None  # CFG branch for two-call guidance; None = batched/unguided
         self.block_calls = [0] * len(self.blocks)  # real block computations, for tests and reports
         self._cache_bytes = 0
@@ -94,13 +117,13 @@ class ScheduleHandle:
         """Bytes held by caches right now."""
         return self._cache_bytes
 
-    def _store(self, key: tuple, value: torch.Tensor | None) -> None:
+    def _store(self, key: tuple, value: _BlockCache | None) -> None:
         old = self._cache.pop(key, None)
         if old is not None:
-            self._cache_bytes -= old.numel() * old.element_size()
+            self._cache_bytes -= old.nbytes()
         if value is not None:
             self._cache[key] = value
-            self._cache_bytes += value.numel() * value.element_size()
+            self._cache_bytes += value.nbytes()
             self.peak_cache_bytes = max(self.peak_cache_bytes, self._cache_bytes)
 
     # -- step tracking ----------------------------------------------------------------------
@@ -156,26 +179,43 @@ class ScheduleHandle:
             key = (self.branch, index)
             if is_reuse(action):
                 return self._reuse(key, action, args, kwargs, step)
-            out = original(*args, **kwargs)
+            run = original if action == "native" else self.quantized[(index, action)]
+            out = run(*args, **kwargs)
             self.block_calls[index] += 1
             if self._cache_needed[step][index]:
-                x = _hidden_states(args, kwargs)
-                self._store(key, out - x)  # residual: what the block added to its input
+                self._store(key, self._remember(index, self._cache.get(key), step, _hidden_states(args, kwargs), out))
             elif key in self._cache:
                 self._store(key, None)  # no later reuse reads it: free it now
             return out
 
         return forward
 
+    def _remember(self, index: int, old: _BlockCache | None, step: int, x: torch.Tensor, out: torch.Tensor) -> _BlockCache:
+        modes = self._modes[index]
+        entry = _BlockCache(step=step)
+        if modes & {"residual", "forecast"}:
+            entry.delta = out - x  # what the block added to its input
+        if "output" in modes:
+            entry.output = out
+        if "forecast" in modes and old is not None:
+            entry.prev_step, entry.prev_delta = old.step, old.delta
+        return entry
+
     def _reuse(self, key: tuple, action: str, args: tuple, kwargs: Mapping[str, Any], step: int) -> torch.Tensor:
         x = _hidden_states(args, kwargs)
         cached = self._cache.get(key)
-        if cached is None or cached.shape != x.shape:
+        if cached is None or (cached.delta if cached.delta is not None else cached.output).shape != x.shape:
             raise ScheduleFormatError(
                 f"step {step}: block {self.schedule.model.blocks[key[1]]} has no cache to reuse "
                 "(the generation did not start at step 0, or the batch changed mid-generation)"
             )
-        return x + cached  # residual reuse: input + cached (output - input)
+        if action == "output":
+            return cached.output  # DeepCache: the cached output itself
+        if action == "forecast" and cached.prev_delta is not None:
+            # TaylorSeer, first order, on the residual: extrapolate along the last two computes
+            slope = (step - cached.step) / (cached.step - cached.prev_step)
+            return x + cached.delta + slope * (cached.delta - cached.prev_delta)
+        return x + cached.delta  # residual (FORA / Delta-DiT): input + cached (output - input)
 
 
 def apply_schedule(

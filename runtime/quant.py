@@ -91,7 +91,9 @@ class QuantizedLinear(nn.Module):
             self.register_buffer("w_scale", scale)
             self.kernel = "int8-matmul" if _int_mm_works(w.device) else "simulated"
         elif precision == "fp8":
-            self.register_buffer("weight_deq", fake_fp8(w, dim=1).to(self.dtype))  # e4m3 values, stored dequantised
+            scale = w.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / FP8_MAX  # [out, 1]
+            self.register_buffer("weight_fp8", (w / scale).to(torch.float8_e4m3fn))  # [out, in], 1 byte each
+            self.register_buffer("w_scale", scale)
             self.kernel = "simulated"
         else:
             if self.in_features % INT4_GROUP:
@@ -115,7 +117,8 @@ class QuantizedLinear(nn.Module):
                 acc = xq.float() @ self.weight_t.float()
             y = (acc * xs * self.w_scale[None, :]).to(x.dtype)
         elif self.precision == "fp8":
-            y = fake_fp8(x2, dim=1) @ self.weight_deq.t()
+            w = self.weight_fp8.to(x.dtype) * self.w_scale.to(x.dtype)  # dequantised e4m3 weights
+            y = fake_fp8(x2, dim=1) @ w.t()
         else:
             y = x2 @ dequantize_int4_groups(self.packed, self.w_scale).to(x.dtype).t()
         if self.bias is not None:
@@ -126,6 +129,13 @@ class QuantizedLinear(nn.Module):
 def quantize_block(block: nn.Module, precision: str) -> nn.Module:
     """A copy of `block` whose every nn.Linear runs at `precision` (the original is untouched)."""
     quantized = copy.deepcopy(block)
+    vars(quantized).pop("forward", None)  # a runtime shadow on the original is not part of the block
+    for module in quantized.modules():  # nor are hooks others registered on it
+        for name in ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwargs",
+                     "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called"):
+            hooks = getattr(module, name, None)
+            if hooks is not None:
+                hooks.clear()
     for name, module in list(quantized.named_modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.Linear):

@@ -39,6 +39,14 @@ def _budget(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _options(text: str) -> set[str]:
+    return {x.strip() for x in text.split(",") if x.strip()}
+
+
+def _precisions(text: str) -> tuple[str, ...]:
+    return () if text.strip() in ("", "none") else tuple(x.strip() for x in text.split(",") if x.strip())
+
+
 def _shard(text: str) -> tuple[int, int]:
     try:
         i, n = (int(x) for x in text.split("/"))
@@ -68,6 +76,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     config = ProfileConfig(
         calib_samples=args.calib, batch_size=args.batch_size, max_age=args.max_age,
         probe_steps=args.probe_steps, probe_samples=args.probe_samples, shard=args.shard,
+        forecast_gap=args.forecast_gap, precisions=args.precisions, measure_latency=args.measure_latency,
     )
     out = Path(args.output) if args.output else PROFILES / (
         f"{adapter.name}.profile.npz" if config.shard == (0, 1) else f"{adapter.name}.shard{config.shard[0]}of{config.shard[1]}.profile.npz"
@@ -98,9 +107,14 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
     solver = get_solver(args.solver)  # unknown solver: fail before reading anything
     profile = Profile.load(args.profile)
-    problem = problem_from_profile(profile)
+    problem = problem_from_profile(profile, args.allow, args.cost)
     solution = solver(problem, args.budget, Constraints(first_full=args.first_full))
-    schedule = schedule_from_solution(profile, solution, args.budget, {"profile_file": str(args.profile)})
+    used = sorted({a for row in solution.actions() for a in row if a in profile.precisions})
+    extra = {"profile_file": str(args.profile), "cost_model": args.cost,
+             "allowed": sorted(args.allow) if args.allow else "all profiled"}
+    if used:
+        extra["kernels_at_profile"] = {p: profile.meta.get("kernels", {}).get(p, ["?"]) for p in used}
+    schedule = schedule_from_solution(profile, solution, args.budget, extra)
     suffix = "" if args.solver == "dp" else f"-{args.solver}"
     out = Path(args.output) if args.output else SCHEDULES / f"{profile.meta['model']}{suffix}-b{args.budget:.2f}.yaml"
     save_schedule(schedule, out)
@@ -169,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-age", type=int, default=24, help="longest cache reuse measured, in steps (default 24)")
     p.add_argument("--probe-steps", type=int, default=10, help="steps probed for the propagation gain (default 10)")
     p.add_argument("--probe-samples", type=int, default=4, help="samples used by the gain probes (default 4)")
+    p.add_argument("--precisions", type=_precisions, default=("int8", "fp8", "int4w"),
+                   help="reduced precisions whose error is measured, comma-separated, or 'none' (default int8,fp8,int4w)")
+    p.add_argument("--forecast-gap", type=int, default=8, help="forecast reuse measured from computes at most this far apart (default 8)")
+    p.add_argument("--measure-latency", action="store_true", help="time every block at every option on this device (for --cost latency)")
     p.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N", help="profile calibration seeds I, I+N, ... (merge with `schedc merge`)")
     p.add_argument("-o", "--output", help="profile file (default profiles/<model>.profile.npz)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -183,7 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("profile", nargs="?", default=str(PROFILES / "reference-dit.profile.npz"),
                    help="profile file (default profiles/reference-dit.profile.npz)")
     p.add_argument("--budget", type=_budget, required=True, help="block compute as a fraction of full, in (0, 1]")
-    p.add_argument("--solver", default="dp", help="dp (default; exact for the additive error model) or uniform")
+    p.add_argument("--solver", default="dp", help="dp (default; exact for the additive error model, joint decisions included) or uniform")
+    p.add_argument("--allow", type=_options, default=None, metavar="OPTIONS",
+                   help="decision set, comma-separated from residual,output,forecast,int8,fp8,int4w (default: all the profile measured)")
+    p.add_argument("--cost", choices=("flops", "latency"), default="flops",
+                   help="cost model: FLOPs (int8/fp8 at half a native compute) or the profile's measured latency")
     p.add_argument("--first-full", type=int, default=1, help="the first K steps compute every block (default 1)")
     p.add_argument("-o", "--output", help="schedule file (default schedules/<model>-b<budget>.yaml)")
     p.set_defaults(func=cmd_solve)

@@ -21,11 +21,11 @@ from schedc.datasets import class_accuracy
 from schedc.errors import SchedcError, ScheduleError
 from schedc.metrics import ideal_speedup, quality
 from schedc.models.adapter import GenerationInputs, ModelAdapter
-from schedc.problem import Problem
+from schedc.problem import FLOP_COST, Problem
 from schedc.sampling import SamplerConfig
-from schedc.schedule import calibration_seeds, compute_from_schedule, derive_schedule
+from schedc.schedule import calibration_seeds, derive_schedule
 from schedc.solvers.baselines import fewer_steps_count, uniform_compute_steps
-from schedc_runtime import Schedule, ScheduleFormatError, apply_schedule, check_model
+from schedc_runtime import Schedule, ScheduleFormatError, ScheduleHandle, apply_schedule, check_model
 
 EVAL_SEED_START = 1_000_000  # evaluation seeds start here; calibration seeds start at 0
 
@@ -89,16 +89,20 @@ class EvalReport:
                 f"{name:<14}{m.steps:>6}{m.cost:>7.3f}{m.psnr:>8.2f}{m.ssim:>7.3f}{m.rel_l2:>8.4f}{pred:>8}"
                 f"{m.class_acc:>6.2f}{m.speedup:>8.2f}x{m.ideal_speedup:>6.2f}x{m.speedup / m.ideal_speedup:>11.2f}"
             )
+        kernels = self.settings.get("runtime", {}).get("kernels")
+        if kernels:
+            rows.append("reduced precision ran as: " + ", ".join(f"{p} = {'/'.join(k)}" for p, k in kernels.items())
+                        + " (simulated = quantise-dequantise in float; no speedup from it on this device)")
         rows.append(f"full compute: class accuracy {self.full_class_acc:.2f}; non-block share o = {self.nonblock_share:.3f}; "
-                    f"schedule keeps at most {self.settings.get('peak_live_caches', '?')} block caches alive")
+                    f"caches hold at most {self.settings.get('peak_cache_tensors', '?')} block-output tensors")
         return "\n".join(rows)
 
 
 def block_cost(schedule: Schedule, block_flops: list[float], full_steps: int) -> float:
-    """Block FLOPs of `schedule` as a fraction of computing every block for `full_steps` steps."""
+    """Block FLOPs of `schedule` (FLOP cost model) as a fraction of all blocks for `full_steps` steps."""
     flops = np.asarray(block_flops)
-    computed = compute_from_schedule(schedule)  # [T, B]
-    return float((computed * flops[None]).sum() / (full_steps * flops.sum()))
+    weight = np.array([[FLOP_COST.get(a, 0.0) for a in row] for row in schedule.decisions])  # [T, B]
+    return float((weight * flops[None]).sum() / (full_steps * flops.sum()))
 
 
 def sampler_of(schedule: Schedule) -> SamplerConfig:
@@ -113,18 +117,17 @@ def sampler_of(schedule: Schedule) -> SamplerConfig:
 
 
 @contextmanager
-def replaying(adapter: ModelAdapter, schedule: Schedule | None, full_sampler: SamplerConfig) -> Iterator[SamplerConfig]:
-    """Attach `schedule` (None = the bare model) for the block; yields the sampler to run it with."""
+def replaying(adapter: ModelAdapter, schedule: Schedule | None) -> Iterator["ScheduleHandle | None"]:
+    """Attach `schedule` (None = the bare model) for the duration of the block."""
     if schedule is None:
-        yield full_sampler
+        yield None
         return
-    sampler = sampler_of(schedule)
     try:
         handle = apply_schedule(adapter.model, schedule)
     except ScheduleFormatError as exc:
         raise ScheduleError(str(exc)) from None
     try:
-        yield sampler
+        yield handle
     except ScheduleFormatError as exc:
         raise ScheduleError(str(exc)) from None
     finally:
@@ -133,11 +136,18 @@ def replaying(adapter: ModelAdapter, schedule: Schedule | None, full_sampler: Sa
 
 def generate_with(
     adapter: ModelAdapter, schedule: Schedule | None, inputs: GenerationInputs, batch: int, full_sampler: SamplerConfig
-) -> torch.Tensor:
-    """Generate `inputs` in batches, replaying `schedule` (None = the bare model at `full_sampler`)."""
-    with replaying(adapter, schedule, full_sampler) as sampler:
-        return torch.cat([adapter.generate(inputs.subset(slice(i, i + batch)), sampler)
-                          for i in range(0, len(inputs), batch)])
+) -> tuple[torch.Tensor, dict]:
+    """Generate `inputs` in batches, replaying `schedule` (None = the bare model at `full_sampler`).
+
+    Returns the samples and what the runtime reported (kernels, quantized copies' memory, cache peak).
+    """
+    sampler = sampler_of(schedule) if schedule is not None else full_sampler
+    with replaying(adapter, schedule) as handle:
+        samples = torch.cat([adapter.generate(inputs.subset(slice(i, i + batch)), sampler)
+                             for i in range(0, len(inputs), batch)])
+        report = {} if handle is None else {"kernels": handle.kernels, "quantized_bytes": handle.quantized_bytes,
+                                            "peak_cache_bytes": handle.peak_cache_bytes}
+    return samples, report
 
 
 @contextmanager
@@ -171,7 +181,9 @@ def time_interleaved(
                 started = time.perf_counter()
                 adapter.generate(inputs, full_sampler)
                 return time.perf_counter() - started
-        with replaying(adapter, variants[name], full_sampler) as sampler:
+        schedule = variants[name]
+        sampler = sampler_of(schedule) if schedule is not None else full_sampler
+        with replaying(adapter, schedule):
             started = time.perf_counter()
             adapter.generate(inputs, sampler)
             return time.perf_counter() - started
@@ -207,7 +219,7 @@ def evaluate(
     timing_inputs = adapter.make_inputs(seeds[: config.timing_batch])
 
     log(f"generating {len(seeds)} held-out samples (seeds {seeds[0]}..{seeds[-1]}) at full compute")
-    full = generate_with(adapter, None, inputs, config.batch_size, full_sampler)
+    full, _ = generate_with(adapter, None, inputs, config.batch_size, full_sampler)
     variants: dict[str, Schedule | None] = {"full": None, "schedule": schedule}
     predicted: dict[str, float | None] = {"schedule": _predicted(schedule)}
     cost = block_cost(schedule, block_flops, full_steps)
@@ -221,18 +233,18 @@ def evaluate(
             {"solver": "fewer-steps", "note": "fewest DDIM steps whose ideal time is not below the schedule's"},
         )
         predicted["fewer-steps"] = None
-        computes = int(round(compute_from_schedule(schedule).sum() / schedule.num_blocks))
+        computes = int(round(cost * full_steps))  # the schedule's FLOP cost, spent on whole steps
         uniform = np.zeros((full_steps, schedule.num_blocks), dtype=bool)
         uniform[uniform_compute_steps(full_steps, computes)] = True
         variants["uniform"] = derive_schedule(schedule, uniform, full_sampler, {"solver": "uniform"})
         predicted["uniform"] = _finite(problem.predicted_error(uniform)) if problem is not None else None
 
-    samples = {}
+    samples, runtime = {}, {}
     for name, variant in variants.items():
         if name == "full":
             continue
         log(f"generating with {name}")
-        samples[name] = generate_with(adapter, variant, inputs, config.batch_size, full_sampler)
+        samples[name], runtime[name] = generate_with(adapter, variant, inputs, config.batch_size, full_sampler)
     log(f"timing {len(variants)} variants + no-block run, {config.repeats} interleaved rounds of {config.timing_batch} samples")
     speedups, full_seconds = time_interleaved(adapter, variants, timing_inputs, config.repeats, full_sampler)
     nonblock = 1.0 / speedups["skip"]
@@ -259,7 +271,8 @@ def evaluate(
             "eval_seeds": f"{seeds[0]}-{seeds[-1]}", "samples": len(seeds), "timing_batch": config.timing_batch,
             "repeats": config.repeats, "threads": torch.get_num_threads(), "cost_of_schedule": cost,
             "full_seconds": full_seconds, "sampler": full_sampler.to_dict(),
-            "peak_live_caches": schedule.peak_live_caches(),
+            "peak_cache_tensors": schedule.peak_cache_tensors(),
+            "runtime": runtime["schedule"],
         },
     )
 

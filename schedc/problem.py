@@ -19,6 +19,11 @@ if TYPE_CHECKING:
     from schedc.profile import Profile
 
 
+# FLOP cost model: a compute at each precision relative to native. int8/fp8 run at twice the dense
+# tensor-core throughput of bf16 on current GPUs; int4 weight-only saves memory, not FLOPs.
+FLOP_COST = {"native": 1.0, "int8": 0.5, "fp8": 0.5, "int4w": 1.0}
+
+
 def check_budget(budget: float) -> float:
     try:
         value = float(budget)
@@ -43,6 +48,13 @@ class Problem:
     gain: np.ndarray  # [B, T]
     block_cost: np.ndarray  # [B]
     block_names: tuple[str, ...] = field(default=())
+    # the joint decisions (issue: cache + precision); None/() = residual reuse and native compute only
+    output_error: np.ndarray | None = None  # [B, T, T] output (DeepCache) reuse
+    forecast_error: np.ndarray | None = None  # [B, G, T, T]: [b, s - s' - 1, s, t] forecast reuse
+    precisions: tuple[str, ...] = ()  # reduced precisions the solver may choose
+    quant_error: np.ndarray | None = None  # [B, T, P] relative error of computing at precisions[p]
+    precision_cost: np.ndarray | None = None  # [B, P] cost of a compute at precisions[p] / native cost
+    allow_residual: bool = True
 
     def __post_init__(self) -> None:
         e, g, c = self.reuse_error, self.gain, self.block_cost
@@ -57,6 +69,63 @@ class Problem:
             raise SolverError("errors and gains must be non-negative numbers")
         if self.block_names and len(self.block_names) != b:
             raise SolverError("block_names must name every block")
+        if self.output_error is not None and self.output_error.shape != e.shape:
+            raise SolverError(f"output_error must be [B, T, T] = {e.shape}")
+        if self.forecast_error is not None and (self.forecast_error.ndim != 4 or self.forecast_error.shape[0::2] != (b, t)):
+            raise SolverError("forecast_error must be [B, G, T, T]")
+        p = len(self.precisions)
+        if p and (self.quant_error is None or self.quant_error.shape != (b, t, p)):
+            raise SolverError(f"quant_error must be [B, T, P] = {(b, t, p)}")
+        if p and (self.precision_cost is None or self.precision_cost.shape != (b, p) or np.any(self.precision_cost <= 0)):
+            raise SolverError(f"precision_cost must be [B, P] = {(b, p)} and positive")
+
+    @property
+    def is_joint(self) -> bool:
+        """More than compute-native / reuse-residual: needs the joint DP."""
+        return bool(self.precisions) or self.output_error is not None or self.forecast_error is not None or not self.allow_residual
+
+    @property
+    def reuse_modes(self) -> tuple[str, ...]:
+        modes = ("residual",) if self.allow_residual else ()
+        if self.output_error is not None:
+            modes += ("output",)
+        if self.forecast_error is not None:
+            modes += ("forecast",)
+        return modes
+
+    def step_error(self, block: int, mode: str, prev: int | None, src: int, t: int) -> float:
+        """Weighted error of block `block` reusing at t in `mode` from computes at src (and prev)."""
+        if mode == "residual":
+            e = self.reuse_error[block, src, t] if self.allow_residual else np.inf
+        elif mode == "output" and self.output_error is not None:
+            e = self.output_error[block, src, t]
+        elif mode == "forecast" and self.forecast_error is not None and prev is not None:
+            gap = src - prev - 1
+            e = self.forecast_error[block, gap, src, t] if 0 <= gap < self.forecast_error.shape[1] else np.inf
+        else:
+            e = np.inf
+        return float(e) if np.isinf(e) else float(e * self.gain[block, t])
+
+    def evaluate_decisions(self, decisions) -> tuple[float, float]:
+        """decisions[t][b] action names -> (predicted error, cost fraction) under the additive model."""
+        total, cost = 0.0, 0.0
+        for b in range(self.num_blocks):
+            prev = last = None
+            for t in range(self.num_steps):
+                action = decisions[t][b]
+                if action in ("residual", "output", "forecast"):
+                    if last is None:
+                        return float("inf"), float("inf")
+                    total += self.step_error(b, action, prev, last, t)
+                    continue
+                if action == "native":
+                    cost += self.block_cost[b]
+                else:
+                    p = self.precisions.index(action)
+                    cost += self.block_cost[b] * self.precision_cost[b, p]
+                    total += float(self.gain[b, t] * self.quant_error[b, t, p])
+                prev, last = last, t
+        return total, float(cost / (self.num_steps * self.block_cost.sum()))
 
     @property
     def num_blocks(self) -> int:
@@ -93,11 +162,50 @@ class Problem:
         return total
 
 
-def problem_from_profile(profile: "Profile") -> Problem:
-    """Reuse errors and gains as measured; block cost = FLOPs per call (the cost model)."""
+def problem_from_profile(profile: "Profile", allow: "set[str] | None" = None, cost: str = "flops") -> Problem:
+    """The profile's error model restricted to the `allow`ed options, with a FLOP or latency cost model.
+
+    allow: reuse modes and precisions (residual, output, forecast, int8, fp8, int4w); None = all measured.
+    cost: "flops" charges int8/fp8 half a native compute (2x tensor-core throughput) and int4w a full
+        one (weight-only saves memory, not FLOPs); "latency" charges what `--measure-latency` timed
+        on the profiling device.
+    """
+    from schedc.errors import ProfileError
+
+    measured = {"residual", "output", "forecast", *profile.precisions}
+    allow = set(measured if allow is None else allow)
+    unknown = allow - {"residual", "output", "forecast", "int8", "fp8", "int4w"}
+    if unknown:
+        raise SolverError(f"unknown option(s) in --allow: {', '.join(sorted(unknown))}")
+    missing = allow - measured
+    if missing:
+        raise ProfileError(f"the profile did not measure {', '.join(sorted(missing))}; re-profile with them")
+    if not allow & {"residual", "output", "forecast"}:
+        raise SolverError("--allow needs at least one reuse mode (residual, output or forecast)")
+    precisions = tuple(p for p in profile.precisions if p in allow)
+    idx = [profile.precisions.index(p) for p in precisions]
+    if cost == "flops":
+        ratio = np.array([[FLOP_COST[p] for p in precisions]] * profile.num_blocks).reshape(profile.num_blocks, len(precisions))
+        block_cost = profile.block_flops.copy()
+    elif cost == "latency":
+        table = profile.meta.get("latency")
+        if not table:
+            raise ProfileError("the profile has no latency table: run `schedc profile --measure-latency`")
+        native = np.asarray(table["native"], dtype=float)
+        ratio = np.stack([np.asarray(table[p], dtype=float) / native for p in precisions], axis=1) if precisions \
+            else np.zeros((profile.num_blocks, 0))
+        block_cost = native
+    else:
+        raise SolverError(f"unknown cost model {cost!r}: choose flops or latency")
     return Problem(
-        reuse_error=profile.reuse_error(),
+        reuse_error=profile.reuse_error("residual"),
         gain=profile.gain(),
-        block_cost=profile.block_flops.copy(),
+        block_cost=block_cost,
         block_names=tuple(profile.meta["blocks"]),
+        output_error=profile.reuse_error("output") if "output" in allow else None,
+        forecast_error=profile.reuse_error("forecast") if "forecast" in allow else None,
+        precisions=precisions,
+        quant_error=profile.quant_error()[:, :, idx] if precisions else None,
+        precision_cost=ratio if precisions else None,
+        allow_residual="residual" in allow,
     )

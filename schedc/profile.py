@@ -15,7 +15,9 @@ from schedc.atomic import atomic_path
 from schedc.errors import ProfileError
 
 PROFILE_VERSION = 1
-_ARRAYS = ("reuse_err_sum", "reuse_count", "probe_final_sum", "probe_local_sum", "probe_count", "block_flops")
+_ARRAYS = ("reuse_err_sum", "reuse_count", "output_err_sum", "forecast_err_sum", "forecast_count",
+           "quant_err_sum", "quant_count", "probe_final_sum", "probe_local_sum", "probe_count", "block_flops")
+REUSE_MODES = ("residual", "output", "forecast")
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,11 @@ class Profile:
 
     reuse_err_sum[b, s, t] / reuse_count[b, s, t]: mean relative error of block b's output at step t
         when it reuses (residual) the cache made at step s; counted per sample row.
+    output_err_sum[b, s, t] / reuse_count: the same for output reuse (the cached output itself).
+    forecast_err_sum[b, g, s, t] / forecast_count: forecast reuse at t from the computes at s and
+        s' = s - g - 1 (first-order extrapolation of the residual).
+    quant_err_sum[b, t, p] / quant_count[b, t]: block b's output error at step t when it computes at
+        precision meta["precisions"][p] on the same input.
     probe_final_sum[b, t] / probe_local_sum[b, t]: propagation gain at probed steps: the final
         sample's relative error per unit of local relative error when only (b, t) reuses from t-1.
     block_flops[b]: FLOPs of one call of block b for one sample; nonblock_flops in `meta`.
@@ -32,6 +39,11 @@ class Profile:
 
     reuse_err_sum: np.ndarray  # [B, T, T] float64
     reuse_count: np.ndarray  # [B, T, T] int64
+    output_err_sum: np.ndarray  # [B, T, T] float64
+    forecast_err_sum: np.ndarray  # [B, G, T, T] float64
+    forecast_count: np.ndarray  # [B, G, T, T] int64
+    quant_err_sum: np.ndarray  # [B, T, P] float64
+    quant_count: np.ndarray  # [B, T] int64
     probe_final_sum: np.ndarray  # [B, T] float64
     probe_local_sum: np.ndarray  # [B, T] float64
     probe_count: np.ndarray  # [B, T] int64
@@ -42,6 +54,12 @@ class Profile:
         b, t, t2 = self.reuse_err_sum.shape
         if t != t2 or self.reuse_count.shape != (b, t, t):
             raise ProfileError("profile arrays have inconsistent shapes")
+        if self.output_err_sum.shape != (b, t, t) or self.forecast_err_sum.shape[0::2] != (b, t):
+            raise ProfileError("profile reuse-mode arrays have inconsistent shapes")
+        if self.forecast_count.shape != self.forecast_err_sum.shape:
+            raise ProfileError("profile forecast arrays have inconsistent shapes")
+        if self.quant_err_sum.shape != (b, t, len(self.meta.get("precisions", []))) or self.quant_count.shape != (b, t):
+            raise ProfileError("profile quantization arrays do not match meta['precisions']")
         for name in ("probe_final_sum", "probe_local_sum", "probe_count"):
             if getattr(self, name).shape != (b, t):
                 raise ProfileError(f"profile array {name} must be [B, T] = {(b, t)}")
@@ -62,11 +80,28 @@ class Profile:
     def num_steps(self) -> int:
         return int(self.reuse_err_sum.shape[1])
 
-    def reuse_error(self) -> np.ndarray:
-        """[B, T, T] mean relative error; +inf where never measured (s >= t or beyond the max age)."""
+    def reuse_error(self, mode: str = "residual") -> np.ndarray:
+        """Mean relative error; +inf where never measured (s >= t or beyond the max age).
+
+        residual/output: [B, T, T] indexed [b, s, t]; forecast: [B, G, T, T] indexed [b, s - s' - 1, s, t].
+        """
+        sums, counts = {
+            "residual": (self.reuse_err_sum, self.reuse_count),
+            "output": (self.output_err_sum, self.reuse_count),
+            "forecast": (self.forecast_err_sum, self.forecast_count),
+        }[mode]
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = self.reuse_err_sum / self.reuse_count
-        return np.where(self.reuse_count > 0, mean, np.inf)
+            mean = sums / counts
+        return np.where(counts > 0, mean, np.inf)
+
+    def quant_error(self) -> np.ndarray:
+        """[B, T, P] mean relative error of computing at each of meta["precisions"]."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.quant_count[..., None] > 0, self.quant_err_sum / self.quant_count[..., None], np.inf)
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        return tuple(self.meta.get("precisions", ()))
 
     def gain(self) -> np.ndarray:
         """[B, T] propagation gain, linearly interpolated over steps between the probed ones."""
@@ -89,7 +124,7 @@ class Profile:
     # -- merging shards --------------------------------------------------------------------------
     def merge(self, other: "Profile") -> "Profile":
         """Exact: sums and counts add. Shards must be of the same model and settings, disjoint seeds."""
-        for key in ("fingerprint", "steps", "timesteps", "sampler", "max_age"):
+        for key in ("fingerprint", "steps", "timesteps", "sampler", "max_age", "precisions", "forecast_gap"):
             if self.meta.get(key) != other.meta.get(key):
                 raise ProfileError(f"cannot merge profiles with different {key}")
         overlap = set(self.meta["calibration_seeds"]) & set(other.meta["calibration_seeds"])

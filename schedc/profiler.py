@@ -25,6 +25,7 @@ from schedc.metrics import rel_l2
 from schedc.models.adapter import GenerationInputs, ModelAdapter
 from schedc.profile import Profile
 from schedc.sampling import SamplerConfig
+from schedc_runtime.quant import PRECISIONS, block_kernels, quantize_block
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,9 @@ class ProfileConfig:
     probe_steps: int = 10  # steps at which the propagation gain is probed (interpolated between)
     probe_samples: int = 4  # samples of the first batch used for the probes
     shard: tuple[int, int] = (0, 1)  # (i, n): this run profiles calibration seeds i, i+n, ...
-
+    forecast_gap: int = 8  # forecast reuse measured from compute pairs at most this far apart
+    precisions: tuple[str, ...] = PRECISIONS  # reduced precisions whose error Q[b, t, p] is measured
+    measure_latency: bool = False  # time each block at each option on this device
     def __post_init__(self) -> None:
         if self.calib_samples < 1 or self.batch_size < 1:
             raise ProfileError("--calib and the batch size must be >= 1")
@@ -43,6 +46,11 @@ class ProfileConfig:
             raise ProfileError("--max-age must be >= 1")
         if self.probe_steps < 0 or self.probe_samples < 1:
             raise ProfileError("--probe-steps must be >= 0 and --probe-samples >= 1")
+        unknown = set(self.precisions) - set(PRECISIONS)
+        if unknown:
+            raise ProfileError(f"unknown precision(s) {', '.join(sorted(unknown))}: choose from {', '.join(PRECISIONS)}")
+        if self.forecast_gap < 1:
+            raise ProfileError("--forecast-gap must be >= 1")
         i, n = self.shard
         if not (n >= 1 and 0 <= i < n):
             raise ProfileError(f"--shard must be i/n with 0 <= i < n, got {i}/{n}")
@@ -56,44 +64,103 @@ class ProfileConfig:
 
 
 class _ReuseErrorRecorder:
-    """Forward hooks that accumulate E[b, s, t] sums from a ring of the last `max_age` residuals."""
+    """Forward hooks that accumulate reuse and quantization error sums as the rollout goes.
 
-    def __init__(self, num_blocks: int, steps: int, max_age: int, probe_at: set[int], probe_rows: list[int]) -> None:
-        self.err_sum = np.zeros((num_blocks, steps, steps))
-        self.count = np.zeros((num_blocks, steps, steps), dtype=np.int64)
+    Per block it keeps a ring of the last `max_age` residuals d and outputs o (float32) and the
+    float64 Gram matrix of the residuals, so the error of every reuse mode against every earlier
+    cache costs one inner product per ring entry:
+      residual  ||d_s - d_t||,  output ||o_s - o_t||,
+      forecast  ||d_s + lam (d_s - d_s') - d_t||, lam = (t - s) / (s - s'), for s - s' <= forecast_gap,
+    all divided by ||o_t|| per row. Quantization: each quantized copy runs on the same inputs.
+    """
+
+    def __init__(
+        self, num_blocks: int, steps: int, max_age: int, forecast_gap: int, probe_at: set[int], probe_rows: list[int],
+        quantized: list[dict[str, torch.nn.Module]] | None = None,
+    ) -> None:
         self.max_age = min(max_age, steps - 1)
+        self.gap = min(forecast_gap, self.max_age)
+        self.res_sum = np.zeros((num_blocks, steps, steps))
+        self.out_sum = np.zeros((num_blocks, steps, steps))
+        self.count = np.zeros((num_blocks, steps, steps), dtype=np.int64)
+        self.fc_sum = np.zeros((num_blocks, max(self.gap, 1), steps, steps))  # [b, s - s' - 1, s, t]
+        self.fc_count = np.zeros((num_blocks, max(self.gap, 1), steps, steps), dtype=np.int64)
+        self.quantized = quantized or [{} for _ in range(num_blocks)]
+        precisions = list(self.quantized[0]) if self.quantized else []
+        self.q_sum = np.zeros((num_blocks, steps, len(precisions)))
+        self.q_count = np.zeros((num_blocks, steps), dtype=np.int64)
         self.step = -1
-        self.ring: list[torch.Tensor | None] = [None] * num_blocks  # [A, rows, ...] per block
-        self.ring_steps = [np.full(max(self.max_age, 1), -1) for _ in range(num_blocks)]
+        size = max(self.max_age, 1)
+        self.deltas: list[torch.Tensor | None] = [None] * num_blocks  # [A, rows, F] per block
+        self.outputs: list[torch.Tensor | None] = [None] * num_blocks  # [A, rows, F]
+        self.gram = [torch.zeros(size, size, 0, dtype=torch.float64) for _ in range(num_blocks)]  # [A, A, rows]
+        self.ring_steps = [np.full(size, -1) for _ in range(num_blocks)]
         self.probe_at = probe_at  # steps t whose (t-1) residuals the probes need
         self.probe_rows = probe_rows
         self.probe_delta: dict[tuple[int, int], torch.Tensor] = {}  # (t, b) -> residual at t-1
 
     def hook(self, index: int):
-        def fn(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> None:
+        def fn(module: torch.nn.Module, args: tuple, kwargs: dict, output: torch.Tensor) -> None:
             t = self.step
-            x = args[0]
-            delta = (output - x).float()  # [rows, ...]: what the block adds to its input
-            out_norm = output.float().flatten(1).norm(dim=1).clamp_min(1e-12)  # [rows]
+            rows = output.shape[0]
+            delta = (output - args[0]).float().reshape(rows, -1)  # [rows, F]: what the block adds
+            out = output.float().reshape(rows, -1)  # [rows, F]
+            out_norm = out.norm(dim=1).double().clamp_min(1e-12)  # [rows]
             if self.max_age > 0:
-                ring = self.ring[index]
-                if ring is None or ring.shape[1:] != delta.shape:
-                    ring = self.ring[index] = torch.zeros((self.max_age, *delta.shape))
-                    self.ring_steps[index][:] = -1
-                valid = np.flatnonzero(self.ring_steps[index] >= 0)
-                if valid.size:
-                    diff = (ring[valid] - delta.unsqueeze(0)).flatten(2).norm(dim=2)  # [k, rows]
-                    rel = (diff / out_norm.unsqueeze(0)).sum(dim=1).double().numpy()  # [k]
-                    s = self.ring_steps[index][valid]
-                    self.err_sum[index, s, t] += rel
-                    self.count[index, s, t] += delta.shape[0]
-                slot = t % self.max_age
-                ring[slot] = delta
-                self.ring_steps[index][slot] = t
+                self._reuse_errors(index, t, delta, out, out_norm)
+            for p, (precision, copy) in enumerate(self.quantized[index].items()):
+                q_out = copy(*args, **kwargs).float().reshape(rows, -1)
+                self.q_sum[index, t, p] += float(((q_out - out).norm(dim=1).double() / out_norm).sum())
+            if self.quantized[index]:
+                self.q_count[index, t] += rows
             if t + 1 in self.probe_at:
-                self.probe_delta[(t + 1, index)] = delta[self.probe_rows].clone()
+                self.probe_delta[(t + 1, index)] = (output - args[0])[self.probe_rows].clone()
 
         return fn
+
+    def _reuse_errors(self, b: int, t: int, delta: torch.Tensor, out: torch.Tensor, out_norm: torch.Tensor) -> None:
+        rows = delta.shape[0]
+        if self.deltas[b] is None or self.deltas[b].shape[1:] != delta.shape:
+            self.deltas[b] = torch.zeros((self.max_age, *delta.shape))
+            self.outputs[b] = torch.zeros((self.max_age, *delta.shape))
+            self.gram[b] = torch.zeros(self.max_age, self.max_age, rows, dtype=torch.float64)
+            self.ring_steps[b][:] = -1
+        ring_d, ring_o, gram, ring_steps = self.deltas[b], self.outputs[b], self.gram[b], self.ring_steps[b]
+        d64 = delta.double()
+        inner = torch.einsum("arf,rf->ar", ring_d.double(), d64)  # [A, rows]: <d_i, d_t>
+        self_sq = (d64 * d64).sum(dim=1)  # [rows]
+        diag = torch.diagonal(gram, dim1=0, dim2=1).t()  # [A, rows]: ||d_i||^2
+        valid = np.flatnonzero(ring_steps >= 0)
+        if valid.size:
+            s = ring_steps[valid]
+            res = (diag[valid] + self_sq - 2 * inner[valid]).clamp_min(0).sqrt() / out_norm  # [k, rows]
+            outs = (ring_o[valid] - out.unsqueeze(0)).norm(dim=2).double() / out_norm  # [k, rows]
+            self.res_sum[b, s, t] += res.sum(dim=1).numpy()
+            self.out_sum[b, s, t] += outs.sum(dim=1).numpy()
+            self.count[b, s, t] += rows
+            self._forecast_errors(b, t, valid, diag, inner, self_sq, out_norm)
+        slot = t % self.max_age
+        gram[slot, :, :] = inner
+        gram[:, slot, :] = inner
+        gram[slot, slot, :] = self_sq
+        ring_d[slot] = delta
+        ring_o[slot] = out
+        ring_steps[slot] = t
+
+    def _forecast_errors(self, b, t, valid, diag, inner, self_sq, out_norm) -> None:
+        steps = self.ring_steps[b]
+        pairs = [(i, j) for i in valid for j in valid if 1 <= steps[i] - steps[j] <= self.gap]  # i = s, j = s'
+        if not pairs:
+            return
+        i, j = (np.array(x) for x in zip(*pairs))
+        s, s_prev = steps[i], steps[j]
+        lam = torch.from_numpy((t - s) / (s - s_prev)).unsqueeze(1)  # [k, 1]
+        gram = self.gram[b]
+        sq = ((1 + lam) ** 2 * diag[i] + lam**2 * diag[j] + self_sq - 2 * (1 + lam) * lam * gram[i, j]
+              - 2 * (1 + lam) * inner[i] + 2 * lam * inner[j])  # [k, rows]
+        err = sq.clamp_min(0).sqrt() / out_norm
+        np.add.at(self.fc_sum[b], (s - s_prev - 1, s, t), err.sum(dim=1).numpy())
+        np.add.at(self.fc_count[b], (s - s_prev - 1, s, t), err.shape[1])
 
 
 def _cfg_rows(samples: Sequence[int], batch: int, cfg: str) -> list[int]:
@@ -157,10 +224,32 @@ def _probe_gain(
     return final_err.sum(dim=1).double().numpy(), local.sum(dim=1).double().numpy()
 
 
+def measure_latency(adapter: ModelAdapter, captured: list[tuple[tuple, dict]], quantized: list[dict], repeats: int = 30) -> dict:
+    """Median seconds of one call of each block at each option on this device, on captured inputs.
+
+    "reuse" is the residual reuse itself (an add), so a cost model can charge it honestly.
+    """
+    table: dict[str, list[float]] = {"native": [], "reuse": [], **{p: [] for p in (quantized[0] if quantized else {})}}
+    with torch.inference_mode():
+        for block, (args, kwargs), copies in zip(adapter.blocks(), captured, quantized):
+            x = args[0]
+            delta = block(*args, **kwargs) - x
+            runs = {"native": lambda: block(*args, **kwargs), "reuse": lambda: x + delta,
+                    **{p: (lambda c=c: c(*args, **kwargs)) for p, c in copies.items()}}
+            for name, run in runs.items():
+                times = []
+                for _ in range(repeats):
+                    started = time.perf_counter()
+                    run()
+                    times.append(time.perf_counter() - started)
+                table[name].append(float(np.median(times)))
+    return table
+
+
 def profile_model(
     adapter: ModelAdapter, sampler: SamplerConfig, config: ProfileConfig = ProfileConfig(), progress: bool = True
 ) -> Profile:
-    """Measure reuse errors, propagation gains and FLOPs of `adapter`'s model under `sampler`."""
+    """Measure reuse errors, quantization errors, propagation gains and FLOPs (and latency if asked)."""
     steps = sampler.steps
     num_blocks = len(adapter.block_names)
     seeds = config.seeds()
@@ -170,17 +259,19 @@ def profile_model(
     probe_rows = _cfg_rows(range(probe_k), len(batches[0]), sampler.cfg)
     total = len(batches) * steps + sum(steps - t for t in probe_at)
     bar = tqdm(total=total, desc=f"profile {adapter.name}", unit="step", disable=not progress, leave=False)
+    quantized = [{p: quantize_block(block, p) for p in config.precisions} for block in adapter.blocks()]
 
-    err_sum = np.zeros((num_blocks, steps, steps))
-    count = np.zeros((num_blocks, steps, steps), dtype=np.int64)
+    sums: dict[str, np.ndarray] = {}
     probe_final = np.zeros((num_blocks, steps))
     probe_local = np.zeros((num_blocks, steps))
     probe_count = np.zeros((num_blocks, steps), dtype=np.int64)
+    captured: list[tuple[tuple, dict]] = [((), {})] * num_blocks  # one mid-trajectory call per block
     started = time.perf_counter()
     for batch_index, batch_seeds in enumerate(batches):
         inputs = adapter.make_inputs(batch_seeds)
         first = batch_index == 0
-        recorder = _ReuseErrorRecorder(num_blocks, steps, config.max_age, set(probe_at) if first else set(), probe_rows)
+        recorder = _ReuseErrorRecorder(num_blocks, steps, config.max_age, config.forecast_gap,
+                                       set(probe_at) if first else set(), probe_rows, quantized)
         latents: dict[int, torch.Tensor] = {}
 
         def on_step(index: int, x: torch.Tensor) -> None:
@@ -189,14 +280,24 @@ def profile_model(
                 latents[index] = x[:probe_k].clone()
             bar.update(1)
 
-        handles = [blk.register_forward_hook(recorder.hook(b)) for b, blk in enumerate(adapter.blocks())]
+        def capture(b: int):
+            def fn(module, args, kwargs, output):
+                if first and recorder.step == steps // 2:
+                    captured[b] = (tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args), dict(kwargs))
+            return fn
+
+        handles = [blk.register_forward_hook(recorder.hook(b), with_kwargs=True) for b, blk in enumerate(adapter.blocks())]
+        handles += [blk.register_forward_hook(capture(b), with_kwargs=True) for b, blk in enumerate(adapter.blocks())]
         try:
             final = adapter.generate(inputs, sampler, on_step=on_step)
         finally:
             for h in handles:
                 h.remove()
-        err_sum += recorder.err_sum
-        count += recorder.count
+        for name, value in (("reuse_err_sum", recorder.res_sum), ("reuse_count", recorder.count),
+                            ("output_err_sum", recorder.out_sum), ("forecast_err_sum", recorder.fc_sum),
+                            ("forecast_count", recorder.fc_count), ("quant_err_sum", recorder.q_sum),
+                            ("quant_count", recorder.q_count)):
+            sums[name] = sums[name] + value if name in sums else value
         if first:
             probe_inputs = inputs.subset(slice(0, probe_k))
             for t in probe_at:
@@ -218,6 +319,9 @@ def profile_model(
         "sampler": sampler.to_dict(),
         "calibration_seeds": seeds,
         "max_age": min(config.max_age, steps - 1),
+        "forecast_gap": recorder.gap,
+        "precisions": list(config.precisions),
+        "kernels": {p: sorted(block_kernels(quantized[0][p])) for p in config.precisions},
         "probe_steps": probe_at,
         "probe_samples": probe_k,
         "nonblock_flops": nonblock_flops,
@@ -225,12 +329,14 @@ def profile_model(
         "versions": {"schedc": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
     }
+    if config.measure_latency:
+        meta["latency"] = measure_latency(adapter, captured, quantized)
+        meta["device"] = platform.processor() or platform.machine()
     return Profile(
-        reuse_err_sum=err_sum,
-        reuse_count=count,
         probe_final_sum=probe_final,
         probe_local_sum=probe_local,
         probe_count=probe_count,
         block_flops=np.asarray(block_flops, dtype=np.float64),
         meta=meta,
+        **sums,
     )

@@ -20,7 +20,7 @@ from schedc.profile import Profile
 from schedc.sampling import SamplerConfig
 from schedc.solvers.base import Solution
 from schedc_runtime import ModelInfo, Schedule, ScheduleFormatError, dump_schedule, load_schedule
-from schedc_runtime.format import format_ranges, parse_ranges
+from schedc_runtime.format import format_ranges, is_reuse, parse_ranges
 
 
 def decisions_from_compute(compute: np.ndarray) -> tuple[tuple[str, ...], ...]:
@@ -29,8 +29,8 @@ def decisions_from_compute(compute: np.ndarray) -> tuple[tuple[str, ...], ...]:
 
 
 def compute_from_schedule(schedule: Schedule) -> np.ndarray:
-    """decisions -> bool [T, B] (True = compute)."""
-    return np.array([[a == "native" for a in row] for row in schedule.decisions], dtype=bool)
+    """decisions -> bool [T, B] (True = compute, at any precision)."""
+    return np.array([[not is_reuse(a) for a in row] for row in schedule.decisions], dtype=bool)
 
 
 def model_info(profile: Profile, sampler: SamplerConfig | None = None) -> ModelInfo:
@@ -49,11 +49,11 @@ def model_info(profile: Profile, sampler: SamplerConfig | None = None) -> ModelI
 
 def build_schedule(
     profile: Profile,
-    compute: np.ndarray,
+    compute: "np.ndarray | tuple[tuple[str, ...], ...]",
     provenance: Mapping[str, Any],
     sampler: SamplerConfig | None = None,
 ) -> Schedule:
-    """compute: bool [T, B]. `sampler` overrides the profile's sampling (fewer-steps baselines)."""
+    """compute: bool [T, B] or action names [T][B]. `sampler` overrides the profile's sampling."""
     sampler = sampler or SamplerConfig(**profile.meta["sampler"])
     prov = {
         "profile": profile.digest(),
@@ -65,7 +65,7 @@ def build_schedule(
     try:
         return Schedule(
             model=model_info(profile, sampler),
-            decisions=decisions_from_compute(compute),
+            decisions=decisions_from_compute(compute) if isinstance(compute, np.ndarray) else compute,
             sampling=sampler.to_dict(),
             provenance=prov,
         )
@@ -77,7 +77,7 @@ def schedule_from_solution(profile: Profile, solution: Solution, budget: float, 
     stats = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in solution.stats.items()}
     return build_schedule(
         profile,
-        solution.compute,
+        solution.actions(),
         {
             "solver": solution.solver,
             "budget": round(float(budget), 4),

@@ -44,6 +44,38 @@ def test_reuse_error_matches_a_direct_measurement(tiny_adapter, tiny_profile):
             assert tiny_profile.reuse_error()[b, s, t] == pytest.approx(total / 12, rel=1e-4)
 
 
+def test_output_forecast_and_quant_errors_match_direct_measurement(tiny_adapter, tiny_profile):
+    from schedc_runtime.quant import quantize_block
+
+    block = tiny_adapter.blocks()[2]
+    calls = []
+    block.register_forward_hook(lambda m, a, o: calls.append((tuple(x.clone() for x in a), o.clone())))
+    inputs = tiny_adapter.make_inputs(range(6))
+    tiny_adapter.generate(inputs.subset(slice(0, 4)), TINY_SAMPLER)
+    tiny_adapter.generate(inputs.subset(slice(4, 6)), TINY_SAMPLER)
+    steps = TINY_SAMPLER.steps
+    runs = (calls[:steps], calls[steps:])
+
+    def mean_rel(pred_fn, t):
+        total = 0.0
+        for run in runs:
+            yt = run[t][1]
+            total += float((pred_fn(run) - yt).flatten(1).norm(dim=1).div(yt.flatten(1).norm(dim=1)).sum())
+        return total / 12
+
+    delta = lambda run, u: run[u][1] - run[u][0][0]  # noqa: E731
+    s, s_prev, t = 4, 2, 6
+    out_direct = mean_rel(lambda run: run[s][1], t)
+    assert tiny_profile.reuse_error("output")[2, s, t] == pytest.approx(out_direct, rel=1e-4)
+    lam = (t - s) / (s - s_prev)
+    fc_direct = mean_rel(lambda run: run[t][0][0] + delta(run, s) + lam * (delta(run, s) - delta(run, s_prev)), t)
+    assert tiny_profile.reuse_error("forecast")[2, s - s_prev - 1, s, t] == pytest.approx(fc_direct, rel=1e-4)
+    for p, precision in enumerate(tiny_profile.precisions):
+        copy = quantize_block(block, precision)
+        q_direct = mean_rel(lambda run: copy(*run[t][0]), t)
+        assert tiny_profile.quant_error()[2, t, p] == pytest.approx(q_direct, rel=1e-3)
+
+
 def test_gain_probe_equals_a_runtime_rollout(tiny_adapter, tiny_profile):
     """The probe for (b, t) is exactly a schedule where only block b reuses at step t."""
     probed = tiny_profile.meta["probe_steps"]
@@ -77,13 +109,14 @@ def test_shards_merge_exactly(tiny_profile):
 
 
 def test_memory_is_bounded_by_max_age():
-    recorder = _ReuseErrorRecorder(num_blocks=2, steps=50, max_age=4, probe_at=set(), probe_rows=[])
+    recorder = _ReuseErrorRecorder(num_blocks=2, steps=50, max_age=4, forecast_gap=2, probe_at=set(), probe_rows=[])
     hook = recorder.hook(0)
     for t in range(50):
         recorder.step = t
         x = torch.randn(3, 5, 8)
-        hook(None, (x,), x + 0.1 * torch.randn_like(x))
-    assert recorder.ring[0].shape[0] == 4
+        hook(None, (x,), {}, x + 0.1 * torch.randn_like(x))
+    assert recorder.deltas[0].shape[0] == 4 and recorder.outputs[0].shape[0] == 4
+    assert recorder.gram[0].shape == (4, 4, 3)
 
 
 def test_save_load_round_trip_and_errors(tiny_profile, tmp_path):

@@ -29,12 +29,19 @@ class Solution:
     predicted_error: float  # predicted relative L2 of the final sample
     solver: str
     stats: dict = field(default_factory=dict)
+    decisions: tuple[tuple[str, ...], ...] | None = None  # [T][B] action names; None = from `compute`
 
     def __post_init__(self) -> None:
         if self.compute.dtype != np.bool_ or self.compute.ndim != 2:
             raise SolverError("compute must be a bool [T, B] array")
         if not self.compute[0].all():
             raise SolverError("step 0 must compute every block")
+
+    def actions(self) -> tuple[tuple[str, ...], ...]:
+        """[T][B] action names: compute precisions or reuse modes."""
+        if self.decisions is not None:
+            return self.decisions
+        return tuple(tuple("native" if c else "residual" for c in row) for row in self.compute.tolist())
 
 
 SolverFn = Callable[[Problem, float, Constraints], Solution]

@@ -181,6 +181,10 @@ def _infeasible(problem: Problem, budget: float, first: int, kmin: np.ndarray) -
 
 def solve_dp(problem: Problem, budget: float, constraints: Constraints = Constraints()) -> Solution:
     """Exact minimiser of the summed weighted reuse error under the compute budget."""
+    if problem.is_joint:
+        from schedc.solvers.joint import solve_joint
+
+        return solve_joint(problem, budget, constraints)
     budget = check_budget(budget)
     start = time.perf_counter()
     steps, blocks = problem.num_steps, problem.num_blocks

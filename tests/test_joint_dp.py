@@ -1,0 +1,86 @@
+"""The joint DP (compute@precision / reuse@mode) equals brute force on tiny random problems."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schedc.errors import SolverError
+from schedc.problem import Problem
+from schedc.solvers.dp import solve_dp
+
+MODES = ("residual", "output", "forecast")
+
+
+def random_problem(seed: int, blocks: int, steps: int, precisions: tuple[str, ...], modes: set[str]) -> Problem:
+    rng = np.random.default_rng(seed)
+    age = np.arange(steps)[None, :] - np.arange(steps)[:, None]  # [s, t]
+    valid = (age >= 1) & (age <= steps - 1)
+
+    def err():
+        e = rng.uniform(0.01, 1.0, (blocks, steps, steps)) * age.clip(min=1)[None]
+        return np.where(valid[None], e, np.inf)
+
+    gap = 2
+    fc = np.where(valid[None, None], rng.uniform(0.005, 1.5, (blocks, gap, steps, steps)), np.inf)
+    return Problem(
+        reuse_error=err(),
+        gain=rng.uniform(0.2, 2.0, (blocks, steps)),
+        block_cost=np.ones(blocks) * rng.choice([1.0, 3.0]),
+        output_error=err() if "output" in modes else None,
+        forecast_error=fc if "forecast" in modes else None,
+        precisions=precisions,
+        quant_error=rng.uniform(0.0, 0.5, (blocks, steps, len(precisions))) if precisions else None,
+        precision_cost=np.full((blocks, len(precisions)), 0.5) if precisions else None,
+        allow_residual="residual" in modes,
+    )
+
+
+def brute_force(problem: Problem, budget: float) -> float:
+    options = ("native",) + problem.precisions + problem.reuse_modes
+    steps, blocks = problem.num_steps, problem.num_blocks
+    best = np.inf
+    per_block = list(itertools.product(options, repeat=steps - 1))
+    for combo in itertools.product(per_block, repeat=blocks):
+        rows = [["native"] * blocks] + [[combo[b][t - 1] for b in range(blocks)] for t in range(1, steps)]
+        error, cost = problem.evaluate_decisions(rows)
+        if cost <= budget * (1 + 1e-9):
+            best = min(best, error)
+    return best
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    blocks=st.integers(1, 2),
+    steps=st.integers(2, 4),
+    budget=st.sampled_from([0.3, 0.5, 0.7, 1.0]),
+    use_int8=st.booleans(),
+    modes=st.sets(st.sampled_from(MODES), min_size=1),
+)
+def test_joint_dp_equals_brute_force(seed, blocks, steps, budget, use_int8, modes):
+    problem = random_problem(seed, blocks, steps, ("int8",) if use_int8 else (), modes)
+    if not problem.is_joint:
+        return  # the plain residual DP has its own property tests
+    expected = brute_force(problem, budget)
+    try:
+        solution = solve_dp(problem, budget)
+    except SolverError:
+        assert not np.isfinite(expected)
+        return
+    assert np.isclose(solution.predicted_error, expected, rtol=1e-9, atol=1e-12)
+    error, cost = problem.evaluate_decisions(solution.actions())
+    assert np.isclose(error, solution.predicted_error) and cost <= budget * (1 + 1e-9)
+    assert all(a == "native" for a in solution.actions()[0])
+
+
+def test_more_options_never_hurt():
+    """Allowing forecast/output and a precision can only lower the optimum at the same budget."""
+    for seed in range(5):
+        base = random_problem(seed, 3, 8, (), {"residual"})
+        rich = random_problem(seed, 3, 8, ("int8",), set(MODES))
+        for budget in (0.3, 0.5):
+            assert solve_dp(rich, budget).predicted_error <= solve_dp(base, budget).predicted_error + 1e-12
