@@ -45,6 +45,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="profiles/reference-dit.profile.npz", help="relative to the repository")
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.3, 0.4, 0.5, 0.6])
+    parser.add_argument("--allow", default="residual", help="decision set (default: residual, the vertical slice)")
+    parser.add_argument("--cost", default="flops", choices=("flops", "latency"))
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "budgets"))
@@ -52,13 +54,15 @@ def main() -> None:
     os.chdir(ROOT)  # paths recorded in schedules stay relative to the repository
 
     profile = Profile.load(args.profile)
-    problem = problem_from_profile(profile)
+    problem = problem_from_profile(profile, set(args.allow.split(",")), args.cost)
     adapter = load_model(profile.meta["model"])
     rows, reports = [], {}
     for budget in args.budgets:
         solution = get_solver("dp")(problem, budget, Constraints())
-        schedule = schedule_from_solution(profile, solution, budget, {"profile_file": args.profile})
-        save_schedule(schedule, Path("schedules") / f"{profile.meta['model']}-b{budget:.2f}.yaml")
+        schedule = schedule_from_solution(profile, solution, budget, {"profile_file": args.profile,
+                                                                       "allowed": args.allow, "cost_model": args.cost})
+        suffix = "" if args.allow == "residual" else "-" + args.allow.replace(",", "+")
+        save_schedule(schedule, Path("schedules") / f"{profile.meta['model']}{suffix}-b{budget:.2f}.yaml")
         report = evaluate(adapter, schedule, EvalConfig(samples=args.samples, repeats=args.repeats), baselines=True,
                           problem=problem)
         print(report.table(), flush=True)

@@ -107,10 +107,11 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
     solver = get_solver(args.solver)  # unknown solver: fail before reading anything
     profile = Profile.load(args.profile)
-    problem = problem_from_profile(profile, args.allow, args.cost)
-    solution = solver(problem, args.budget, Constraints(first_full=args.first_full))
+    cost = args.cost if args.cost != "auto" else ("latency" if profile.meta.get("latency") else "flops")
+    problem = problem_from_profile(profile, args.allow, cost)
+    solution = solver(problem, args.budget, Constraints(first_full=args.first_full, static_precision=args.static_precision))
     used = sorted({a for row in solution.actions() for a in row if a in profile.precisions})
-    extra = {"profile_file": str(args.profile), "cost_model": args.cost,
+    extra = {"profile_file": str(args.profile), "cost_model": cost,
              "allowed": sorted(args.allow) if args.allow else "all profiled"}
     if used:
         extra["kernels_at_profile"] = {p: profile.meta.get("kernels", {}).get(p, ["?"]) for p in used}
@@ -186,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precisions", type=_precisions, default=("int8", "fp8", "int4w"),
                    help="reduced precisions whose error is measured, comma-separated, or 'none' (default int8,fp8,int4w)")
     p.add_argument("--forecast-gap", type=int, default=8, help="forecast reuse measured from computes at most this far apart (default 8)")
-    p.add_argument("--measure-latency", action="store_true", help="time every block at every option on this device (for --cost latency)")
+    p.add_argument("--no-latency", dest="measure_latency", action="store_false",
+                   help="do not time blocks at each option on this device (then solve's cost model is FLOPs)")
     p.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N", help="profile calibration seeds I, I+N, ... (merge with `schedc merge`)")
     p.add_argument("-o", "--output", help="profile file (default profiles/<model>.profile.npz)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -204,8 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solver", default="dp", help="dp (default; exact for the additive error model, joint decisions included) or uniform")
     p.add_argument("--allow", type=_options, default=None, metavar="OPTIONS",
                    help="decision set, comma-separated from residual,output,forecast,int8,fp8,int4w (default: all the profile measured)")
-    p.add_argument("--cost", choices=("flops", "latency"), default="flops",
-                   help="cost model: FLOPs (int8/fp8 at half a native compute) or the profile's measured latency")
+    p.add_argument("--cost", choices=("auto", "flops", "latency"), default="auto",
+                   help="cost model: FLOPs (int8/fp8 at half a native compute), the latency the profile measured on its "
+                        "device, or auto (default: latency when the profile has it, else FLOPs)")
+    p.add_argument("--static-precision", action="store_true",
+                   help="each block uses at most one reduced precision for all steps (one quantized copy in memory)")
     p.add_argument("--first-full", type=int, default=1, help="the first K steps compute every block (default 1)")
     p.add_argument("-o", "--output", help="schedule file (default schedules/<model>-b<budget>.yaml)")
     p.set_defaults(func=cmd_solve)

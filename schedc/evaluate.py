@@ -91,8 +91,9 @@ class EvalReport:
             )
         kernels = self.settings.get("runtime", {}).get("kernels")
         if kernels:
+            simulated = any(k != ["int8-matmul"] for k in kernels.values())
             rows.append("reduced precision ran as: " + ", ".join(f"{p} = {'/'.join(k)}" for p, k in kernels.items())
-                        + " (simulated = quantise-dequantise in float; no speedup from it on this device)")
+                        + (" (simulated/weight-only: the numbers of the precision, not its speed)" if simulated else ""))
         rows.append(f"full compute: class accuracy {self.full_class_acc:.2f}; non-block share o = {self.nonblock_share:.3f}; "
                     f"caches hold at most {self.settings.get('peak_cache_tensors', '?')} block-output tensors")
         return "\n".join(rows)
@@ -254,7 +255,9 @@ def evaluate(
         assert variant is not None
         c = block_cost(variant, block_flops, full_steps)
         q = quality(samples[name], full)
-        ideal = full_steps / variant.num_steps if variant.num_steps != full_steps else ideal_speedup(c, nonblock)
+        # the ideal follows the cost model the schedule was solved with (latency schedules: wall time)
+        model_cost = c if variant.provenance.get("cost_model") != "latency" else float(variant.provenance["predicted"]["cost"])
+        ideal = full_steps / variant.num_steps if variant.num_steps != full_steps else ideal_speedup(model_cost, nonblock)
         return Metrics(
             psnr=q["psnr"], ssim=q["ssim"], rel_l2=q["rel_l2"],
             class_acc=class_accuracy(samples[name], inputs.labels),

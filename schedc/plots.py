@@ -6,7 +6,19 @@ from pathlib import Path
 
 from schedc.atomic import atomic_path
 from schedc_runtime import Schedule
-from schedc_runtime.format import ACTIONS
+from schedc_runtime.format import ACTIONS, is_reuse
+
+
+def _save(fig, path: str | Path) -> Path:
+    """Write a figure as PNG atomically and release it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
 
 
 def schedule_heatmap(schedule: Schedule, path: str | Path) -> Path:
@@ -31,13 +43,9 @@ def schedule_heatmap(schedule: Schedule, path: str | Path) -> Path:
         f"{schedule.model.name}: {prov.get('solver', '?')} schedule, cost {pred.get('cost', schedule.compute_fraction()):.2f}, "
         f"predicted rel L2 {pred.get('rel_l2', float('nan')):.4f}", fontsize=9)
     handles = [plt.Rectangle((0, 0), 1, 1, color=colors[i]) for i in range(len(ACTIONS))]
-    ax.legend(handles, ["compute" if a == "native" else f"reuse ({a})" for a in ACTIONS], loc="upper right", fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    labels = [f"reuse ({a})" if is_reuse(a) else ("compute" if a == "native" else f"compute {a}") for a in ACTIONS]
+    ax.legend(handles, labels, loc="upper right", fontsize=7)
+    return _save(fig, path)
 
 
 def pareto_plot(rows: list[dict], path: str | Path, title: str = "quality vs measured speedup") -> Path:
@@ -56,9 +64,4 @@ def pareto_plot(rows: list[dict], path: str | Path, title: str = "quality vs mea
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

@@ -93,15 +93,29 @@ class Problem:
             modes += ("forecast",)
         return modes
 
-    def step_error(self, block: int, mode: str, prev: int | None, src: int, t: int) -> float:
-        """Weighted error of block `block` reusing at t in `mode` from computes at src (and prev)."""
+    def carried_quant_error(self, block: int, step: int, precision: str) -> float:
+        """Relative error a compute at `precision` leaves in its output (0 at native)."""
+        if precision == "native":
+            return 0.0
+        return float(self.quant_error[block, step, self.precisions.index(precision)])
+
+    def step_error(self, block: int, mode: str, prev: int | None, src: int, t: int, precision: str = "native") -> float:
+        """Weighted error of block `block` reusing at t in `mode` from its computes at src (and prev).
+
+        A cache made at reduced precision carries that compute's error into every reuse: once for
+        residual/output; for forecast, extrapolating by lam = (t - src) / (src - prev), (1 + lam) times
+        the error at src plus lam times the error at prev, estimated at src's precision.
+        """
+        carry = self.carried_quant_error(block, src, precision)
         if mode == "residual":
-            e = self.reuse_error[block, src, t] if self.allow_residual else np.inf
+            e = self.reuse_error[block, src, t] + carry if self.allow_residual else np.inf
         elif mode == "output" and self.output_error is not None:
-            e = self.output_error[block, src, t]
+            e = self.output_error[block, src, t] + carry
         elif mode == "forecast" and self.forecast_error is not None and prev is not None:
             gap = src - prev - 1
-            e = self.forecast_error[block, gap, src, t] if 0 <= gap < self.forecast_error.shape[1] else np.inf
+            lam = (t - src) / (src - prev)
+            e = (self.forecast_error[block, gap, src, t] + (1 + lam) * carry
+                 + lam * self.carried_quant_error(block, prev, precision)) if 0 <= gap < self.forecast_error.shape[1] else np.inf
         else:
             e = np.inf
         return float(e) if np.isinf(e) else float(e * self.gain[block, t])
@@ -111,12 +125,13 @@ class Problem:
         total, cost = 0.0, 0.0
         for b in range(self.num_blocks):
             prev = last = None
+            last_precision = "native"
             for t in range(self.num_steps):
                 action = decisions[t][b]
                 if action in ("residual", "output", "forecast"):
                     if last is None:
                         return float("inf"), float("inf")
-                    total += self.step_error(b, action, prev, last, t)
+                    total += self.step_error(b, action, prev, last, t, last_precision)
                     continue
                 if action == "native":
                     cost += self.block_cost[b]
@@ -124,7 +139,7 @@ class Problem:
                     p = self.precisions.index(action)
                     cost += self.block_cost[b] * self.precision_cost[b, p]
                     total += float(self.gain[b, t] * self.quant_error[b, t, p])
-                prev, last = last, t
+                prev, last, last_precision = last, t, action
         return total, float(cost / (self.num_steps * self.block_cost.sum()))
 
     @property
@@ -167,7 +182,7 @@ def problem_from_profile(profile: "Profile", allow: "set[str] | None" = None, co
 
     allow: reuse modes and precisions (residual, output, forecast, int8, fp8, int4w); None = all measured.
     cost: "flops" charges int8/fp8 half a native compute (2x tensor-core throughput) and int4w a full
-        one (weight-only saves memory, not FLOPs); "latency" charges what `--measure-latency` timed
+        one (weight-only saves memory, not FLOPs); "latency" charges what `schedc profile` timed
         on the profiling device.
     """
     from schedc.errors import ProfileError
@@ -190,7 +205,7 @@ def problem_from_profile(profile: "Profile", allow: "set[str] | None" = None, co
     elif cost == "latency":
         table = profile.meta.get("latency")
         if not table:
-            raise ProfileError("the profile has no latency table: run `schedc profile --measure-latency`")
+            raise ProfileError("the profile has no latency table: re-run `schedc profile` without --no-latency")
         native = np.asarray(table["native"], dtype=float)
         ratio = np.stack([np.asarray(table[p], dtype=float) / native for p in precisions], axis=1) if precisions \
             else np.zeros((profile.num_blocks, 0))

@@ -38,7 +38,7 @@ class ProfileConfig:
     shard: tuple[int, int] = (0, 1)  # (i, n): this run profiles calibration seeds i, i+n, ...
     forecast_gap: int = 8  # forecast reuse measured from compute pairs at most this far apart
     precisions: tuple[str, ...] = PRECISIONS  # reduced precisions whose error Q[b, t, p] is measured
-    measure_latency: bool = False  # time each block at each option on this device
+    measure_latency: bool = True  # time each block at each option on this device (the latency cost model)
     def __post_init__(self) -> None:
         if self.calib_samples < 1 or self.batch_size < 1:
             raise ProfileError("--calib and the batch size must be >= 1")

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from schedc.errors import SolverError
 from schedc.problem import Problem
+from schedc.solvers.base import Constraints
 from schedc.solvers.dp import solve_dp
 
 MODES = ("residual", "output", "forecast")
@@ -84,3 +85,27 @@ def test_more_options_never_hurt():
         rich = random_problem(seed, 3, 8, ("int8",), set(MODES))
         for budget in (0.3, 0.5):
             assert solve_dp(rich, budget).predicted_error <= solve_dp(base, budget).predicted_error + 1e-12
+
+
+def test_static_precision_keeps_one_copy_per_block_and_is_optimal():
+    for seed in range(4):
+        problem = random_problem(seed, 2, 4, ("int8", "fp8"), {"residual", "forecast"})
+        problem = __import__("dataclasses").replace(problem, precision_cost=np.full((2, 2), 0.5))
+        for budget in (0.5, 0.7):
+            sol = solve_dp(problem, budget, Constraints(static_precision=True))
+            for b in range(2):
+                used = {row[b] for row in sol.actions()} & {"int8", "fp8"}
+                assert len(used) <= 1
+            # oracle: the best over per-block precision assignments, each solved by brute force
+            best = np.inf
+            options = ("native", "int8", "fp8") + problem.reuse_modes
+            per_block = list(itertools.product(options, repeat=3))
+            for combo in itertools.product(per_block, repeat=2):
+                if any(len(set(c) & {"int8", "fp8"}) > 1 for c in combo):
+                    continue
+                rows = [["native", "native"]] + [[combo[b][t - 1] for b in range(2)] for t in range(1, 4)]
+                error, cost = problem.evaluate_decisions(rows)
+                if cost <= budget * (1 + 1e-9):
+                    best = min(best, error)
+            assert np.isclose(sol.predicted_error, best)
+            assert sol.predicted_error >= solve_dp(problem, budget).predicted_error - 1e-12

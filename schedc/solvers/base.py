@@ -16,6 +16,7 @@ class Constraints:
     """Deployment constraints every solver understands (more arrive with the ILP)."""
 
     first_full: int = 1  # the first k steps compute every block (step 0 always does)
+    static_precision: bool = False  # each block uses at most one reduced precision (one copy in memory)
 
     def __post_init__(self) -> None:
         if self.first_full < 1:

@@ -1,8 +1,10 @@
 """Exact DP for the joint decision: compute at a precision, or reuse in a mode, per (step, block).
 
 Under the additive model blocks separate once each block's cost is fixed, as in the residual DP.
-Per block the state is the last two compute steps (s', s), because forecast reuse extrapolates
-from both; between two computes each step independently takes its cheapest reuse mode. Costs are
+Per block the state is the last compute s, its precision p (a reduced-precision cache carries its
+error into the reuses) and how far back the compute before it was (forecast extrapolates from both;
+beyond the forecast window only that it was far matters). Between two computes each step
+independently takes its cheapest reuse mode. Costs are
 integer units (a native compute = `NATIVE_UNITS`), so the DP gives the least error for every
 exact cost u; the multiple-choice knapsack of the residual DP then splits the budget over blocks.
 """
@@ -10,6 +12,7 @@ exact cost u; the multiple-choice knapsack of the residual DP then splits the bu
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -30,100 +33,170 @@ def option_units(problem: Problem) -> np.ndarray:
 
 
 def step_errors(problem: Problem, b: int) -> tuple[np.ndarray, np.ndarray]:
-    """W [T+1, T, T] (s', s, t) = least weighted reuse error at t, and the mode index achieving it.
-
-    s' = T stands for "no earlier compute" (forecast then needs two computes and is unavailable).
+    """W [P1, J, T, T] (p, j, s, t): least weighted reuse error at t after a compute at s at
+    precision p whose previous compute was at s - j - 1 (j = J - 1: further back or none, so no
+    forecast); and the mode index achieving it. Matches Problem.step_error exactly.
     """
-    steps = problem.num_steps
+    steps, gap = problem.num_steps, _gap(problem)
+    options = ("native",) + problem.precisions
     g = problem.gain[b][None, :]  # [1, T]
-    per_mode = np.full((len(MODES), steps + 1, steps, steps), np.inf)  # [M, T+1, T, T]
+    q = np.zeros((steps, len(options)))  # [T, P1]: carried quantization error of a compute
+    if problem.precisions:
+        q[:, 1:] = problem.quant_error[b]
+    per_mode = np.full((len(MODES), len(options), gap + 1, steps, steps), np.inf)  # [M, P1, J, T(s), T(t)]
     with np.errstate(invalid="ignore"):
-        if problem.allow_residual:
-            per_mode[0] = np.where(np.isinf(problem.reuse_error[b]), np.inf, problem.reuse_error[b] * g)[None]
-        if problem.output_error is not None:
-            per_mode[1] = np.where(np.isinf(problem.output_error[b]), np.inf, problem.output_error[b] * g)[None]
+        for m, table in ((0, problem.reuse_error if problem.allow_residual else None), (1, problem.output_error)):
+            if table is not None:
+                per_mode[m] = (table[b][None, :, :] + q.T[:, :, None])[:, None] * g  # [P1, 1, T, T]
         if problem.forecast_error is not None:
-            fc = problem.forecast_error[b]  # [G, T, T]
-            for gap in range(fc.shape[0]):
-                s = np.arange(gap + 1, steps)
-                w = np.where(np.isinf(fc[gap, s]), np.inf, fc[gap, s] * g)  # [len(s), T]
-                per_mode[2, s - gap - 1, s] = w
-    mode = np.argmin(per_mode, axis=0)  # [T+1, T, T]
-    return np.min(per_mode, axis=0), mode.astype(np.int8)
+            t_idx = np.arange(steps)
+            for j in range(gap):
+                s_idx = np.arange(j + 1, steps)  # s' = s - j - 1 >= 0
+                lam = (t_idx[None, :] - s_idx[:, None]) / (j + 1)  # [S, T]
+                fc = problem.forecast_error[b, j][s_idx]  # [S, T]
+                for p in range(len(options)):
+                    err = fc + (1 + lam) * q[s_idx, p][:, None] + lam * q[s_idx - j - 1, p][:, None]
+                    per_mode[2, p, j, s_idx] = err * g
+    per_mode = np.where(np.isnan(per_mode), np.inf, per_mode)
+    return per_mode.min(axis=0), per_mode.argmin(axis=0).astype(np.int8)
+
+
+def _gap(problem: Problem) -> int:
+    return 0 if problem.forecast_error is None else int(problem.forecast_error.shape[1])
 
 
 def segment_costs(w: np.ndarray) -> np.ndarray:
-    """R [T+1, T, T+1]: summed step errors for t in s+1..v-1 (v = T: the tail), inf if v <= s."""
-    n_prev, steps, _ = w.shape
+    """R [..., T, T+1]: summed step errors for t in s+1..v-1 (v = T: the tail), inf if v <= s."""
+    steps = w.shape[-1]
     s_idx = np.arange(steps)
     after = s_idx[None, :] > s_idx[:, None]  # [s, t]: t > s
-    wm = np.where(after[None], w, 0.0)
-    prefix = np.zeros((n_prev, steps, steps + 1))
-    np.cumsum(wm, axis=2, out=prefix[:, :, 1:])
+    wm = np.where(after, w, 0.0)
+    prefix = np.zeros((*w.shape[:-1], steps + 1))
+    np.cumsum(wm, axis=-1, out=prefix[..., 1:])
     with np.errstate(invalid="ignore"):
-        r = prefix - prefix[:, s_idx, s_idx + 1][:, :, None]
+        r = prefix - prefix[..., s_idx, s_idx + 1][..., None]
     valid = np.arange(steps + 1)[None, :] > s_idx[:, None]  # [s, v]: v > s
-    return np.where(valid[None], r, np.inf)
+    return np.where(valid, r, np.inf)
 
 
 def block_curve(problem: Problem, b: int, first: int, units: np.ndarray):
-    """Least error of block b for every exact cost u, with what is needed to rebuild its decisions."""
-    steps = problem.num_steps
-    none = steps  # index of "no earlier compute"
-    w, mode = step_errors(problem, b)
-    r = segment_costs(w)  # [T+1, T, T+1]
-    comp = np.zeros((steps, len(units)))  # [T, 1+P]: weighted quantization error per compute option
+    """Least error of block b for every exact cost u, and the back pointers to rebuild it.
+
+    State (u, j, s, p): u units spent, last compute at s at precision p, the one before at
+    s - j - 1 (j = J - 1: further back or none).
+    """
+    steps, gap = problem.num_steps, _gap(problem)
+    far = gap  # the j index of "no forecast from here"
+    n_opt = len(units)
+    w, mode = step_errors(problem, b)  # [P1, J, T, T]
+    r = segment_costs(w)  # [P1, J, T, T+1]
+    r_jsp = np.transpose(r, (1, 2, 0, 3))  # [J, T, P1, T+1]
+    comp = np.zeros((steps, n_opt))  # [T, P1]: weighted quantization error of the compute itself
     if problem.precisions:
-        q = problem.quant_error[b] * problem.gain[b][:, None]  # [T, P]
-        comp[:, 1:] = np.where(np.isinf(problem.quant_error[b]), np.inf, q)
+        comp[:, 1:] = problem.quant_error[b] * problem.gain[b][:, None]
     u_max = steps * int(units.max())
-    f = np.full((u_max + 1, steps + 1, steps), np.inf)  # [U, s', s]
-    back_prev = np.full((u_max + 1, steps + 1, steps), -1, dtype=np.int16)  # s'' of the predecessor
-    back_opt = np.zeros((u_max + 1, steps + 1, steps), dtype=np.int8)  # option of the compute at s
+    f = np.full((u_max + 1, gap + 1, steps, n_opt), np.inf)  # [U, J, T, P1]
+    back_s = np.full(f.shape, -1, dtype=np.int16)  # compute step before s
+    back_jp = np.zeros(f.shape, dtype=np.int16)  # its (j, p) as j * P1 + p
     u0 = first * NATIVE_UNITS
-    f[u0, first - 2 if first >= 2 else none, first - 1] = 0.0
+    f[u0, 0 if first >= 2 and gap > 0 else far, first - 1, 0] = 0.0
+    v_idx = np.arange(steps)
     for u in range(u0, u_max + 1):
-        layer = f[u]  # [T+1, T]
+        layer = f[u]  # [J, T, P1]
         if not np.isfinite(layer).any():
             continue
-        cand = layer[:, :, None] + r[:, :, :steps]  # [T+1(s'), T(s), T(v)]
+        cand = layer[:, :, :, None] + r_jsp[:, :, :, :steps]  # [J, T(s), P1, T(v)]
+        cand = np.moveaxis(cand, 2, 1).reshape((gap + 1) * n_opt, steps, steps)  # [(J, P1), s, v]
         arg = np.argmin(cand, axis=0)  # [s, v]
         best = np.take_along_axis(cand, arg[None], axis=0)[0]  # [s, v]
-        for opt, cost in enumerate(units):
-            nu = u + int(cost)
+        # j*P1 + p from the flattened (p-major after moveaxis: index = j * P1 + p)
+        for opt in range(n_opt):
+            nu = u + int(units[opt])
             if nu > u_max:
                 continue
             val = best + comp[None, :, opt]  # [s, v]
-            target = f[nu, :steps, :]  # [s (as new s'), v]
-            better = val < target
-            if better.any():
-                target[better] = val[better]
-                back_prev[nu, :steps, :][better] = arg[better]
-                back_opt[nu, :steps, :][better] = opt
-    tail = f + r[None, :, :, steps]  # [U, s', s]
+            for j in range(gap):  # near: the new state's previous compute s = v - j - 1
+                v = v_idx[j + 1 :]
+                sv = v - j - 1
+                _relax(f, back_s, back_jp, (nu, j, v, opt), val[sv, v], sv, arg[sv, v])
+            gap_ok = (v_idx[None, :] - v_idx[:, None] - 1) >= gap  # [s, v]: v - s - 1 >= gap
+            far_val = np.where(gap_ok, val, np.inf)
+            s_best = np.argmin(far_val, axis=0)  # [v]
+            _relax(f, back_s, back_jp, (nu, far, v_idx, opt), far_val[s_best, v_idx], s_best, arg[s_best, v_idx])
+    tail = f + r_jsp[None, :, :, :, steps]  # [U, J, T, P1]
     curve = tail.reshape(u_max + 1, -1).min(axis=1)  # [U]
-    return curve, (f, r, mode, back_prev, back_opt, u0, first)
+    return curve, (tail, mode, back_s, back_jp, u0)
+
+
+def _relax(f, back_s, back_jp, index, values, prev_s, prev_jp) -> None:
+    """f[index] = min(f[index], values), recording where the better values came from."""
+    nu, j, v, opt = index
+    current = f[nu, j, v, opt]
+    better = values < current
+    if np.any(better):
+        vv = v[better] if isinstance(v, np.ndarray) else v
+        f[nu, j, vv, opt] = values[better]
+        back_s[nu, j, vv, opt] = prev_s[better]
+        back_jp[nu, j, vv, opt] = prev_jp[better]
 
 
 def rebuild(problem: Problem, u: int, state, first: int, units: np.ndarray) -> list[str]:
     """Decisions of one block at exact cost u, walking the back pointers."""
-    f, r, mode, back_prev, back_opt, u0, _ = state
+    tail, mode, back_s, back_jp, u0 = state
     steps = problem.num_steps
+    n_opt = len(units)
     options = ("native",) + problem.precisions
     actions = ["native"] * steps
-    tail = f[u] + r[:, :, steps]  # [s', s]
-    sp, s = np.unravel_index(int(np.argmin(tail)), tail.shape)
+    j, s, p = np.unravel_index(int(np.argmin(tail[u])), tail[u].shape)
     for t in range(s + 1, steps):
-        actions[t] = MODES[mode[sp, s, t]]
+        actions[t] = MODES[mode[p, j, s, t]]
     while not (u == u0 and s == first - 1):
-        opt = int(back_opt[u, sp, s])
-        prev = int(back_prev[u, sp, s])  # s'' : compute before sp
-        actions[s] = options[opt]
-        for t in range(sp + 1, s):
-            actions[t] = MODES[mode[prev, sp, t]]
-        u -= int(units[opt])
-        s, sp = sp, prev
+        actions[s] = options[p]
+        prev_s = int(back_s[u, j, s, p])
+        pj, pp = divmod(int(back_jp[u, j, s, p]), n_opt)
+        for t in range(prev_s + 1, s):
+            actions[t] = MODES[mode[pp, pj, prev_s, t]]
+        u -= int(units[p])
+        j, s, p = pj, prev_s, pp
     return actions
+
+
+def _only_precision(problem: Problem, precision: str | None) -> Problem:
+    """The same problem with the reduced precisions narrowed to one (or none)."""
+    keep = [i for i, p in enumerate(problem.precisions) if p == precision]
+    return replace(
+        problem,
+        precisions=tuple(problem.precisions[i] for i in keep),
+        quant_error=problem.quant_error[:, :, keep] if keep else None,
+        precision_cost=problem.precision_cost[:, keep] if keep else None,
+    )
+
+
+def _option_index(problem: Problem, sub: Problem) -> list[int]:
+    """Positions of sub's compute options (native first) among problem's."""
+    return [0] + [1 + problem.precisions.index(p) for p in sub.precisions]
+
+
+def _best_block_curve(problem: Problem, b: int, first: int, units: np.ndarray, static: bool):
+    """Block b's curve and, per cost u, the (sub-problem, DP state) that achieves it.
+
+    With `static`, each block may use native plus one reduced precision: the best over the
+    precisions per cost u is exact, since the choice is the block's own.
+    """
+    if not static or len(problem.precisions) <= 1:
+        curve, state = block_curve(problem, b, first, units)
+        return curve, [(problem, state)] * len(curve)
+    best, owners = None, []
+    for precision in problem.precisions:
+        sub = _only_precision(problem, precision)
+        curve, state = block_curve(sub, b, first, units[_option_index(problem, sub)])
+        if best is None:
+            best, owners = curve.copy(), [(sub, state)] * len(curve)
+            continue
+        for u in np.flatnonzero(curve[: len(best)] < best[: len(curve)]):
+            best[u] = curve[u]
+            owners[u] = (sub, state)
+    return best, owners
 
 
 def solve_joint(problem: Problem, budget: float, constraints: Constraints = Constraints()) -> Solution:
@@ -135,7 +208,7 @@ def solve_joint(problem: Problem, budget: float, constraints: Constraints = Cons
     units = option_units(problem)  # [B, 1+P]
     curves, states = [], []
     for b in range(blocks):
-        curve, state = block_curve(problem, b, first, units[b])
+        curve, state = _best_block_curve(problem, b, first, units[b], constraints.static_precision)
         curves.append(curve)
         states.append(state)
     width = max(len(c) for c in curves)
@@ -152,7 +225,8 @@ def solve_joint(problem: Problem, budget: float, constraints: Constraints = Cons
     ks = knapsack(table, kmin, weights, capacity)
     rows = [["native"] * blocks for _ in range(steps)]
     for b in range(blocks):
-        for t, action in enumerate(rebuild(problem, int(ks[b]), states[b], first, units[b])):
+        sub, state = states[b][int(ks[b])]
+        for t, action in enumerate(rebuild(sub, int(ks[b]), state, first, units[b][_option_index(problem, sub)])):
             rows[t][b] = action
     decisions = tuple(tuple(r) for r in rows)
     error, cost = problem.evaluate_decisions(decisions)
