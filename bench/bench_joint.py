@@ -87,6 +87,7 @@ def main() -> None:
     for budget in (0.2, 0.3):
         for label in ("residual", "residual+output+forecast"):
             results.append(solve_and_eval(adapter, profile, CACHE_SETS[label], budget, "flops", config, label))
+        results.append(solve_and_eval(adapter, profile, JOINT, budget, "flops", config, "joint"))
     for label in ("residual", "residual+output"):
         results.append(solve_and_eval(adapter, profile, CACHE_SETS[label], 0.4, "flops", config, label))
     results.append(solve_and_eval(adapter, profile, CACHE_SETS["residual+output+forecast"], 0.4, "flops", config,

@@ -94,7 +94,7 @@ def block_curve(problem: Problem, b: int, first: int, units: np.ndarray):
     comp = np.zeros((steps, n_opt))  # [T, P1]: weighted quantization error of the compute itself
     if problem.precisions:
         comp[:, 1:] = problem.quant_error[b] * problem.gain[b][:, None]
-    u_max = steps * int(units.max())
+    u_max = steps * NATIVE_UNITS  # a budget <= 1 never buys more than every step at native cost
     f = np.full((u_max + 1, gap + 1, steps, n_opt), np.inf)  # [U, J, T, P1]
     back_s = np.full(f.shape, -1, dtype=np.int16)  # compute step before s
     back_jp = np.zeros(f.shape, dtype=np.int16)  # its (j, p) as j * P1 + p
@@ -161,6 +161,22 @@ def rebuild(problem: Problem, u: int, state, first: int, units: np.ndarray) -> l
     return actions
 
 
+def _drop_dominated(problem: Problem) -> Problem:
+    """Precisions that cost at least a native compute in every block can never help: drop them."""
+    if not problem.precisions:
+        return problem
+    units = option_units(problem)[:, 1:]  # [B, P]
+    keep = [i for i in range(len(problem.precisions)) if np.any(units[:, i] < NATIVE_UNITS)]
+    if len(keep) == len(problem.precisions):
+        return problem
+    return replace(
+        problem,
+        precisions=tuple(problem.precisions[i] for i in keep),
+        quant_error=problem.quant_error[:, :, keep] if keep else None,
+        precision_cost=problem.precision_cost[:, keep] if keep else None,
+    )
+
+
 def _only_precision(problem: Problem, precision: str | None) -> Problem:
     """The same problem with the reduced precisions narrowed to one (or none)."""
     keep = [i for i, p in enumerate(problem.precisions) if p == precision]
@@ -205,6 +221,7 @@ def solve_joint(problem: Problem, budget: float, constraints: Constraints = Cons
     started = time.perf_counter()
     steps, blocks = problem.num_steps, problem.num_blocks
     first = min(max(constraints.first_full, 1), steps)
+    problem = _drop_dominated(problem)
     units = option_units(problem)  # [B, 1+P]
     curves, states = [], []
     for b in range(blocks):
