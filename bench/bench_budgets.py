@@ -61,7 +61,7 @@ def main() -> None:
         solution = get_solver("dp")(problem, budget, Constraints())
         schedule = schedule_from_solution(profile, solution, budget, {"profile_file": args.profile,
                                                                        "allowed": args.allow, "cost_model": args.cost})
-        suffix = "" if args.allow == "residual" else "-" + args.allow.replace(",", "+")
+        suffix = "-" + args.allow.replace(",", "+")
         save_schedule(schedule, Path("schedules") / f"{profile.meta['model']}{suffix}-b{budget:.2f}.yaml")
         report = evaluate(adapter, schedule, EvalConfig(samples=args.samples, repeats=args.repeats), baselines=True,
                           problem=problem)

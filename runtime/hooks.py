@@ -33,11 +33,10 @@ class _BlockCache:
     step: int
     delta: torch.Tensor | None = None  # output - input at `step` (residual, forecast)
     output: torch.Tensor | None = None  # output at `step` (output reuse)
-    prev_step: int = -1
-    prev_delta: torch.Tensor | None = None  # delta at the compute before (forecast)
+    slope: torch.Tensor | None = None  # (delta - delta before) / steps between the last two computes (forecast)
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.delta, self.output, self.prev_delta) if t is not None)
+        return sum(t.numel() * t.element_size() for t in (self.delta, self.output, self.slope) if t is not None)
 
 
 def _hidden_states(args: tuple, kwargs: Mapping[str, Any]) -> torch.Tensor:
@@ -197,8 +196,8 @@ class ScheduleHandle:
             entry.delta = out - x  # what the block added to its input
         if "output" in modes:
             entry.output = out
-        if "forecast" in modes and old is not None:
-            entry.prev_step, entry.prev_delta = old.step, old.delta
+        if "forecast" in modes and old is not None and old.delta is not None:
+            entry.slope = (entry.delta - old.delta) / (step - old.step)
         return entry
 
     def _reuse(self, key: tuple, action: str, args: tuple, kwargs: Mapping[str, Any], step: int) -> torch.Tensor:
@@ -211,10 +210,9 @@ class ScheduleHandle:
             )
         if action == "output":
             return cached.output  # DeepCache: the cached output itself
-        if action == "forecast" and cached.prev_delta is not None:
+        if action == "forecast" and cached.slope is not None:
             # TaylorSeer, first order, on the residual: extrapolate along the last two computes
-            slope = (step - cached.step) / (cached.step - cached.prev_step)
-            return x + cached.delta + slope * (cached.delta - cached.prev_delta)
+            return (x + cached.delta).add_(cached.slope, alpha=step - cached.step)
         return x + cached.delta  # residual (FORA / Delta-DiT): input + cached (output - input)
 
 

@@ -47,6 +47,13 @@ def _precisions(text: str) -> tuple[str, ...]:
     return () if text.strip() in ("", "none") else tuple(x.strip() for x in text.split(",") if x.strip())
 
 
+def _depends(text: str) -> tuple[tuple[int, int], ...]:
+    try:
+        return tuple((int(a), int(b)) for a, b in (pair.split(">") for pair in text.split(",") if pair))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--depends takes UP>DOWN pairs like 0>1,4>5, got {text!r}") from None
+
+
 def _shard(text: str) -> tuple[int, int]:
     try:
         i, n = (int(x) for x in text.split("/"))
@@ -109,7 +116,23 @@ def cmd_solve(args: argparse.Namespace) -> int:
     profile = Profile.load(args.profile)
     cost = args.cost if args.cost != "auto" else ("latency" if profile.meta.get("latency") else "flops")
     problem = problem_from_profile(profile, args.allow, cost)
-    solution = solver(problem, args.budget, Constraints(first_full=args.first_full, static_precision=args.static_precision))
+    constraints = Constraints(
+        first_full=args.first_full, static_precision=args.static_precision, last_full=args.last_full,
+        max_reuse=args.max_reuse, dependencies=args.depends, time_limit=args.time_limit,
+        max_cache_bytes=None if args.max_cache_mb is None else args.max_cache_mb * 2**20,
+        cache_bytes=tuple(float(x) for x in profile.meta.get("cache_bytes", [])) if args.max_cache_mb is not None else (),
+    )
+    if args.refine:
+        from schedc.models import load_model
+        from schedc.refine import refine
+
+        solution, history = refine(load_model(profile.meta["model"]), profile, problem, solver, args.budget,
+                                   constraints, rounds=args.refine)
+        for i, r in enumerate(history):
+            print(f"refine round {i}: reuse x{r.reuse_scale:.3f}, quant x{r.quant_scale:.3f}: "
+                  f"predicted {r.predicted:.4f}, measured {r.measured:.4f} (calibration seeds)")
+    else:
+        solution = solver(problem, args.budget, constraints)
     used = sorted({a for row in solution.actions() for a in row if a in profile.precisions})
     extra = {"profile_file": str(args.profile), "cost_model": cost,
              "allowed": sorted(args.allow) if args.allow else "all profiled"}
@@ -203,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("profile", nargs="?", default=str(PROFILES / "reference-dit.profile.npz"),
                    help="profile file (default profiles/reference-dit.profile.npz)")
     p.add_argument("--budget", type=_budget, required=True, help="block compute as a fraction of full, in (0, 1]")
-    p.add_argument("--solver", default="dp", help="dp (default; exact for the additive error model, joint decisions included) or uniform")
+    p.add_argument("--solver", default="dp", help="dp (default; exact for the additive error model, joint decisions "
+                   "included), ilp (CP-SAT with deployment constraints; no forecast) or uniform")
     p.add_argument("--allow", type=_options, default=None, metavar="OPTIONS",
                    help="decision set, comma-separated from residual,output,forecast,int8,fp8,int4w (default: all the profile measured)")
     p.add_argument("--cost", choices=("auto", "flops", "latency"), default="auto",
@@ -211,6 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "device, or auto (default: latency when the profile has it, else FLOPs)")
     p.add_argument("--static-precision", action="store_true",
                    help="each block uses at most one reduced precision for all steps (one quantized copy in memory)")
+    p.add_argument("--refine", type=int, default=0, metavar="N",
+                   help="closed loop: N rounds of run-measure-rescale-resolve on calibration seeds (default 0)")
+    p.add_argument("--last-full", type=int, default=0, help="the last K steps compute every block (ilp)")
+    p.add_argument("--max-reuse", type=int, default=None, help="at most N consecutive reuses per block (ilp)")
+    p.add_argument("--max-cache-mb", type=float, default=None, help="cache memory limit in MiB at calibration batch size (ilp)")
+    p.add_argument("--depends", type=_depends, default=(), metavar="UP>DOWN,...",
+                   help="block dependencies: when block UP refreshes, DOWN refreshes too, e.g. 0>1,4>5 (ilp)")
+    p.add_argument("--time-limit", type=float, default=30.0, help="solver time limit in seconds (ilp, default 30)")
     p.add_argument("--first-full", type=int, default=1, help="the first K steps compute every block (default 1)")
     p.add_argument("-o", "--output", help="schedule file (default schedules/<model>-b<budget>.yaml)")
     p.set_defaults(func=cmd_solve)

@@ -98,11 +98,13 @@ class _ReuseErrorRecorder:
         self.probe_at = probe_at  # steps t whose (t-1) residuals the probes need
         self.probe_rows = probe_rows
         self.probe_delta: dict[tuple[int, int], torch.Tensor] = {}  # (t, b) -> residual at t-1
+        self.cache_bytes = [0] * num_blocks  # one cached output-shaped tensor per block, this batch
 
     def hook(self, index: int):
         def fn(module: torch.nn.Module, args: tuple, kwargs: dict, output: torch.Tensor) -> None:
             t = self.step
             rows = output.shape[0]
+            self.cache_bytes[index] = output.numel() * output.element_size()
             delta = (output - args[0]).float().reshape(rows, -1)  # [rows, F]: what the block adds
             out = output.float().reshape(rows, -1)  # [rows, F]
             out_norm = out.norm(dim=1).double().clamp_min(1e-12)  # [rows]
@@ -299,6 +301,7 @@ def profile_model(
                             ("quant_count", recorder.q_count)):
             sums[name] = sums[name] + value if name in sums else value
         if first:
+            cache_bytes = list(recorder.cache_bytes)
             probe_inputs = inputs.subset(slice(0, probe_k))
             for t in probe_at:
                 fin, loc = _probe_gain(adapter, sampler, probe_inputs, latents, final[:probe_k], recorder, t)
@@ -320,6 +323,7 @@ def profile_model(
         "calibration_seeds": seeds,
         "max_age": min(config.max_age, steps - 1),
         "forecast_gap": recorder.gap,
+        "cache_bytes": cache_bytes,  # one cache per block at the first batch's size (batch_size x CFG rows)
         "precisions": list(config.precisions),
         "kernels": {p: sorted(block_kernels(quantized[0][p])) for p in config.precisions},
         "probe_steps": probe_at,

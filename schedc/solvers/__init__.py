@@ -6,9 +6,11 @@ from schedc.errors import SolverError
 from schedc.solvers.base import Constraints, Solution, SolverFn
 from schedc.solvers.baselines import solve_uniform
 from schedc.solvers.dp import solve_dp
+from schedc.solvers.ilp import solve_ilp
 
 SOLVERS: dict[str, SolverFn] = {
     "dp": solve_dp,
+    "ilp": solve_ilp,
     "uniform": solve_uniform,
 }
 

@@ -13,14 +13,31 @@ from schedc.problem import Problem
 
 @dataclass(frozen=True)
 class Constraints:
-    """Deployment constraints every solver understands (more arrive with the ILP)."""
+    """Deployment constraints. The DP honours first_full and static_precision; the ILP all of them."""
 
     first_full: int = 1  # the first k steps compute every block (step 0 always does)
     static_precision: bool = False  # each block uses at most one reduced precision (one copy in memory)
+    last_full: int = 0  # the last k steps compute every block
+    max_reuse: int | None = None  # most consecutive reuses per block
+    max_cache_bytes: float | None = None  # bytes of live caches at any step
+    cache_bytes: tuple[float, ...] = ()  # bytes of one cache of each block (with max_cache_bytes)
+    dependencies: tuple[tuple[int, int], ...] = ()  # (up, down): if up computes at t, so does down
+    time_limit: float = 30.0  # seconds, for search-based solvers
 
     def __post_init__(self) -> None:
         if self.first_full < 1:
             raise SolverError("first_full must be >= 1: step 0 computes every block")
+        if self.last_full < 0 or (self.max_reuse is not None and self.max_reuse < 0) or self.time_limit <= 0:
+            raise SolverError("last_full and max_reuse must be >= 0 and the time limit positive")
+        if self.max_cache_bytes is not None and not self.cache_bytes:
+            raise SolverError("max_cache_bytes needs the bytes of one cache of each block")
+
+    def deployment(self) -> list[str]:
+        """The constraints only the ilp solver models, by option name."""
+        names = {"last_full": "--last-full", "max_reuse": "--max-reuse", "max_cache_bytes": "--max-cache-mb",
+                 "dependencies": "--depends"}
+        defaults = Constraints.__dataclass_fields__
+        return [flag for field_name, flag in names.items() if getattr(self, field_name) != defaults[field_name].default]
 
 
 @dataclass(frozen=True)

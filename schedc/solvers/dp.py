@@ -181,6 +181,9 @@ def _infeasible(problem: Problem, budget: float, first: int, kmin: np.ndarray) -
 
 def solve_dp(problem: Problem, budget: float, constraints: Constraints = Constraints()) -> Solution:
     """Exact minimiser of the summed weighted reuse error under the compute budget."""
+    unsupported = constraints.deployment()
+    if unsupported:
+        raise SolverError(f"the dp solver does not model {', '.join(unsupported)}: use --solver ilp")
     if problem.is_joint:
         from schedc.solvers.joint import solve_joint
 

@@ -1,0 +1,236 @@
+"""CP-SAT schedule with the constraints deployments need.
+
+Model (per block a path through its compute steps): an arc (b, s, e, p) means block b computes at
+step s at precision p and next at e (e = T: never again); the steps between reuse its cache, each in
+its cheapest allowed mode (residual or output; forecast, a second-order choice, is the DP's) plus
+the error the precision-p cache carries. Flow conservation per step makes every block a path from
+step 0 to T, so "compute at t" is the flow through t. Deployment constraints are added with an
+enforcement literal each, so an infeasible set is explained by the literals CP-SAT blames.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from schedc.errors import SolverError
+from schedc.problem import Problem, check_budget
+from schedc.solvers.base import Constraints, Solution
+
+SCALE = 10**7  # objective coefficients: weighted error x SCALE, rounded
+NATIVE_UNITS = 100  # a native compute; a reduced precision costs ceil(100 x its cost ratio)
+
+
+def _arc_costs(problem: Problem, b: int, p: int, max_len: int) -> np.ndarray:
+    """[T, T+1] weighted error of the arc s -> e at precision option p (0 = native); inf if not allowed."""
+    steps = problem.num_steps
+    modes = [problem.reuse_error[b] if problem.allow_residual else None, problem.output_error[b] if problem.output_error is not None else None]
+    tables = [m for m in modes if m is not None]
+    if not tables:
+        return np.where(np.eye(steps, steps + 1, k=1) > 0, 0.0, np.inf)  # only s -> s+1 (no reuse)
+    local = np.min(np.stack(tables), axis=0)  # [s, t]
+    carry = 0.0 if p == 0 else problem.quant_error[b, :, p - 1][:, None]  # [T, 1]
+    comp = 0.0 if p == 0 else problem.gain[b] * problem.quant_error[b, :, p - 1]  # [T]
+    with np.errstate(invalid="ignore"):
+        w = np.where(np.isinf(local), np.inf, (local + carry) * problem.gain[b][None, :])  # [s, t]
+    out = np.full((steps, steps + 1), np.inf)
+    for s in range(steps):
+        total = float(comp[s]) if p else 0.0
+        out[s, s + 1] = total
+        for e in range(s + 2, min(steps, s + 1 + max_len) + 1):
+            total += float(w[s, e - 1])
+            if not np.isfinite(total):
+                break
+            out[s, e] = total
+    return out
+
+
+def _block_weights(costs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer block weights and the exact values they stand for: equal for equal or small-integer
+    cost ratios, else the ratios x 1000 rounded up (the capacity then uses the exact values)."""
+    ratio = costs / costs.min()
+    for mult in range(1, 101):
+        scaled = ratio * mult
+        if np.allclose(scaled, np.rint(scaled), rtol=0, atol=1e-9):
+            return np.rint(scaled).astype(np.int64), np.rint(scaled)
+    return np.ceil(ratio * 1000).astype(np.int64), ratio * 1000
+
+
+@dataclass
+class _Built:
+    model: object
+    lit: dict
+    arcs: dict
+
+
+def _build(problem: Problem, budget: float, constraints: Constraints, explain: bool) -> _Built:
+    """The CP-SAT model; `explain` leaves out the objective and assumes the constraint literals."""
+    from ortools.sat.python import cp_model
+
+    steps, blocks = problem.num_steps, problem.num_blocks
+    opts = ("native",) + problem.precisions
+    max_len = steps if constraints.max_reuse is None else constraints.max_reuse
+    first = min(constraints.first_full, steps)
+    model = cp_model.CpModel()
+    lit = {name: model.NewBoolVar(name) for name in GROUPS}
+    arcs: dict[tuple[int, int, int, int], object] = {}  # (b, s, e, p) -> bool
+    objective, cost_terms = [], []
+    weight, exact = _block_weights(problem.block_cost)  # integer cost of a native compute of each block
+    for b in range(blocks):
+        for p in range(len(opts)):
+            table = _arc_costs(problem, b, p, max_len)
+            units = NATIVE_UNITS if p == 0 else max(1, int(np.ceil(NATIVE_UNITS * problem.precision_cost[b, p - 1] - 1e-9)))
+            for s in range(steps):
+                for e in range(s + 1, steps + 1):
+                    if np.isfinite(table[s, e]):
+                        var = model.NewBoolVar(f"arc_b{b}_s{s}_e{e}_{opts[p]}")
+                        arcs[(b, s, e, p)] = var
+                        objective.append(int(round(table[s, e] * SCALE)) * var)
+                        cost_terms.append(int(weight[b]) * units * var)
+    out_of = {(b, t): [] for b in range(blocks) for t in range(steps)}
+    into = {(b, t): [] for b in range(blocks) for t in range(1, steps + 1)}
+    for (b, s, e, p), var in arcs.items():
+        out_of[(b, s)].append(var)
+        into[(b, e)].append(var)
+    for b in range(blocks):
+        model.Add(sum(out_of[(b, 0)]) == 1)  # every block computes at step 0 and leaves on one arc
+        model.Add(sum(into[(b, steps)]) == 1)  # ... and its path ends after the last step
+        for t in range(1, steps):
+            model.Add(sum(into[(b, t)]) == sum(out_of[(b, t)]))  # a compute at t continues the path
+    # budget: block work as a fraction of every block at every step, in native units
+    # every arc's cost is rounded up and the capacity uses the exact costs: the budget always holds
+    capacity = int(np.floor(budget * (1 + 1e-9) * steps * NATIVE_UNITS * exact.sum()))
+    model.Add(sum(cost_terms) <= capacity).OnlyEnforceIf(lit["budget"])
+    # first / last k steps: every block computes, at native precision
+    for b in range(blocks):
+        for t in list(range(first)) + list(range(max(0, steps - constraints.last_full), steps)):
+            native_out = [v for (bb, s, e, p), v in arcs.items() if bb == b and s == t and p == 0]
+            model.Add(sum(native_out) == 1).OnlyEnforceIf(lit["first_full" if t < first else "last_full"])
+    # cache memory: a cache is live at t if an arc with reuse spans t
+    if constraints.max_cache_bytes is not None:
+        for t in range(1, steps):
+            live = [int(round(constraints.cache_bytes[bb])) * v for (bb, s, e, p), v in arcs.items() if s < t < e]
+            model.Add(sum(live) <= int(constraints.max_cache_bytes)).OnlyEnforceIf(lit["max_cache_bytes"])
+    # bubbling union: an upstream refresh refreshes the listed downstream block
+    for up, down in constraints.dependencies:
+        for t in range(steps):
+            model.Add(sum(out_of[(up, t)]) <= sum(out_of[(down, t)])).OnlyEnforceIf(lit["dependencies"])
+    # at most one reduced precision per block (one quantized copy in memory)
+    if constraints.static_precision and problem.precisions:
+        for b in range(blocks):
+            chosen = [model.NewBoolVar(f"static_b{b}_{opts[p]}") for p in range(1, len(opts))]
+            model.Add(sum(chosen) <= 1).OnlyEnforceIf(lit["static_precision"])
+            for (bb, s, e, p), v in arcs.items():
+                if bb == b and p > 0:
+                    model.AddImplication(v, chosen[p - 1])
+    if explain:
+        model.AddAssumptions(list(lit.values()))
+    else:
+        model.Minimize(sum(objective))
+        for v in lit.values():
+            model.Add(v == 1)
+    return _Built(model, lit, arcs)
+
+
+GROUPS = ("budget", "first_full", "last_full", "max_reuse", "max_cache_bytes", "dependencies", "static_precision")
+
+
+def solve_ilp(
+    problem: Problem, budget: float, constraints: Constraints = Constraints()
+) -> Solution:
+    """Least weighted error within the budget and the deployment constraints (CP-SAT)."""
+    from ortools.sat.python import cp_model
+
+    budget = check_budget(budget)
+    if problem.forecast_error is not None:
+        raise SolverError("the ilp solver does not model forecast reuse: use --solver dp, or --allow without forecast")
+    started = time.perf_counter()
+    _check_minimum_cost(problem, budget, constraints)
+    built = _build(problem, budget, constraints, explain=False)
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = constraints.time_limit
+    solver.parameters.num_workers = 2
+    status = solver.Solve(built.model)
+    if status == cp_model.INFEASIBLE or (status == cp_model.MODEL_INVALID and not built.arcs):
+        raise SolverError(f"infeasible: {_explain(problem, budget, constraints)} cannot all hold")
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        raise SolverError(f"no schedule found within the {constraints.time_limit:g}s time limit ({solver.StatusName(status)})")
+    opts = ("native",) + problem.precisions
+    rows = [["native"] * problem.num_blocks for _ in range(problem.num_steps)]
+    for (b, s, e, p), v in built.arcs.items():
+        if solver.Value(v):
+            rows[s][b] = opts[p]
+            for t in range(s + 1, min(e, problem.num_steps)):
+                rows[t][b] = _best_mode(problem, b, s, t)
+    decisions = tuple(tuple(r) for r in rows)
+    error, cost = problem.evaluate_decisions(decisions)
+    objective, bound = solver.ObjectiveValue() / SCALE, solver.BestObjectiveBound() / SCALE
+    stats = {"solve_seconds": time.perf_counter() - started, "status": solver.StatusName(status),
+             "objective": objective, "bound": bound, "gap": (objective - bound) / objective if objective > 0 else 0.0}
+    compute = np.array([[a in opts for a in r] for r in decisions], dtype=bool)
+    return Solution(compute=compute, cost=cost, predicted_error=error, solver="ilp", stats=stats, decisions=decisions)
+
+
+def _best_mode(problem: Problem, b: int, s: int, t: int) -> str:
+    res = problem.reuse_error[b, s, t] if problem.allow_residual else np.inf
+    out = problem.output_error[b, s, t] if problem.output_error is not None else np.inf
+    return "residual" if res <= out else "output"
+
+
+def _explain(problem: Problem, budget: float, constraints: Constraints) -> str:
+    """Names of the constraint groups CP-SAT needs to prove infeasibility (a feasibility re-solve)."""
+    from ortools.sat.python import cp_model
+
+    built = _build(problem, budget, constraints, explain=True)
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = 1  # cores of assumptions need a single worker
+    solver.parameters.max_time_in_seconds = 10.0
+    if solver.Solve(built.model) != cp_model.INFEASIBLE:  # no core in time: name every active group
+        active = ["budget", "first_full"] + [g for g, on in (("last_full", constraints.last_full),
+                  ("max_reuse", constraints.max_reuse is not None), ("max_cache_bytes", constraints.max_cache_bytes is not None),
+                  ("dependencies", constraints.dependencies), ("static_precision", constraints.static_precision)) if on]
+        return " + ".join(_describe(g, budget, constraints) for g in active)
+    index = {v.Index(): name for name, v in built.lit.items()}
+    core = [_describe(index[i], budget, constraints) for i in solver.SufficientAssumptionsForInfeasibility() if i in index]
+    if constraints.max_reuse is not None:
+        core.append(_describe("max_reuse", budget, constraints))  # built into the arcs, always part
+    return " + ".join(core) if core else "the step-0 compute and the profile's max cache age"
+
+
+def _check_minimum_cost(problem: Problem, budget: float, c: Constraints) -> None:
+    """Fail fast, by name, when first/last-full, max reuse and the cache age alone exceed the budget."""
+    steps = problem.num_steps
+    longest = steps if c.max_reuse is None else c.max_reuse + 1  # longest arc s -> e
+    forced = set(range(min(c.first_full, steps))) | set(range(max(0, steps - c.last_full), steps))
+    need = 0.0
+    for b in range(problem.num_blocks):
+        table = _arc_costs(problem, b, 0, longest - 1 if c.max_reuse is not None else steps)
+        fewest = np.full(steps + 1, np.inf)  # fewest computes on a path from step 0 to node t
+        fewest[0] = 0
+        for t in range(steps):
+            if not np.isfinite(fewest[t]):
+                continue
+            for e in range(t + 1, steps + 1):
+                if np.isfinite(table[t, e]) and not any(u in forced for u in range(t + 1, e)):
+                    fewest[e] = min(fewest[e], fewest[t] + 1)
+        need += fewest[steps] * problem.block_cost[b]
+    need /= steps * problem.block_cost.sum()
+    if need > budget * (1 + 1e-9):
+        active = [f"first {c.first_full} step(s) full"] + ([f"last {c.last_full} step(s) full"] if c.last_full else []) \
+            + ([f"at most {c.max_reuse} consecutive reuses"] if c.max_reuse is not None else []) + ["the profile's max cache age"]
+        raise SolverError(f"infeasible: budget {budget:g} is below the minimum {need:.3f} that {', '.join(active)} allow")
+
+
+def _describe(group: str, budget: float, c: Constraints) -> str:
+    describe = {
+        "budget": lambda: f"budget {budget:g}",
+        "first_full": lambda: f"first {c.first_full} step(s) full",
+        "last_full": lambda: f"last {c.last_full} step(s) full",
+        "max_reuse": lambda: f"at most {c.max_reuse} consecutive reuses",
+        "max_cache_bytes": lambda: f"cache memory <= {c.max_cache_bytes:g} bytes",
+        "dependencies": lambda: f"block dependencies {list(c.dependencies)}",
+        "static_precision": lambda: "one precision per block",
+    }
+    return describe[group]()
