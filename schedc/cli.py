@@ -48,10 +48,14 @@ def _precisions(text: str) -> tuple[str, ...]:
 
 
 def _depends(text: str) -> tuple[tuple[int, int], ...]:
+    """'0>1>2,4>5' -> ((0, 1), (1, 2), (4, 5)): chains of blocks, each refresh pulling the next."""
     try:
-        return tuple((int(a), int(b)) for a, b in (pair.split(">") for pair in text.split(",") if pair))
+        chains = [[int(b) for b in chain.split(">")] for chain in text.split(",") if chain]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--depends takes UP>DOWN pairs like 0>1,4>5, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"--depends takes chains like 0>1>2,4>5, got {text!r}") from None
+    if any(len(chain) < 2 for chain in chains):
+        raise argparse.ArgumentTypeError(f"--depends takes chains like 0>1>2,4>5, got {text!r}")
+    return tuple((a, b) for chain in chains for a, b in zip(chain, chain[1:]))
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -241,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-reuse", type=int, default=None, help="at most N consecutive reuses per block (ilp)")
     p.add_argument("--max-cache-mb", type=float, default=None, help="cache memory limit in MiB at calibration batch size (ilp)")
     p.add_argument("--depends", type=_depends, default=(), metavar="UP>DOWN,...",
-                   help="block dependencies: when block UP refreshes, DOWN refreshes too, e.g. 0>1,4>5 (ilp)")
+                   help="block dependencies: when block UP refreshes, DOWN refreshes too, e.g. 0>1>2,4>5 (ilp)")
     p.add_argument("--time-limit", type=float, default=30.0, help="solver time limit in seconds (ilp, default 30)")
     p.add_argument("--first-full", type=int, default=1, help="the first K steps compute every block (default 1)")
     p.add_argument("-o", "--output", help="schedule file (default schedules/<model>-b<budget>.yaml)")

@@ -70,3 +70,11 @@ def test_infeasible_constraint_set_names_the_conflict():
         solve_ilp(problem, 0.3, Constraints(first_full=5))
     with pytest.raises(SolverError, match="budget 0.2.*at most 1 consecutive reuses"):
         solve_ilp(problem, 0.2, Constraints(max_reuse=1))
+
+
+def test_dependency_chains_close_transitively():
+    from schedc.solvers.ilp import dependency_closure
+
+    assert dependency_closure(((0, 1), (1, 2)), 3) == [(0, 1), (0, 2), (1, 2)]
+    with pytest.raises(SolverError, match="outside 0..2"):
+        dependency_closure(((0, 5),), 3)

@@ -113,8 +113,8 @@ def _build(problem: Problem, budget: float, constraints: Constraints, explain: b
         for t in range(1, steps):
             live = [int(round(constraints.cache_bytes[bb])) * v for (bb, s, e, p), v in arcs.items() if s < t < e]
             model.Add(sum(live) <= int(constraints.max_cache_bytes)).OnlyEnforceIf(lit["max_cache_bytes"])
-    # bubbling union: an upstream refresh refreshes the listed downstream block
-    for up, down in constraints.dependencies:
+    # bubbling union: an upstream refresh refreshes the listed downstream blocks (and theirs, transitively)
+    for up, down in dependency_closure(constraints.dependencies, blocks):
         for t in range(steps):
             model.Add(sum(out_of[(up, t)]) <= sum(out_of[(down, t)])).OnlyEnforceIf(lit["dependencies"])
     # at most one reduced precision per block (one quantized copy in memory)
@@ -197,6 +197,17 @@ def _explain(problem: Problem, budget: float, constraints: Constraints) -> str:
     if constraints.max_reuse is not None:
         core.append(_describe("max_reuse", budget, constraints))  # built into the arcs, always part
     return " + ".join(core) if core else "the step-0 compute and the profile's max cache age"
+
+
+def dependency_closure(pairs: tuple[tuple[int, int], ...], blocks: int) -> list[tuple[int, int]]:
+    """All (up, down) refresh implications the pairs entail: the transitive closure of their graph."""
+    import networkx as nx
+
+    bad = [pair for pair in pairs if not all(0 <= b < blocks for b in pair)]
+    if bad:
+        raise SolverError(f"block dependencies {bad} name blocks outside 0..{blocks - 1}")
+    graph = nx.transitive_closure(nx.DiGraph(pairs), reflexive=False)
+    return sorted((u, v) for u, v in graph.edges if u != v)
 
 
 def _check_minimum_cost(problem: Problem, budget: float, c: Constraints) -> None:
