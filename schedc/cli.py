@@ -214,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precisions", type=_precisions, default=("int8", "fp8", "int4w"),
                    help="reduced precisions whose error is measured, comma-separated, or 'none' (default int8,fp8,int4w)")
     p.add_argument("--forecast-gap", type=int, default=8, help="forecast reuse measured from computes at most this far apart (default 8)")
+    p.add_argument("--measure-latency", dest="measure_latency", action="store_true", default=True,
+                   help="time every block at every option on this device for --cost latency (the default)")
     p.add_argument("--no-latency", dest="measure_latency", action="store_false",
                    help="do not time blocks at each option on this device (then solve's cost model is FLOPs)")
     p.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N", help="profile calibration seeds I, I+N, ... (merge with `schedc merge`)")
