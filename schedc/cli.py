@@ -184,6 +184,30 @@ def _problem_of(schedule):
     return problem_from_profile(profile) if profile.digest() == schedule.provenance.get("profile") else None
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from schedc.compare import compare, write_results
+    from schedc.evaluate import EvalConfig
+    from schedc.models import load_model
+    from schedc.profile import Profile
+    from schedc.solvers import get_solver
+
+    solvers = [s for s in args.solvers.split(",") if s]
+    for name in solvers:
+        get_solver(name)  # unknown solver: fail before any work
+    profile = Profile.load(args.profile)
+    adapter = load_model(profile.meta["model"])
+    config = EvalConfig(samples=args.samples, seed_start=args.seed_start, timing_batch=args.timing_batch, repeats=args.repeats)
+    log = (lambda _: None) if args.json else (lambda m: print(m, flush=True))
+    rows = compare(adapter, profile, args.budgets, solvers, config, args.cost, log)
+    paths = write_results(rows, Path(args.output), f"{profile.meta['model']}: PSNR vs measured speedup (held-out seeds)")
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        print(paths[0].read_text())
+        print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     from schedc.plots import schedule_heatmap
     from schedc.schedule import read_schedule
@@ -264,6 +288,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("compare", help="every solver and baseline over budgets: table, CSV and Pareto plot")
+    p.add_argument("profile", nargs="?", default=str(PROFILES / "reference-dit.profile.npz"), help="profile file")
+    p.add_argument("--budgets", type=_budget, nargs="+", default=[0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    p.add_argument("--solvers", default="dp,ilp", help="comma-separated solvers (default dp,ilp); baselines always run")
+    p.add_argument("--cost", choices=("auto", "flops", "latency"), default="auto", help="cost model (default auto)")
+    p.add_argument("--samples", type=int, default=64, help="held-out samples for quality (default 64)")
+    p.add_argument("--seed-start", type=int, default=1_000_000, help="first evaluation seed (default 1000000)")
+    p.add_argument("--timing-batch", type=int, default=16, help="samples per timed generation (default 16)")
+    p.add_argument("--repeats", type=int, default=5, help="interleaved timing rounds (default 5)")
+    p.add_argument("--json", action="store_true", help="print the rows as one JSON list")
+    p.add_argument("-o", "--output", default="bench/results/compare", help="output stem for .md/.csv/.png")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("show", help="draw a schedule as a step x block heatmap (PNG)")
     p.add_argument("schedule", help="schedule YAML")

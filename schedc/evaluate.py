@@ -24,7 +24,7 @@ from schedc.models.adapter import GenerationInputs, ModelAdapter
 from schedc.problem import FLOP_COST, Problem
 from schedc.sampling import SamplerConfig
 from schedc.schedule import calibration_seeds, derive_schedule
-from schedc.solvers.baselines import fewer_steps_count, uniform_compute_steps
+from schedc.solvers.baselines import delta_dit_compute, fewer_steps_count, uniform_compute_steps
 from schedc_runtime import Schedule, ScheduleFormatError, ScheduleHandle, apply_schedule, check_model
 
 EVAL_SEED_START = 1_000_000  # evaluation seeds start here; calibration seeds start at 0
@@ -239,6 +239,9 @@ def evaluate(
         uniform[uniform_compute_steps(full_steps, computes)] = True
         variants["uniform"] = derive_schedule(schedule, uniform, full_sampler, {"solver": "uniform"})
         predicted["uniform"] = _finite(problem.predicted_error(uniform)) if problem is not None else None
+        delta = delta_dit_compute(full_steps, schedule.num_blocks, cost)
+        variants["delta-dit"] = derive_schedule(schedule, delta, full_sampler, {"solver": "delta-dit"})
+        predicted["delta-dit"] = _finite(problem.predicted_error(delta)) if problem is not None else None
 
     samples, runtime = {}, {}
     for name, variant in variants.items():

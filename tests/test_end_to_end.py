@@ -31,8 +31,22 @@ def test_profile_solve_eval(workdir, capsys):
     keys = {"psnr", "ssim", "rel_l2", "class_acc", "cost", "speedup", "ideal_speedup", "predicted_rel_l2"}
     for metrics in [report["schedule"], *report["baselines"].values()]:
         assert keys <= set(metrics)
-    assert set(report["baselines"]) == {"fewer-steps", "uniform"}
+    assert set(report["baselines"]) == {"fewer-steps", "uniform", "delta-dit"}
     m = report["schedule"]
     assert m["cost"] <= 0.4 + 1e-9 and m["predicted_rel_l2"] > 0
     assert 0 < m["rel_l2"] < 0.5 and m["psnr"] > 15  # a cached schedule, not garbage
     assert report["baselines"]["uniform"]["cost"] == pytest.approx(m["cost"], abs=0.02)
+
+
+def test_compare_rows(workdir, capsys):
+    profile = workdir / "ref.profile.npz"
+    assert profile.exists()  # made by test_profile_solve_eval
+    capsys.readouterr()
+    out = workdir / "cmp"
+    assert main(["compare", str(profile), "--budgets", "0.5", "--solvers", "dp,ilp", "--samples", "4",
+                 "--timing-batch", "2", "--repeats", "1", "--json", "-o", str(out)]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["solver"] for r in rows} == {"dp", "ilp", "fewer-steps", "uniform", "delta-dit"}
+    for r in rows:
+        assert {"solver", "budget", "cost", "predicted_rel_l2", "rel_l2", "psnr", "speedup"} <= set(r)
+    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG" and out.with_suffix(".csv").exists()

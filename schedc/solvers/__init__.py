@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from schedc.errors import SolverError
 from schedc.solvers.base import Constraints, Solution, SolverFn
-from schedc.solvers.baselines import solve_uniform
+from schedc.solvers.baselines import solve_delta_dit, solve_uniform
 from schedc.solvers.dp import solve_dp
 from schedc.solvers.ilp import solve_ilp
 
@@ -12,6 +12,7 @@ SOLVERS: dict[str, SolverFn] = {
     "dp": solve_dp,
     "ilp": solve_ilp,
     "uniform": solve_uniform,
+    "delta-dit": solve_delta_dit,
 }
 
 

@@ -47,3 +47,36 @@ def fewer_steps_count(steps: int, cost: float, nonblock_share: float) -> int:
     """
     target = nonblock_share + (1.0 - nonblock_share) * cost
     return max(1, min(steps, int(math.ceil(target * steps - 1e-9))))
+
+
+def delta_dit_compute(steps: int, blocks: int, cost: float) -> np.ndarray:
+    """Δ-DiT's pattern at block cost just above `cost` (never cheaper): bool [T, B], True = compute.
+
+    Every n-th step computes every block; between refreshes, k blocks reuse their residual: the rear
+    blocks in the first half of sampling (outline stage) and the front blocks in the second half
+    (detail stage). n is the smallest interval that reaches the cost with k <= B blocks.
+    """
+    compute = np.ones((steps, blocks), dtype=bool)
+    for n in range(2, steps + 1):
+        refresh = np.zeros(steps, dtype=bool)
+        refresh[::n] = True
+        idle = int((~refresh).sum())
+        k = int(math.floor((1.0 - cost) * steps * blocks / idle + 1e-9)) if idle else 0  # cost >= target
+        if k <= blocks:
+            break
+    k = max(0, min(blocks, k))
+    for t in np.flatnonzero(~refresh):
+        cached = range(blocks - k, blocks) if t < steps // 2 else range(0, k)
+        compute[t, list(cached)] = False
+    return compute
+
+
+def solve_delta_dit(problem: Problem, budget: float, constraints: Constraints = Constraints()) -> Solution:
+    started = time.perf_counter()
+    budget = check_budget(budget)
+    compute = delta_dit_compute(problem.num_steps, problem.num_blocks, budget)
+    compute[: constraints.first_full] = True
+    error = problem.predicted_error(compute)
+    if not np.isfinite(error):
+        raise SolverError("the Δ-DiT pattern reuses older caches than the profile's max cache age")
+    return Solution(compute, problem.cost_of(compute), error, "delta-dit", {"solve_seconds": time.perf_counter() - started})
