@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from schedc.errors import SchedcError
+from schedc.errors import SchedcError, SolverError
 
 PROFILES = Path("profiles")
 SCHEDULES = Path("schedules")
@@ -116,7 +116,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     from schedc.schedule import save_schedule, schedule_from_solution
     from schedc.solvers import Constraints, get_solver
 
-    solver = get_solver(args.solver)  # unknown solver: fail before reading anything
+    solver = None if args.solver == "learned" else get_solver(args.solver)  # unknown: fail before any work
     profile = Profile.load(args.profile)
     cost = args.cost if args.cost != "auto" else ("latency" if profile.meta.get("latency") else "flops")
     problem = problem_from_profile(profile, args.allow, cost)
@@ -126,7 +126,15 @@ def cmd_solve(args: argparse.Namespace) -> int:
         max_cache_bytes=None if args.max_cache_mb is None else args.max_cache_mb * 2**20,
         cache_bytes=tuple(float(x) for x in profile.meta.get("cache_bytes", [])) if args.max_cache_mb is not None else (),
     )
-    if args.refine:
+    if args.solver == "learned":
+        from schedc.learned import learn_schedule
+        from schedc.models import load_model
+
+        if problem.is_joint:
+            raise SolverError("the learned solver routes compute vs residual reuse only: add --allow residual")
+        solution = learn_schedule(load_model(profile.meta["model"]), profile, problem, args.budget, constraints,
+                                  iterations=args.iterations, seed=args.seed)
+    elif args.refine:
         from schedc.models import load_model
         from schedc.refine import refine
 
@@ -257,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="profile file (default profiles/reference-dit.profile.npz)")
     p.add_argument("--budget", type=_budget, required=True, help="block compute as a fraction of full, in (0, 1]")
     p.add_argument("--solver", default="dp", help="dp (default; exact for the additive error model, joint decisions "
-                   "included), ilp (CP-SAT with deployment constraints; no forecast) or uniform")
+                   "included), ilp (CP-SAT with deployment constraints; no forecast), learned (router trained "
+                   "through rollouts; residual only), uniform or delta-dit")
     p.add_argument("--allow", type=_options, default=None, metavar="OPTIONS",
                    help="decision set, comma-separated from residual,output,forecast,int8,fp8,int4w (default: all the profile measured)")
     p.add_argument("--cost", choices=("auto", "flops", "latency"), default="auto",
@@ -265,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "device, or auto (default: latency when the profile has it, else FLOPs)")
     p.add_argument("--static-precision", action="store_true",
                    help="each block uses at most one reduced precision for all steps (one quantized copy in memory)")
+    p.add_argument("--iterations", type=int, default=60, help="training rollouts of the learned router (default 60)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the learned router (default 0)")
     p.add_argument("--refine", type=int, default=0, metavar="N",
                    help="closed loop: N rounds of run-measure-rescale-resolve on calibration seeds (default 0)")
     p.add_argument("--last-full", type=int, default=0, help="the last K steps compute every block (ilp)")
