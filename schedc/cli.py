@@ -111,14 +111,14 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
-    from schedc.problem import problem_from_profile
+    from schedc.problem import problem_from_profile, resolve_cost
     from schedc.profile import Profile
     from schedc.schedule import save_schedule, schedule_from_solution
     from schedc.solvers import Constraints, get_solver
 
     solver = None if args.solver == "learned" else get_solver(args.solver)  # unknown: fail before any work
     profile = Profile.load(args.profile)
-    cost = args.cost if args.cost != "auto" else ("latency" if profile.meta.get("latency") else "flops")
+    cost = resolve_cost(profile, args.cost)
     problem = problem_from_profile(profile, args.allow, cost)
     constraints = Constraints(
         first_full=args.first_full, static_precision=args.static_precision, last_full=args.last_full,
@@ -161,13 +161,13 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from schedc.evaluate import EvalConfig, evaluate
+    from schedc.evaluate import evaluate
     from schedc.models import load_model
     from schedc.schedule import read_schedule
 
     schedule = read_schedule(args.schedule)
     adapter = load_model(args.model or schedule.model.name)
-    config = EvalConfig(samples=args.samples, seed_start=args.seed_start, timing_batch=args.timing_batch, repeats=args.repeats)
+    config = _eval_config(args)
     report = evaluate(adapter, schedule, config, baselines=args.baselines, progress=not (args.json or args.quiet),
                       problem=_problem_of(schedule))
     if args.json:
@@ -194,7 +194,6 @@ def _problem_of(schedule):
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from schedc.compare import compare, write_results
-    from schedc.evaluate import EvalConfig
     from schedc.models import load_model
     from schedc.profile import Profile
     from schedc.solvers import get_solver
@@ -204,7 +203,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         get_solver(name)  # unknown solver: fail before any work
     profile = Profile.load(args.profile)
     adapter = load_model(profile.meta["model"])
-    config = EvalConfig(samples=args.samples, seed_start=args.seed_start, timing_batch=args.timing_batch, repeats=args.repeats)
+    config = _eval_config(args)
     log = (lambda _: None) if args.json else (lambda m: print(m, flush=True))
     rows = compare(adapter, profile, args.budgets, solvers, config, args.cost, log)
     paths = write_results(rows, Path(args.output), f"{profile.meta['model']}: PSNR vs measured speedup (held-out seeds)")
@@ -228,6 +227,20 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 # -- parser ------------------------------------------------------------------------------------
+
+
+def _add_eval_options(p: argparse.ArgumentParser, repeats: int) -> None:
+    """Held-out evaluation settings shared by eval and compare."""
+    p.add_argument("--samples", type=int, default=64, help="held-out samples for quality (default 64)")
+    p.add_argument("--seed-start", type=int, default=1_000_000, help="first evaluation seed (default 1000000)")
+    p.add_argument("--timing-batch", type=int, default=16, help="samples per timed generation (default 16)")
+    p.add_argument("--repeats", type=int, default=repeats, help=f"interleaved timing rounds, median (default {repeats})")
+
+
+def _eval_config(args: argparse.Namespace):
+    from schedc.evaluate import EvalConfig
+
+    return EvalConfig(samples=args.samples, seed_start=args.seed_start, timing_batch=args.timing_batch, repeats=args.repeats)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -291,11 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="quality and measured speed of a schedule vs full compute (held-out seeds)")
     p.add_argument("schedule", help="schedule YAML")
     p.add_argument("--model", default=None, help="model to run (default: the one recorded in the schedule)")
-    p.add_argument("--baselines", action="store_true", help="also fewer DDIM steps and uniform reuse at matching cost")
-    p.add_argument("--samples", type=int, default=64, help="held-out samples for quality (default 64)")
-    p.add_argument("--seed-start", type=int, default=1_000_000, help="first evaluation seed (default 1000000)")
-    p.add_argument("--timing-batch", type=int, default=16, help="samples per timed generation (default 16)")
-    p.add_argument("--repeats", type=int, default=7, help="interleaved timing rounds, median (default 7)")
+    p.add_argument("--baselines", action="store_true", help="also fewer DDIM steps, uniform refresh and Δ-DiT at matching cost")
+    _add_eval_options(p, repeats=7)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     p.set_defaults(func=cmd_eval)
@@ -305,10 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budgets", type=_budget, nargs="+", default=[0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
     p.add_argument("--solvers", default="dp,ilp", help="comma-separated solvers (default dp,ilp); baselines always run")
     p.add_argument("--cost", choices=("auto", "flops", "latency"), default="auto", help="cost model (default auto)")
-    p.add_argument("--samples", type=int, default=64, help="held-out samples for quality (default 64)")
-    p.add_argument("--seed-start", type=int, default=1_000_000, help="first evaluation seed (default 1000000)")
-    p.add_argument("--timing-batch", type=int, default=16, help="samples per timed generation (default 16)")
-    p.add_argument("--repeats", type=int, default=5, help="interleaved timing rounds (default 5)")
+    _add_eval_options(p, repeats=5)
     p.add_argument("--json", action="store_true", help="print the rows as one JSON list")
     p.add_argument("-o", "--output", default="bench/results/compare", help="output stem for .md/.csv/.png")
     p.set_defaults(func=cmd_compare)

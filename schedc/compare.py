@@ -16,7 +16,7 @@ from schedc.atomic import atomic_write_text
 from schedc.evaluate import EvalConfig, evaluate
 from schedc.models.adapter import ModelAdapter
 from schedc.plots import pareto_plot
-from schedc.problem import problem_from_profile
+from schedc.problem import problem_from_profile, resolve_cost
 from schedc.profile import Profile
 from schedc.schedule import schedule_from_solution
 from schedc.solvers import Constraints, get_solver
@@ -30,7 +30,7 @@ def compare(
     adapter: ModelAdapter, profile: Profile, budgets: Sequence[float], solvers: Sequence[str], config: EvalConfig,
     cost: str = "auto", log: Callable[[str], None] = lambda _: None,
 ) -> list[dict]:
-    cost_model = cost if cost != "auto" else ("latency" if profile.meta.get("latency") else "flops")
+    cost_model = resolve_cost(profile, cost)
     rows: list[dict] = []
     for budget in budgets:
         for index, name in enumerate(solvers):

@@ -177,6 +177,13 @@ class Problem:
         return total
 
 
+def resolve_cost(profile: "Profile", cost: str) -> str:
+    """"auto" -> the measured latency when the profile has it (the device's truth), else FLOPs."""
+    if cost != "auto":
+        return cost
+    return "latency" if profile.meta.get("latency") else "flops"
+
+
 def problem_from_profile(profile: "Profile", allow: "set[str] | None" = None, cost: str = "flops") -> Problem:
     """The profile's error model restricted to the `allow`ed options, with a FLOP or latency cost model.
 
