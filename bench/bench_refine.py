@@ -2,8 +2,9 @@
 
     python bench/bench_refine.py [--rounds 2]
 
-For budgets 0.2-0.6 and three decision sets (residual; residual+output+forecast; all options), solve
-with the DP, then with `--refine` (rounds on calibration seeds 0..7); measure every schedule's final
+For budgets 0.2-0.6: the DP over three decision sets (residual; residual+output+forecast; all options)
+and the ILP (all but forecast), FLOP costs, plain and with `--refine` (rounds on calibration seeds
+0..7); measure every schedule's final
 rel L2 on held-out seeds 1000000..1000063. Spearman rank correlation of predicted vs measured over
 all schedules, before and after. Writes bench/results/refine.{md,json}.
 """
@@ -31,7 +32,9 @@ from schedc.refine import refine  # noqa: E402
 from schedc.schedule import build_schedule  # noqa: E402
 from schedc.solvers import Constraints, get_solver  # noqa: E402
 
-SETS = {"residual": {"residual"}, "cache": {"residual", "output", "forecast"}, "joint": None}
+# (label, solver, decision set): the dp over three decision sets, and the CP-SAT ilp (no forecast)
+SETS = (("dp residual", "dp", {"residual"}), ("dp cache", "dp", {"residual", "output", "forecast"}),
+        ("dp joint", "dp", None), ("ilp", "ilp", {"residual", "output", "int8", "fp8", "int4w"}))
 
 
 def main() -> None:
@@ -47,16 +50,16 @@ def main() -> None:
     inputs = adapter.make_inputs(range(EVAL_SEED_START, EVAL_SEED_START + args.samples))
     base = build_schedule(profile, (("native",) * profile.num_blocks,) * profile.num_steps, {"solver": "full"})
     full, _ = generate_with(adapter, None, inputs, 32, sampler_of(base))
-    dp = get_solver("dp")
     rows = []
-    for name, allow in SETS.items():
+    for name, solver_name, allow in SETS:
         problem = problem_from_profile(profile, allow, "flops")
+        solver = get_solver(solver_name)
         for budget in args.budgets:
-            plain = dp(problem, budget, Constraints())
-            refined, history = refine(adapter, profile, problem, dp, budget, Constraints(), rounds=args.rounds)
+            plain = solver(problem, budget, Constraints())
+            refined, history = refine(adapter, profile, problem, solver, budget, Constraints(), rounds=args.rounds)
             measured = {}
             for label, sol in (("plain", plain), ("refined", refined)):
-                schedule = build_schedule(profile, sol.actions(), {"solver": "dp"})
+                schedule = build_schedule(profile, sol.actions(), {"solver": solver_name})
                 out, _ = generate_with(adapter, schedule, inputs, 32, sampler_of(schedule))
                 measured[label] = quality(out, full)["rel_l2"]
             rows.append({"set": name, "budget": budget, "predicted": plain.predicted_error, "measured": measured["plain"],
@@ -65,7 +68,7 @@ def main() -> None:
             print(rows[-1], flush=True)
     before = spearmanr([r["predicted"] for r in rows], [r["measured"] for r in rows])[0]
     after = spearmanr([r["refined_predicted"] for r in rows], [r["refined_measured"] for r in rows])[0]
-    lines = ["| decision set | budget | predicted | measured | refined: predicted | refined: measured | reuse x | quant x |",
+    lines = ["| solver / decision set | budget | predicted | measured | refined: predicted | refined: measured | reuse x | quant x |",
              "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['set']} | {r['budget']:.1f} | {r['predicted']:.4f} | {r['measured']:.4f} | {r['refined_predicted']:.4f} "
               f"| {r['refined_measured']:.4f} | {r['reuse_scale']:.3f} | {r['quant_scale']:.3f} |" for r in rows]

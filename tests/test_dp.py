@@ -164,3 +164,22 @@ def test_full_size_problem_solves() -> None:
     assert sol.stats["exact_split"]
     uneven = make_problem(28, 50, 10, seed=1, cost_mode="float", zero_frac=0.0)
     check_solution(uneven, 0.4, Constraints(), solve_dp(uneven, 0.4))
+
+
+def test_every_registered_solver_meets_the_budget_and_validates():
+    """dp, ilp, uniform and delta-dit on one random problem: within budget, step 0 computes, YAML-valid."""
+    from schedc.solvers import SOLVERS
+    from schedc_runtime import ModelInfo, Schedule
+
+    rng = np.random.default_rng(7)
+    steps, blocks = 12, 3
+    age = np.arange(steps)[None, :] - np.arange(steps)[:, None]
+    err = np.where((age >= 1)[None], rng.uniform(0.01, 1, (blocks, steps, steps)) * age.clip(min=1), np.inf)
+    problem = Problem(reuse_error=err, gain=rng.uniform(0.5, 2, (blocks, steps)), block_cost=np.ones(blocks))
+    info = ModelInfo(name="m", fingerprint="sha256:0", blocks=("a", "b", "c"), steps=steps, timesteps=tuple(range(steps)))
+    for name, solver in SOLVERS.items():
+        for budget in (0.3, 0.6):
+            sol = solver(problem, budget, Constraints())
+            assert sol.cost <= budget + 1e-9, name
+            assert sol.compute[0].all(), name
+            Schedule(model=info, decisions=sol.actions())  # validates

@@ -49,8 +49,9 @@ def fewer_steps_count(steps: int, cost: float, nonblock_share: float) -> int:
     return max(1, min(steps, int(math.ceil(target * steps - 1e-9))))
 
 
-def delta_dit_compute(steps: int, blocks: int, cost: float) -> np.ndarray:
-    """Δ-DiT's pattern at block cost just above `cost` (never cheaper): bool [T, B], True = compute.
+def delta_dit_compute(steps: int, blocks: int, cost: float, at_least: bool = True) -> np.ndarray:
+    """Δ-DiT's pattern at the block cost nearest `cost` from above (`at_least`, for a fair baseline)
+    or from below (as a solver within a budget): bool [T, B], True = compute.
 
     Every n-th step computes every block; between refreshes, k blocks reuse their residual: the rear
     blocks in the first half of sampling (outline stage) and the front blocks in the second half
@@ -61,7 +62,8 @@ def delta_dit_compute(steps: int, blocks: int, cost: float) -> np.ndarray:
         refresh = np.zeros(steps, dtype=bool)
         refresh[::n] = True
         idle = int((~refresh).sum())
-        k = int(math.floor((1.0 - cost) * steps * blocks / idle + 1e-9)) if idle else 0  # cost >= target
+        share = (1.0 - cost) * steps * blocks / idle if idle else 0.0  # blocks to cache per idle step
+        k = int(math.floor(share + 1e-9)) if at_least else int(math.ceil(share - 1e-9))
         if k <= blocks:
             break
     k = max(0, min(blocks, k))
@@ -74,7 +76,7 @@ def delta_dit_compute(steps: int, blocks: int, cost: float) -> np.ndarray:
 def solve_delta_dit(problem: Problem, budget: float, constraints: Constraints = Constraints()) -> Solution:
     started = time.perf_counter()
     budget = check_budget(budget)
-    compute = delta_dit_compute(problem.num_steps, problem.num_blocks, budget)
+    compute = delta_dit_compute(problem.num_steps, problem.num_blocks, budget, at_least=False)
     compute[: constraints.first_full] = True
     error = problem.predicted_error(compute)
     if not np.isfinite(error):
