@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from schedc.atomic import atomic_write_text  # noqa: E402
-from schedc.evaluate import EvalConfig, evaluate, generate_with, sampler_of  # noqa: E402
+from schedc.evaluate import EvalConfig, evaluate, generate_with, held_out_reference, sampler_of  # noqa: E402
 from schedc.metrics import quality  # noqa: E402
 from schedc.models import load_model  # noqa: E402
 from schedc.problem import problem_from_profile  # noqa: E402
@@ -53,9 +53,7 @@ def solve_and_eval(adapter, profile, allow, budget, cost, config, label):
 
 
 def quant_rank_check(adapter, profile, samples: int) -> dict:
-    inputs = adapter.make_inputs(range(1_000_000, 1_000_000 + samples))
-    base = build_schedule(profile, np.ones((profile.num_steps, profile.num_blocks), dtype=bool), {"solver": "probe"})
-    full, _ = generate_with(adapter, None, inputs, samples, sampler_of(base))
+    inputs, full = held_out_reference(adapter, profile, samples, batch=samples)
     q, g = profile.quant_error(), profile.gain()  # [B, T, P], [B, T]
     rows = []
     for b in range(profile.num_blocks):

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from schedc.atomic import atomic_write_text  # noqa: E402
-from schedc.evaluate import EVAL_SEED_START, generate_with, sampler_of  # noqa: E402
+from schedc.evaluate import EVAL_SEED_START, generate_with, held_out_reference, sampler_of  # noqa: E402
 from schedc.learned import learn_schedule  # noqa: E402
 from schedc.metrics import quality  # noqa: E402
 from schedc.models import load_model  # noqa: E402
@@ -39,9 +39,7 @@ def main() -> None:
     profile = Profile.load(args.profile)
     adapter = load_model(profile.meta["model"])
     problem = problem_from_profile(profile, {"residual"}, "flops")
-    inputs = adapter.make_inputs(range(EVAL_SEED_START, EVAL_SEED_START + args.samples))
-    base = build_schedule(profile, (("native",) * profile.num_blocks,) * profile.num_steps, {"solver": "full"})
-    full, _ = generate_with(adapter, None, inputs, 32, sampler_of(base))
+    inputs, full = held_out_reference(adapter, profile, args.samples)
     lines = ["| budget | solver | cost | predicted rel L2 | rel L2 | PSNR dB | train rel L2 (first -> last) | seconds |",
              "|---|---|---|---|---|---|---|---|"]
     for budget in args.budgets:

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from schedc.atomic import atomic_write_text  # noqa: E402
-from schedc.evaluate import EVAL_SEED_START, generate_with, sampler_of  # noqa: E402
+from schedc.evaluate import EVAL_SEED_START, generate_with, held_out_reference, sampler_of  # noqa: E402
 from schedc.metrics import quality  # noqa: E402
 from schedc.models import load_model  # noqa: E402
 from schedc.problem import problem_from_profile  # noqa: E402
@@ -47,9 +47,7 @@ def main() -> None:
     os.chdir(ROOT)
     profile = Profile.load(args.profile)
     adapter = load_model(profile.meta["model"])
-    inputs = adapter.make_inputs(range(EVAL_SEED_START, EVAL_SEED_START + args.samples))
-    base = build_schedule(profile, (("native",) * profile.num_blocks,) * profile.num_steps, {"solver": "full"})
-    full, _ = generate_with(adapter, None, inputs, 32, sampler_of(base))
+    inputs, full = held_out_reference(adapter, profile, args.samples)
     rows = []
     for name, solver_name, allow in SETS:
         problem = problem_from_profile(profile, allow, "flops")

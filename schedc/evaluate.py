@@ -22,6 +22,7 @@ from schedc.errors import SchedcError, ScheduleError
 from schedc.metrics import ideal_speedup, quality
 from schedc.models.adapter import GenerationInputs, ModelAdapter
 from schedc.problem import FLOP_COST, Problem
+from schedc.profile import Profile
 from schedc.sampling import SamplerConfig
 from schedc.schedule import calibration_seeds, derive_schedule
 from schedc.solvers.baselines import delta_dit_compute, fewer_steps_count, uniform_compute_steps
@@ -104,6 +105,15 @@ def block_cost(schedule: Schedule, block_flops: list[float], full_steps: int) ->
     flops = np.asarray(block_flops)
     weight = np.array([[FLOP_COST.get(a, 0.0) for a in row] for row in schedule.decisions])  # [T, B]
     return float((weight * flops[None]).sum() / (full_steps * flops.sum()))
+
+
+def held_out_reference(
+    adapter: ModelAdapter, profile: Profile, samples: int, batch: int = 32
+) -> tuple[GenerationInputs, torch.Tensor]:
+    """Held-out inputs (seeds EVAL_SEED_START..) and their full-compute samples at the profile's sampler."""
+    inputs = adapter.make_inputs(range(EVAL_SEED_START, EVAL_SEED_START + samples))
+    full, _ = generate_with(adapter, None, inputs, batch, SamplerConfig(**profile.meta["sampler"]))
+    return inputs, full
 
 
 def sampler_of(schedule: Schedule) -> SamplerConfig:

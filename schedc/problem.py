@@ -162,20 +162,9 @@ class Problem:
         return float((compute * self.block_cost[None, :]).sum() / (self.num_steps * self.block_cost.sum()))
 
     def predicted_error(self, compute: np.ndarray) -> float:
-        """compute: bool [T, B]. Sum of weighted reuse errors (inf if a reuse exceeds the max age)."""
-        w = self.weighted_error
-        total = 0.0
-        for b in range(self.num_blocks):
-            last = None
-            for t in range(self.num_steps):
-                if compute[t, b]:
-                    last = t
-                elif last is None:
-                    return float("inf")
-                else:
-                    total += float(w[b, last, t])
-        return total
-
+        """compute: bool [T, B] (reuse = residual). Predicted error; inf if a reuse exceeds the max age."""
+        actions = [["native" if c else "residual" for c in row] for row in compute.tolist()]
+        return self.evaluate_decisions(actions)[0]
 
 def resolve_cost(profile: "Profile", cost: str) -> str:
     """"auto" -> the measured latency when the profile has it (the device's truth), else FLOPs."""
