@@ -27,7 +27,9 @@ SCHEDULE_VERSION = 1
 COMPUTE_PRECISIONS = ("native", "int8", "fp8", "int4w")
 REUSE_MODES = ("residual", "output", "forecast")
 ACTIONS = COMPUTE_PRECISIONS + REUSE_MODES
-CFG_MODES = ("batched", "none")
+# batched: [cond, uncond] rows in one call (either order); two-call: one call per branch per step
+# (diffusers' cache_context("cond"/"uncond")); none: no guidance. Caches never mix branches.
+CFG_MODES = ("batched", "two-call", "none")
 
 
 class ScheduleFormatError(ValueError):
@@ -47,8 +49,15 @@ class ModelInfo:
     timesteps: tuple[float, ...]
     cfg: str = "batched"
     timestep_arg: str = "timestep"
+    # per block: how its outputs relate to its inputs (see blockio.py); () = every block is one tensor,
+    # the residual of its first input
+    block_outputs: tuple["tuple[str, ...] | None", ...] = ()
 
     def __post_init__(self) -> None:
+        if self.block_outputs and len(self.block_outputs) != len(self.blocks):
+            raise ScheduleFormatError(
+                f"model.block_outputs describes {len(self.block_outputs)} blocks, model.blocks has {len(self.blocks)}"
+            )
         if not self.blocks:
             raise ScheduleFormatError("model.blocks is empty")
         if self.steps < 1:
@@ -85,6 +94,17 @@ class Schedule:
         for b in range(blocks):
             if is_reuse(self.decisions[0][b]):
                 raise ScheduleFormatError(f"block {b} reuses at step 0, before any compute")
+            if not self.residual_ok(b) and self.reuse_modes_of(b) - {"output"}:
+                raise ScheduleFormatError(
+                    f"block {self.model.blocks[b]} can only replay its output (its output is not a residual of its input)"
+                )
+
+    def outputs_of(self, block: int) -> "tuple[str, ...] | None":
+        return self.model.block_outputs[block] if self.model.block_outputs else None
+
+    def residual_ok(self, block: int) -> bool:
+        outputs = self.outputs_of(block)
+        return outputs is None or any(outputs)
 
     @property
     def num_steps(self) -> int:
@@ -209,12 +229,37 @@ def schedule_to_dict(schedule: Schedule) -> dict:
             "timesteps": [float(x) if not float(x).is_integer() else int(x) for x in m.timesteps],
             "cfg": m.cfg,
             "timestep_arg": m.timestep_arg,
+            **({"block_outputs": _group_outputs(m.block_outputs)} if any(o is not None for o in m.block_outputs) else {}),
         },
         "sampling": dict(schedule.sampling),
         "provenance": dict(schedule.provenance),
         "defaults": {"compute": "native", "reuse": "residual"},
         "steps": steps,
     }
+
+
+def _group_outputs(outputs: tuple) -> list[dict]:
+    """Per-block outputs specs as [{blocks: "0-18", outputs: [...]}, ...] (blocks sharing a spec grouped)."""
+    groups: dict[tuple, list[int]] = {}
+    for b, spec in enumerate(outputs):
+        if spec is not None:
+            groups.setdefault(tuple(spec), []).append(b)
+    return [{"blocks": format_ranges(blocks), "outputs": list(spec)} for spec, blocks in groups.items()]
+
+
+def _parse_outputs(groups: Any, blocks: int) -> tuple:
+    if not groups:
+        return ()
+    if not isinstance(groups, list):
+        raise ScheduleFormatError("model.block_outputs must be a list of {blocks, outputs} entries")
+    specs: list = [None] * blocks
+    for entry in groups:
+        names = _require(entry, "outputs", "model.block_outputs entry")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ScheduleFormatError("model.block_outputs: outputs must be a list of input argument names")
+        for b in parse_ranges(_require(entry, "blocks", "model.block_outputs entry"), blocks, "model.block_outputs"):
+            specs[b] = tuple(names)
+    return tuple(specs)
 
 
 class _FlowListDumper(yaml.SafeDumper):
@@ -265,6 +310,7 @@ def schedule_from_dict(data: Any) -> Schedule:
             timesteps=tuple(float(x) for x in _require(m, "timesteps", "model")),
             cfg=str(m.get("cfg", "batched")),
             timestep_arg=str(m.get("timestep_arg", "timestep")),
+            block_outputs=_parse_outputs(m.get("block_outputs"), len(_require(m, "blocks", "model"))),
         )
     except (TypeError, ValueError) as exc:
         if isinstance(exc, ScheduleFormatError):

@@ -8,6 +8,7 @@ the instance attributes and the pre-hook restores the model exactly.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -15,6 +16,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
+from .blockio import BlockIO, tensors_in
 from .format import Schedule, ScheduleFormatError, is_reuse, load_schedule, model_fingerprint
 from .quant import block_bytes, block_kernels, quantize_block
 
@@ -23,30 +25,39 @@ from .quant import block_bytes, block_kernels, quantize_block
 class _StepState:
     step: int = -1
     calls: int = 0  # denoiser calls in this generation (fallback step source)
+    call_in_step: int = 0  # 0 for the first call at a step, 1 for the second (two-call CFG), ...
     batch_shape: tuple[int, ...] | None = None
 
 
 @dataclass
 class _BlockCache:
-    """What one block left behind at its last computes (only the kinds its reuse modes read)."""
+    """What one block left behind at its last compute (only the kinds its reuse modes read).
+
+    Streams follow the block's outputs spec (blockio.py): one per output tensor. A residual stream
+    holds output - input; a stream that is not a residual of any input holds the output itself.
+    """
 
     step: int
-    delta: torch.Tensor | None = None  # output - input at `step` (residual, forecast)
-    output: torch.Tensor | None = None  # output at `step` (output reuse)
-    slope: torch.Tensor | None = None  # (delta - delta before) / steps between the last two computes (forecast)
+    like_tuple: bool = False  # the block returned a tuple (rebuild one)
+    deltas: list | None = None  # per stream: output - input at `step` (residual, forecast), or the output
+    is_delta: list | None = None  # per stream: whether deltas[i] is a residual (else replayed as is)
+    output: Any = None  # the whole output at `step` (output reuse)
+    prev_deltas: list | None = None  # deltas at the compute before (forecast)
+    prev_step: int = -1
+    _slopes: list | None = None
+
+    def slopes(self) -> list | None:
+        """(deltas - deltas before) / steps between the two computes, built at the first forecast."""
+        if self._slopes is None and self.prev_deltas is not None:
+            gap = self.step - self.prev_step
+            self._slopes = [None if (d is None or p is None or not r) else (d - p) / gap
+                            for d, p, r in zip(self.deltas, self.prev_deltas, self.is_delta)]
+            self.prev_deltas = None  # the slopes replace them
+        return self._slopes
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.delta, self.output, self.slope) if t is not None)
-
-
-def _hidden_states(args: tuple, kwargs: Mapping[str, Any]) -> torch.Tensor:
-    """The block's main input: first positional tensor, or `hidden_states`/`x` keyword."""
-    if args and isinstance(args[0], torch.Tensor):
-        return args[0]
-    for key in ("hidden_states", "x"):
-        if isinstance(kwargs.get(key), torch.Tensor):
-            return kwargs[key]
-    raise ScheduleFormatError("cannot find the block's hidden-states input (first tensor argument)")
+        tensors = tensors_in([self.deltas or [], self.output, self.prev_deltas or [], self._slopes or []])
+        return sum(t.numel() * t.element_size() for t in tensors)
 
 
 class ScheduleHandle:
@@ -73,7 +84,9 @@ class ScheduleHandle:
         self._timestep_index = {round(float(t), 4): i for i, t in enumerate(schedule.model.timesteps)}
         self._state = _StepState()
         self._cache: dict[tuple[str | None, int], _BlockCache] = {}
-        self.branch: str | None = None  # CFG branch for two-call guidance; None = batched/unguided
+        # CFG branch of the current call: set by diffusers' `model.cache_context(name)` (shimmed below)
+        # or by hand; None = the call's position within its step (two calls per step = two branches)
+        self.branch: str | None = None
         self.block_calls = [0] * len(self.blocks)  # real block computations, for tests and reports
         self._cache_bytes = 0
         self.peak_cache_bytes = 0  # the most cache memory held at once, for reports
@@ -82,9 +95,33 @@ class ScheduleHandle:
             if "forward" in vars(block):
                 self._pre_hook.remove()
                 raise ScheduleFormatError(f"block {schedule.model.blocks[index]} already has a patched forward")
+        self._io = [BlockIO(block.forward, schedule.outputs_of(i)) for i, block in enumerate(self.blocks)]
         for index, block in enumerate(self.blocks):
             block.forward = self._make_forward(index, block.forward)
+        self._shimmed_context = self._shim_cache_context(model)
         self._removed = False
+
+    def _shim_cache_context(self, model: nn.Module) -> bool:
+        """Follow diffusers' `cache_context("cond"/"uncond")` so two-call CFG keeps one cache per branch.
+
+        Shadows the model's `cache_context` with one that records the name, then enters the original
+        (so diffusers' own hooks still see it). Duck-typed: nothing from diffusers is imported.
+        """
+        original = getattr(model, "cache_context", None)
+        if original is None or "cache_context" in vars(model):
+            return False
+
+        @contextlib.contextmanager
+        def cache_context(name: str, *args: Any, **kwargs: Any):
+            previous, self.branch = self.branch, name
+            try:
+                with original(name, *args, **kwargs):
+                    yield
+            finally:
+                self.branch = previous
+
+        model.cache_context = cache_context
+        return True
 
     # -- lifecycle --------------------------------------------------------------------------
     def reset(self) -> None:
@@ -99,6 +136,8 @@ class ScheduleHandle:
         self._pre_hook.remove()
         for block in self.blocks:
             del block.forward  # the instance attribute shadowed the class's forward
+        if self._shimmed_context:
+            del self.model.cache_context
         self.reset()
         self._removed = True
 
@@ -136,7 +175,8 @@ class ScheduleHandle:
 
     def _on_model_call(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         state = self._state
-        x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        x = args[0] if args and isinstance(args[0], torch.Tensor) else next(
+            (kwargs[k] for k in ("hidden_states", "sample", "x") if isinstance(kwargs.get(k), torch.Tensor)), None)
         shape = tuple(x.shape) if x is not None else None
         step = self._resolve_step(args, kwargs)
         new_generation = step < state.step or (shape != state.batch_shape and state.batch_shape is not None)
@@ -145,6 +185,7 @@ class ScheduleHandle:
             state = self._state
             if self.step_source == "counter":
                 step = 0
+        state.call_in_step = state.call_in_step + 1 if step == state.step else 0
         state.step = step
         state.calls += 1
         state.batch_shape = shape
@@ -175,45 +216,62 @@ class ScheduleHandle:
             if step < 0:  # called outside a denoiser call (e.g. by a test): run as usual
                 return original(*args, **kwargs)
             action = self._decisions[step][index]
-            key = (self.branch, index)
+            key = (self.branch if self.branch is not None else self._state.call_in_step, index)
             if is_reuse(action):
                 return self._reuse(key, action, args, kwargs, step)
             run = original if action == "native" else self.quantized[(index, action)]
             out = run(*args, **kwargs)
             self.block_calls[index] += 1
             if self._cache_needed[step][index]:
-                self._store(key, self._remember(index, self._cache.get(key), step, _hidden_states(args, kwargs), out))
+                self._store(key, self._remember(index, self._cache.get(key), step, args, kwargs, out))
             elif key in self._cache:
                 self._store(key, None)  # no later reuse reads it: free it now
             return out
 
         return forward
 
-    def _remember(self, index: int, old: _BlockCache | None, step: int, x: torch.Tensor, out: torch.Tensor) -> _BlockCache:
-        modes = self._modes[index]
-        entry = _BlockCache(step=step)
+    def _remember(self, index: int, old: _BlockCache | None, step: int, args: tuple, kwargs: Mapping[str, Any],
+                  out: Any) -> _BlockCache:
+        modes, io = self._modes[index], self._io[index]
+        entry = _BlockCache(step=step, like_tuple=isinstance(out, tuple))
         if modes & {"residual", "forecast"}:
-            entry.delta = out - x  # what the block added to its input
+            ins, outs = io.stream_inputs(args, kwargs), io.stream_outputs(out)
+            entry.is_delta = [x is not None and o is not None and x.shape == o.shape for x, o in zip(ins, outs)]
+            entry.deltas = [o - x if r else o for x, o, r in zip(ins, outs, entry.is_delta)]  # what the block added
         if "output" in modes:
             entry.output = out
-        if "forecast" in modes and old is not None and old.delta is not None:
-            entry.slope = (entry.delta - old.delta) / (step - old.step)
+        if "forecast" in modes and old is not None and old.deltas is not None:
+            entry.prev_deltas, entry.prev_step = old.deltas, old.step
         return entry
 
-    def _reuse(self, key: tuple, action: str, args: tuple, kwargs: Mapping[str, Any], step: int) -> torch.Tensor:
-        x = _hidden_states(args, kwargs)
+    def _reuse(self, key: tuple, action: str, args: tuple, kwargs: Mapping[str, Any], step: int) -> Any:
         cached = self._cache.get(key)
-        if cached is None or (cached.delta if cached.delta is not None else cached.output).shape != x.shape:
+        io = self._io[key[1]]
+        ins = io.stream_inputs(args, kwargs)
+        batch = next((x.shape[0] for x in ins if x is not None), None)
+        held = tensors_in(cached.output if action == "output" else cached.deltas) if cached is not None else []
+        if not held or (batch is not None and held[0].shape[0] != batch):
             raise ScheduleFormatError(
                 f"step {step}: block {self.schedule.model.blocks[key[1]]} has no cache to reuse "
                 "(the generation did not start at step 0, or the batch changed mid-generation)"
             )
         if action == "output":
             return cached.output  # DeepCache: the cached output itself
-        if action == "forecast" and cached.slope is not None:
-            # TaylorSeer, first order, on the residual: extrapolate along the last two computes
-            return (x + cached.delta).add_(cached.slope, alpha=step - cached.step)
-        return x + cached.delta  # residual (FORA / Delta-DiT): input + cached (output - input)
+        slopes = cached.slopes() if action == "forecast" else None
+        streams = []
+        for i, (x, d, r) in enumerate(zip(ins, cached.deltas, cached.is_delta)):
+            if not r:
+                streams.append(d)  # not a residual: replay the cached output stream
+                continue
+            if x is None or x.shape != d.shape:
+                raise ScheduleFormatError(
+                    f"step {step}: block {self.schedule.model.blocks[key[1]]} input changed shape since its cache"
+                )
+            y = x + d  # residual (FORA / Delta-DiT): input + cached (output - input)
+            if slopes is not None and slopes[i] is not None:
+                y.add_(slopes[i], alpha=step - cached.step)  # TaylorSeer, first order, on the residual
+            streams.append(y)
+        return io.rebuild(streams, cached.like_tuple)
 
 
 def apply_schedule(

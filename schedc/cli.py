@@ -74,13 +74,13 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from schedc.profiler import ProfileConfig, profile_model
     from schedc.sampling import SamplerConfig
 
-    adapter = load_model(args.model)
+    adapter = load_model(args.model, classes=args.classes, cond=args.cond)
     base = adapter.default_sampler
     try:
         sampler = SamplerConfig(
-            steps=args.steps or base.steps,
-            guidance_scale=base.guidance_scale if args.guidance_scale is None else args.guidance_scale,
-            cfg=base.cfg,
+            **{**base.to_dict(), "steps": args.steps or base.steps,
+               "guidance_scale": base.guidance_scale if args.guidance_scale is None else args.guidance_scale,
+               "cfg": args.cfg or base.cfg, "cfg_order": args.cfg_order or base.cfg_order}
         )
     except ValueError as exc:
         raise SchedcError(str(exc)) from None
@@ -128,17 +128,17 @@ def cmd_solve(args: argparse.Namespace) -> int:
     )
     if args.solver == "learned":
         from schedc.learned import learn_schedule
-        from schedc.models import load_model
+        from schedc.models import load_recorded
 
         if problem.is_joint:
             raise SolverError("the learned solver routes compute vs residual reuse only: add --allow residual")
-        solution = learn_schedule(load_model(profile.meta["model"]), profile, problem, args.budget, constraints,
+        solution = learn_schedule(load_recorded(profile.meta), profile, problem, args.budget, constraints,
                                   iterations=args.iterations, seed=args.seed)
     elif args.refine:
-        from schedc.models import load_model
+        from schedc.models import load_recorded
         from schedc.refine import refine
 
-        solution, history = refine(load_model(profile.meta["model"]), profile, problem, solver, args.budget,
+        solution, history = refine(load_recorded(profile.meta), profile, problem, solver, args.budget,
                                    constraints, rounds=args.refine)
         for i, r in enumerate(history):
             print(f"refine round {i}: reuse x{r.reuse_scale:.3f}, quant x{r.quant_scale:.3f}: "
@@ -162,11 +162,14 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from schedc.evaluate import evaluate
-    from schedc.models import load_model
+    from schedc.models import load_model, load_recorded
     from schedc.schedule import read_schedule
 
     schedule = read_schedule(args.schedule)
-    adapter = load_model(args.model or schedule.model.name)
+    if args.model:
+        adapter = load_model(args.model, classes=args.classes, cond=args.cond)
+    else:
+        adapter = load_recorded({"model": schedule.model.name, "model_source": schedule.provenance.get("model_source")})
     config = _eval_config(args)
     report = evaluate(adapter, schedule, config, baselines=args.baselines, progress=not (args.json or args.quiet),
                       problem=_problem_of(schedule))
@@ -194,7 +197,7 @@ def _problem_of(schedule):
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from schedc.compare import compare, write_results
-    from schedc.models import load_model
+    from schedc.models import load_recorded
     from schedc.profile import Profile
     from schedc.solvers import get_solver
 
@@ -202,7 +205,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for name in solvers:
         get_solver(name)  # unknown solver: fail before any work
     profile = Profile.load(args.profile)
-    adapter = load_model(profile.meta["model"])
+    adapter = load_recorded(profile.meta)
     config = _eval_config(args)
     log = (lambda _: None) if args.json else (lambda m: print(m, flush=True))
     rows = compare(adapter, profile, args.budgets, solvers, config, args.cost, log)
@@ -237,6 +240,22 @@ def _add_eval_options(p: argparse.ArgumentParser, repeats: int) -> None:
     p.add_argument("--repeats", type=int, default=repeats, help=f"interleaved timing rounds, median (default {repeats})")
 
 
+def _classes(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--classes takes class ids like 0,1,2, got {text!r}") from None
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    """How to condition a diffusers model (recorded in the profile, so later commands reuse them)."""
+    p.add_argument("--classes", type=_classes, default=None, metavar="IDS",
+                   help="class ids the samples cycle through (class-conditioned models; default: all)")
+    p.add_argument("--cond", default=None, metavar="FILE",
+                   help="prompt embeddings for text-conditioned models: a safetensors file with encoder_hidden_states "
+                        "[prompts, tokens, dim] (+ pooled_projections, negative_* for the unconditional branch)")
+
+
 def _eval_config(args: argparse.Namespace):
     from schedc.evaluate import EvalConfig
 
@@ -248,7 +267,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("profile", help="measure per-block, per-step reuse error, propagation gain and FLOPs")
-    p.add_argument("model", nargs="?", default=None, help="model to profile (default: the bundled reference-dit)")
+    p.add_argument("model", nargs="?", default=None,
+                   help="model to profile: reference-dit (default), digits-dit (a bundled diffusers DiT), or a local "
+                        "diffusers folder (model_index.json, or transformer/ or unet/ plus scheduler/); never downloads")
+    _add_model_options(p)
+    p.add_argument("--cfg", choices=("batched", "two-call", "none"), default=None,
+                   help="classifier-free guidance: [cond, uncond] in one call, two calls per step "
+                        "(diffusers' cache_context), or none (default: the model's)")
+    p.add_argument("--cfg-order", choices=("cond-first", "uncond-first"), default=None,
+                   help="row order of a batched CFG call (default cond-first)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's, 50)")
     p.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance scale (default: the model's)")
     p.add_argument("--calib", type=int, default=32, help="calibration samples, seeds 0..N-1 (default 32)")
@@ -304,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="quality and measured speed of a schedule vs full compute (held-out seeds)")
     p.add_argument("schedule", help="schedule YAML")
     p.add_argument("--model", default=None, help="model to run (default: the one recorded in the schedule)")
+    _add_model_options(p)
     p.add_argument("--baselines", action="store_true", help="also fewer DDIM steps, uniform refresh and Δ-DiT at matching cost")
     _add_eval_options(p, repeats=7)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")

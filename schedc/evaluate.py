@@ -17,18 +17,19 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from schedc.datasets import class_accuracy
 from schedc.errors import SchedcError, ScheduleError
 from schedc.metrics import ideal_speedup, quality
 from schedc.models.adapter import GenerationInputs, ModelAdapter
 from schedc.problem import FLOP_COST, Problem
 from schedc.profile import Profile
 from schedc.sampling import SamplerConfig
-from schedc.schedule import calibration_seeds, derive_schedule
+from schedc.schedule import calibration_seeds, compute_from_schedule, derive_schedule
 from schedc.solvers.baselines import delta_dit_compute, fewer_steps_count, uniform_compute_steps
+from schedc_runtime.blockio import BlockIO
 from schedc_runtime import Schedule, ScheduleFormatError, ScheduleHandle, apply_schedule, check_model
 
 EVAL_SEED_START = 1_000_000  # evaluation seeds start here; calibration seeds start at 0
+BASELINES = ("fewer-steps", "uniform", "delta-dit")
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class Metrics:
     psnr: float
     ssim: float
     rel_l2: float
-    class_acc: float
+    class_acc: float | None  # None: the model has no classifier to judge its samples
     cost: float  # block FLOPs as a fraction of full compute
     speedup: float  # measured: median full time / median time
     ideal_speedup: float
@@ -69,7 +70,7 @@ class Metrics:
 class EvalReport:
     schedule: Metrics
     baselines: dict[str, Metrics]
-    full_class_acc: float
+    full_class_acc: float | None
     nonblock_share: float
     settings: dict = field(default_factory=dict)
 
@@ -88,16 +89,43 @@ class EvalReport:
             pred = f"{m.predicted_rel_l2:.4f}" if m.predicted_rel_l2 is not None else "-"
             rows.append(
                 f"{name:<14}{m.steps:>6}{m.cost:>7.3f}{m.psnr:>8.2f}{m.ssim:>7.3f}{m.rel_l2:>8.4f}{pred:>8}"
-                f"{m.class_acc:>6.2f}{m.speedup:>8.2f}x{m.ideal_speedup:>6.2f}x{m.speedup / m.ideal_speedup:>11.2f}"
+                f"{_acc(m.class_acc):>6}{m.speedup:>8.2f}x{m.ideal_speedup:>6.2f}x{m.speedup / m.ideal_speedup:>11.2f}"
             )
         kernels = self.settings.get("runtime", {}).get("kernels")
         if kernels:
             simulated = any(k != ["int8-matmul"] for k in kernels.values())
             rows.append("reduced precision ran as: " + ", ".join(f"{p} = {'/'.join(k)}" for p, k in kernels.items())
                         + (" (simulated/weight-only: the numbers of the precision, not its speed)" if simulated else ""))
-        rows.append(f"full compute: class accuracy {self.full_class_acc:.2f}; non-block share o = {self.nonblock_share:.3f}; "
+        rows.append(f"full compute: class accuracy {_acc(self.full_class_acc)}; non-block share o = {self.nonblock_share:.3f}; "
                     f"caches hold at most {self.settings.get('peak_cache_tensors', '?')} block-output tensors")
         return "\n".join(rows)
+
+
+def baseline_schedule(name: str, base: Schedule, cost: float, nonblock_share: float) -> Schedule:
+    """Baseline `name` at block FLOP cost `cost`, for the model and sampler of `base`.
+
+    One definition for every harness (eval, compare, speed matching), so each compares to the same
+    baselines: fewer steps = the fewest DDIM steps whose ideal time is not below that of `cost` (needs
+    the measured non-block share); uniform = every block refreshes at round(cost x T) evenly spaced
+    steps; Δ-DiT = its pattern at the cost nearest `cost` from above.
+    """
+    full_sampler = sampler_of(base)
+    steps, blocks = full_sampler.steps, base.num_blocks
+    if name == "fewer-steps":
+        n_steps = fewer_steps_count(steps, cost, nonblock_share)
+        fewer = SamplerConfig(**{**full_sampler.to_dict(), "steps": n_steps})
+        return derive_schedule(
+            base, np.ones((n_steps, blocks), dtype=bool), fewer,
+            {"solver": "fewer-steps", "note": "fewest DDIM steps whose ideal time is not below the schedule's"},
+        )
+    if name == "uniform":
+        computes = int(round(cost * steps))  # the schedule's FLOP cost, spent on whole steps
+        uniform = np.zeros((steps, blocks), dtype=bool)
+        uniform[uniform_compute_steps(steps, computes)] = True
+        return derive_schedule(base, uniform, full_sampler, {"solver": "uniform"})
+    if name == "delta-dit":
+        return derive_schedule(base, delta_dit_compute(steps, blocks, cost), full_sampler, {"solver": "delta-dit"})
+    raise SchedcError(f"unknown baseline {name!r}: choose one of {', '.join(BASELINES)}")
 
 
 def block_cost(schedule: Schedule, block_flops: list[float], full_steps: int) -> float:
@@ -165,8 +193,11 @@ def generate_with(
 def blocks_skipped(adapter: ModelAdapter) -> Iterator[None]:
     """Every block returns its input: what a generation costs without any block work."""
     blocks = adapter.blocks()
-    for block in blocks:
-        block.forward = lambda x, *args, **kwargs: x
+    for b, block in enumerate(blocks):
+        io = BlockIO(block.forward, adapter.outputs_of(b))
+        if not io.residual_ok:
+            raise SchedcError(f"block {adapter.block_names[b]} changes its input's shape: it cannot be skipped")
+        block.forward = lambda *args, _io=io, **kwargs: _io.identity(args, kwargs, _io.outputs is not None and len(_io.outputs) > 1)
     try:
         yield
     finally:
@@ -183,7 +214,20 @@ def time_interleaved(
     Every round times each variant once (order rotating); the speedup is the median over rounds of
     full time / variant time within the same round, so slow drifts of a noisy machine cancel.
     """
-    names = list(variants) + ["skip"]
+    times = interleaved_times(adapter, variants, inputs, repeats, full_sampler, skip=True)
+    speedups = {n: statistics.median(f / v for f, v in zip(times["full"], times[n])) for n in times}
+    return speedups, statistics.median(times["full"])
+
+
+def interleaved_times(
+    adapter: ModelAdapter, variants: dict[str, Schedule | None], inputs: GenerationInputs, repeats: int,
+    full_sampler: SamplerConfig, skip: bool = False,
+) -> dict[str, list[float]]:
+    """Seconds of each variant in each round (one warm-up first; `skip` adds the no-block run).
+
+    Raw per-round times, so callers can take ratios between any two variants within a round.
+    """
+    names = list(variants) + (["skip"] if skip else [])
     times: dict[str, list[float]] = {n: [] for n in names}
 
     def run(name: str) -> float:
@@ -205,8 +249,7 @@ def time_interleaved(
         order = names[r % len(names):] + names[: r % len(names)]
         for name in order:
             times[name].append(run(name))
-    speedups = {n: statistics.median(f / v for f, v in zip(times["full"], times[n])) for n in names}
-    return speedups, statistics.median(times["full"])
+    return times
 
 
 def evaluate(
@@ -237,21 +280,10 @@ def evaluate(
     if baselines:
         log("timing the non-block share to size the fewer-steps baseline")
         quick, _ = time_interleaved(adapter, {"full": None}, timing_inputs, 3, full_sampler)
-        n_steps = fewer_steps_count(full_steps, cost, 1.0 / quick["skip"])
-        fewer = SamplerConfig(**{**full_sampler.to_dict(), "steps": n_steps})
-        variants["fewer-steps"] = derive_schedule(
-            schedule, np.ones((n_steps, schedule.num_blocks), dtype=bool), fewer,
-            {"solver": "fewer-steps", "note": "fewest DDIM steps whose ideal time is not below the schedule's"},
-        )
-        predicted["fewer-steps"] = None
-        computes = int(round(cost * full_steps))  # the schedule's FLOP cost, spent on whole steps
-        uniform = np.zeros((full_steps, schedule.num_blocks), dtype=bool)
-        uniform[uniform_compute_steps(full_steps, computes)] = True
-        variants["uniform"] = derive_schedule(schedule, uniform, full_sampler, {"solver": "uniform"})
-        predicted["uniform"] = _finite(problem.predicted_error(uniform)) if problem is not None else None
-        delta = delta_dit_compute(full_steps, schedule.num_blocks, cost)
-        variants["delta-dit"] = derive_schedule(schedule, delta, full_sampler, {"solver": "delta-dit"})
-        predicted["delta-dit"] = _finite(problem.predicted_error(delta)) if problem is not None else None
+        for name in BASELINES:
+            variants[name] = baseline_schedule(name, schedule, cost, 1.0 / quick["skip"])
+            predicted[name] = (None if name == "fewer-steps" or problem is None
+                               else _finite(problem.predicted_error(compute_from_schedule(variants[name]))))
 
     samples, runtime = {}, {}
     for name, variant in variants.items():
@@ -273,7 +305,7 @@ def evaluate(
         ideal = full_steps / variant.num_steps if variant.num_steps != full_steps else ideal_speedup(model_cost, nonblock)
         return Metrics(
             psnr=q["psnr"], ssim=q["ssim"], rel_l2=q["rel_l2"],
-            class_acc=class_accuracy(samples[name], inputs.labels),
+            class_acc=adapter.class_accuracy(samples[name], inputs.labels),
             cost=c, speedup=speedups[name], ideal_speedup=ideal,
             predicted_rel_l2=predicted.get(name), steps=variant.num_steps,
         )
@@ -281,7 +313,7 @@ def evaluate(
     return EvalReport(
         schedule=metrics("schedule"),
         baselines={name: metrics(name) for name in variants if name not in ("full", "schedule")},
-        full_class_acc=class_accuracy(full, inputs.labels),
+        full_class_acc=adapter.class_accuracy(full, inputs.labels),
         nonblock_share=nonblock,
         settings={
             "eval_seeds": f"{seeds[0]}-{seeds[-1]}", "samples": len(seeds), "timing_batch": config.timing_batch,
@@ -291,6 +323,10 @@ def evaluate(
             "runtime": runtime["schedule"],
         },
     )
+
+
+def _acc(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _finite(value: float) -> float | None:

@@ -107,6 +107,8 @@ def learn_schedule(
 ) -> Solution:
     """Train the router on calibration seeds and project it; residual reuse only."""
     budget = check_budget(budget)
+    if getattr(adapter, "family", None) is not None:  # diffusers models sample with their own scheduler
+        raise SolverError(f"the learned solver rolls out schedc's own DDIM sampler: {adapter.name} is not supported yet (use dp or ilp)")
     started = time.perf_counter()
     torch.manual_seed(seed)
     sampler = SamplerConfig(**profile.meta["sampler"])

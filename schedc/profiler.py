@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import asdict, dataclass
-from typing import Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from schedc.metrics import rel_l2
 from schedc.models.adapter import GenerationInputs, ModelAdapter
 from schedc.profile import Profile
 from schedc.sampling import SamplerConfig
+from schedc_runtime.blockio import BlockIO, flat_rows, map_tensors, tensors_in
 from schedc_runtime.quant import PRECISIONS, block_kernels, quantize_block
 
 
@@ -76,8 +77,9 @@ class _ReuseErrorRecorder:
 
     def __init__(
         self, num_blocks: int, steps: int, max_age: int, forecast_gap: int, probe_at: set[int], probe_rows: list[int],
-        quantized: list[dict[str, torch.nn.Module]] | None = None,
+        quantized: list[dict[str, torch.nn.Module]] | None = None, io: list[BlockIO] | None = None,
     ) -> None:
+        self.io = io
         self.max_age = min(max_age, steps - 1)
         self.gap = min(forecast_gap, self.max_age)
         self.res_sum = np.zeros((num_blocks, steps, steps))
@@ -97,28 +99,54 @@ class _ReuseErrorRecorder:
         self.ring_steps = [np.full(size, -1) for _ in range(num_blocks)]
         self.probe_at = probe_at  # steps t whose (t-1) residuals the probes need
         self.probe_rows = probe_rows
-        self.probe_delta: dict[tuple[int, int], torch.Tensor] = {}  # (t, b) -> residual at t-1
+        # (t, b) -> what block b cached at t-1 for the probe rows (see _probe_cache)
+        self.probe_cache: dict[tuple[int, int], list] = {}
         self.cache_bytes = [0] * num_blocks  # one cached output-shaped tensor per block, this batch
 
     def hook(self, index: int):
-        def fn(module: torch.nn.Module, args: tuple, kwargs: dict, output: torch.Tensor) -> None:
+        io = self.io[index] if self.io else BlockIO(lambda x, *a, **k: x, None)
+
+        def fn(module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
             t = self.step
-            rows = output.shape[0]
-            self.cache_bytes[index] = output.numel() * output.element_size()
-            delta = (output - args[0]).float().reshape(rows, -1)  # [rows, F]: what the block adds
-            out = output.float().reshape(rows, -1)  # [rows, F]
+            tensors = tensors_in(output)
+            rows = tensors[0].shape[0]
+            self.cache_bytes[index] = sum(x.numel() * x.element_size() for x in tensors)
+            out = flat_rows(tensors, rows)  # [rows, F]: every output stream of each row
+            if io.residual_ok:
+                deltas = io.deltas(args, kwargs, output)
+                delta = flat_rows([d if d is not None else torch.zeros_like(o) for d, o in
+                                   zip(deltas, io.stream_outputs(output)) if o is not None], rows)  # [rows, F]
+            else:
+                delta = out  # output-only block: a residual reuse is never offered (its error is set to inf)
             out_norm = out.norm(dim=1).double().clamp_min(1e-12)  # [rows]
             if self.max_age > 0:
                 self._reuse_errors(index, t, delta, out, out_norm)
             for p, (precision, copy) in enumerate(self.quantized[index].items()):
-                q_out = copy(*args, **kwargs).float().reshape(rows, -1)
+                q_out = flat_rows(tensors_in(copy(*args, **kwargs)), rows)
                 self.q_sum[index, t, p] += float(((q_out - out).norm(dim=1).double() / out_norm).sum())
             if self.quantized[index]:
                 self.q_count[index, t] += rows
             if t + 1 in self.probe_at:
-                self.probe_delta[(t + 1, index)] = (output - args[0])[self.probe_rows].clone()
+                self.probe_cache[(t + 1, index)] = self._probe_cache(io, args, kwargs, output)
 
         return fn
+
+    def _probe_cache(self, io: BlockIO, args: tuple, kwargs: dict, output: Any) -> list:
+        """The probe rows' cache: per stream (is_residual, delta or output), or the output's tensors
+        for an output-only block."""
+        rows = self.probe_rows
+        if not io.residual_ok:
+            return [x[rows].clone() for x in tensors_in(output)]
+        ins, outs = io.stream_inputs(args, kwargs), io.stream_outputs(output)
+        cache = []
+        for x, o in zip(ins, outs):
+            if o is None:
+                cache.append((False, None))
+            elif x is not None and x.shape == o.shape:
+                cache.append((True, (o - x)[rows].clone()))
+            else:
+                cache.append((False, o[rows].clone()))
+        return cache
 
     def _reuse_errors(self, b: int, t: int, delta: torch.Tensor, out: torch.Tensor, out_norm: torch.Tensor) -> None:
         rows = delta.shape[0]
@@ -192,38 +220,61 @@ def _probe_gain(
     """
     blocks = adapter.blocks()
     nb, k = len(blocks), len(inputs)
+    ones = (1,) * (inputs.noise.dim() - 1)
     rep = GenerationInputs(
-        inputs.noise.repeat(nb, 1, 1, 1), inputs.labels.repeat(nb), tuple(inputs.seeds) * nb
+        inputs.noise.repeat(nb, *ones), inputs.labels.repeat(nb), tuple(inputs.seeds) * nb
     )  # copy b = samples b*k .. b*k+k-1
     local = torch.zeros(nb, k)
     state = {"step": -1}
 
     def make_hook(b: int):
         rows = _cfg_rows(range(b * k, (b + 1) * k), nb * k, sampler.cfg)
+        io = BlockIO(blocks[b].forward, adapter.outputs_of(b))
 
-        def fn(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        def fn(module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
             if state["step"] != t:
                 return None
-            x = args[0]
-            cached = recorder.probe_delta[(t, b)]  # [len(rows), ...]
-            true_delta = (output[rows] - x[rows]).float()
-            rel = (cached - true_delta).flatten(1).norm(dim=1) / output[rows].float().flatten(1).norm(dim=1).clamp_min(1e-12)
+            cached = recorder.probe_cache[(t, b)]
+            if not io.residual_ok:  # output-only block: replay the t-1 output on these rows
+                source = iter(cached)
+
+                def put(o: torch.Tensor) -> torch.Tensor:
+                    o = o.clone()
+                    o[rows] = next(source).to(o.dtype)
+                    return o
+
+                reused = map_tensors(output, put)
+            else:
+                streams = []
+                for x, o, (residual, c) in zip(io.stream_inputs(args, kwargs), io.stream_outputs(output), cached):
+                    if o is None:
+                        streams.append(None)
+                        continue
+                    o = o.clone()
+                    o[rows] = (x[rows] + c if residual else c).to(o.dtype)
+                    streams.append(o)
+                reused = io.rebuild(streams, isinstance(output, tuple))
+            true = flat_rows(tensors_in(output), output_rows(output))[rows]
+            new = flat_rows(tensors_in(reused), output_rows(output))[rows]
+            rel = (new - true).norm(dim=1) / true.norm(dim=1).clamp_min(1e-12)
             local[b] = rel.reshape(-1, k).mean(dim=0)  # mean over CFG branches, per sample
-            output = output.clone()
-            output[rows] = x[rows] + cached.to(output.dtype)
-            return output
+            return reused
 
         return fn
 
-    handles = [blk.register_forward_hook(make_hook(b)) for b, blk in enumerate(blocks)]
+    handles = [blk.register_forward_hook(make_hook(b), with_kwargs=True) for b, blk in enumerate(blocks)]
     try:
-        x_start = latents[t].repeat(nb, 1, 1, 1)
+        x_start = latents[t].repeat(nb, *ones)
         out = adapter.generate(rep, sampler, on_step=lambda i, x: state.update(step=i), start=t, x_start=x_start)
     finally:
         for h in handles:
             h.remove()
-    final_err = rel_l2(out.float(), final.float().repeat(nb, 1, 1, 1)).reshape(nb, k)  # [B, k]
+    final_err = rel_l2(out.float(), final.float().repeat(nb, *ones)).reshape(nb, k)  # [B, k]
     return final_err.sum(dim=1).double().numpy(), local.sum(dim=1).double().numpy()
+
+
+def output_rows(output: Any) -> int:
+    return tensors_in(output)[0].shape[0]
 
 
 def measure_latency(adapter: ModelAdapter, captured: list[tuple[tuple, dict]], quantized: list[dict], repeats: int = 30) -> dict:
@@ -233,10 +284,15 @@ def measure_latency(adapter: ModelAdapter, captured: list[tuple[tuple, dict]], q
     """
     table: dict[str, list[float]] = {"native": [], "reuse": [], **{p: [] for p in (quantized[0] if quantized else {})}}
     with torch.inference_mode():
-        for block, (args, kwargs), copies in zip(adapter.blocks(), captured, quantized):
-            x = args[0]
-            delta = block(*args, **kwargs) - x
-            runs = {"native": lambda: block(*args, **kwargs), "reuse": lambda: x + delta,
+        for b, (block, (args, kwargs), copies) in enumerate(zip(adapter.blocks(), captured, quantized)):
+            io = BlockIO(block.forward, adapter.outputs_of(b))
+            out = block(*args, **kwargs)
+            if io.residual_ok:
+                pairs = [(x, d) for x, d in zip(io.stream_inputs(args, kwargs), io.deltas(args, kwargs, out)) if d is not None]
+                reuse = lambda pairs=pairs: [x + d for x, d in pairs]  # noqa: E731
+            else:
+                reuse = lambda: out  # noqa: E731  (replaying an output costs nothing)
+            runs = {"native": lambda: block(*args, **kwargs), "reuse": reuse,
                     **{p: (lambda c=c: c(*args, **kwargs)) for p, c in copies.items()}}
             for name, run in runs.items():
                 times = []
@@ -251,7 +307,14 @@ def measure_latency(adapter: ModelAdapter, captured: list[tuple[tuple, dict]], q
 def profile_model(
     adapter: ModelAdapter, sampler: SamplerConfig, config: ProfileConfig = ProfileConfig(), progress: bool = True
 ) -> Profile:
-    """Measure reuse errors, quantization errors, propagation gains and FLOPs (and latency if asked)."""
+    """Measure reuse errors, quantization errors, propagation gains and FLOPs (and latency if asked).
+
+    Two-call CFG computes exactly the rows batched CFG computes, so it is measured batched (one call
+    per step keeps the per-step bookkeeping simple); the profile still records the two-call sampler.
+    """
+    recorded_sampler = sampler
+    if sampler.cfg == "two-call":
+        sampler = replace(sampler, cfg="batched")
     steps = sampler.steps
     num_blocks = len(adapter.block_names)
     seeds = config.seeds()
@@ -262,6 +325,7 @@ def profile_model(
     total = len(batches) * steps + sum(steps - t for t in probe_at)
     bar = tqdm(total=total, desc=f"profile {adapter.name}", unit="step", disable=not progress, leave=False)
     quantized = [{p: quantize_block(block, p) for p in config.precisions} for block in adapter.blocks()]
+    io = [BlockIO(block.forward, adapter.outputs_of(b)) for b, block in enumerate(adapter.blocks())]
 
     sums: dict[str, np.ndarray] = {}
     probe_final = np.zeros((num_blocks, steps))
@@ -273,7 +337,7 @@ def profile_model(
         inputs = adapter.make_inputs(batch_seeds)
         first = batch_index == 0
         recorder = _ReuseErrorRecorder(num_blocks, steps, config.max_age, config.forecast_gap,
-                                       set(probe_at) if first else set(), probe_rows, quantized)
+                                       set(probe_at) if first else set(), probe_rows, quantized, io)
         latents: dict[int, torch.Tensor] = {}
 
         def on_step(index: int, x: torch.Tensor) -> None:
@@ -310,16 +374,22 @@ def profile_model(
                 probe_count[:, t] += probe_k
                 bar.update(steps - t)
     bar.close()
+    for b, block_io in enumerate(io):
+        if not block_io.residual_ok:  # output-only blocks: residual and forecast reuse do not exist
+            sums["reuse_err_sum"][b] = np.inf
+            sums["forecast_count"][b] = 0
 
     block_flops, nonblock_flops = adapter.flops()
     meta = {
         "model": adapter.name,
+        "model_source": adapter.source or {"path": adapter.name},
         "fingerprint": adapter.fingerprint(),
         "blocks": list(adapter.block_names),
         "timestep_arg": adapter.timestep_arg,
         "steps": steps,
-        "timesteps": [int(t) for t in sampler.timesteps()],
-        "sampler": sampler.to_dict(),
+        "timesteps": [round(float(t), 6) for t in adapter.model_timesteps(sampler)],
+        "block_outputs": [None if o is None else list(o) for o in adapter.block_outputs],
+        "sampler": recorded_sampler.to_dict(),
         "calibration_seeds": seeds,
         "max_age": min(config.max_age, steps - 1),
         "forecast_gap": recorder.gap,

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 NUM_TRAIN_TIMESTEPS = 1000
-CfgMode = Literal["batched", "none"]
+CfgMode = Literal["batched", "two-call", "none"]
+CFG_ORDERS = ("cond-first", "uncond-first")
 
 # Called before each step with the step index and the latent [N, C, H, W] entering it: lets the
 # profiler know where it is and keep the latents it resumes probe rollouts from.
@@ -26,16 +27,19 @@ class SamplerConfig:
     steps: int = 50
     guidance_scale: float = 3.0
     cfg: CfgMode = "batched"
-    scheduler: str = "ddim"
+    scheduler: str = "ddim"  # "ddim" (schedc's own) or the class name of a diffusers model's own scheduler
     clip_sample: bool = True
+    cfg_order: str = "cond-first"  # row order of a batched-CFG call
 
     def __post_init__(self) -> None:
         if not 1 <= self.steps <= NUM_TRAIN_TIMESTEPS:
             raise ValueError(f"steps must be in 1..{NUM_TRAIN_TIMESTEPS}, got {self.steps}")
-        if self.cfg not in ("batched", "none"):
-            raise ValueError(f"cfg must be 'batched' or 'none', got {self.cfg!r}")
-        if self.scheduler != "ddim":
-            raise ValueError(f"only the 'ddim' scheduler is supported, got {self.scheduler!r}")
+        if self.cfg not in ("batched", "two-call", "none"):
+            raise ValueError(f"cfg must be 'batched', 'two-call' or 'none', got {self.cfg!r}")
+        if self.cfg_order not in CFG_ORDERS:
+            raise ValueError(f"cfg_order must be one of {', '.join(CFG_ORDERS)}, got {self.cfg_order!r}")
+        if not self.scheduler:
+            raise ValueError("scheduler must be named")
         if self.guidance_scale < 0:
             raise ValueError("guidance_scale must be >= 0")
 
@@ -43,6 +47,9 @@ class SamplerConfig:
         return asdict(self)
 
     def timesteps(self) -> list[int]:
+        """schedc's own DDIM timesteps; a diffusers scheduler's come from its adapter (model_timesteps)."""
+        if self.scheduler != "ddim":
+            raise ValueError(f"the {self.scheduler} scheduler's timesteps come from its model adapter")
         return ddim_timesteps(self.steps)
 
 
@@ -92,16 +99,22 @@ class DDIMSampler:
         Returns the final sample [N, C, H, W].
         """
         g = self.config.guidance_scale
-        batched = self.config.cfg == "batched"
+        cfg, uncond_first = self.config.cfg, self.config.cfg_order == "uncond-first"
+        null = torch.full_like(labels, null_label)
         for index in range(start, len(self.timesteps)):
             t = self.timesteps[index]
             if on_step is not None:
                 on_step(index, x)
-            if batched:
-                x_in = torch.cat([x, x], dim=0)  # [2N, ...]: cond rows then uncond rows
-                y_in = torch.cat([labels, torch.full_like(labels, null_label)], dim=0)
+            if cfg == "batched":
+                x_in = torch.cat([x, x], dim=0)  # [2N, ...]: cond rows then uncond rows (or the reverse)
+                y_in = torch.cat([null, labels] if uncond_first else [labels, null], dim=0)
                 t_in = torch.full((x_in.shape[0],), t, dtype=torch.long, device=x.device)
-                eps_cond, eps_uncond = model(x_in, t_in, y_in).chunk(2, dim=0)
+                first, second = model(x_in, t_in, y_in).chunk(2, dim=0)
+                eps_cond, eps_uncond = (second, first) if uncond_first else (first, second)
+                eps = eps_uncond + g * (eps_cond - eps_uncond)
+            elif cfg == "two-call":  # one call per branch, cond first (the runtime keys caches per call)
+                t_in = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+                eps_cond, eps_uncond = model(x, t_in, labels), model(x, t_in, null)
                 eps = eps_uncond + g * (eps_cond - eps_uncond)
             else:
                 t_in = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -36,14 +36,21 @@ def compute_from_schedule(schedule: Schedule) -> np.ndarray:
 def model_info(profile: Profile, sampler: SamplerConfig | None = None) -> ModelInfo:
     meta = profile.meta
     sampler = sampler or SamplerConfig(**meta["sampler"])
+    if sampler.steps == meta["steps"] and meta.get("timesteps"):
+        timesteps = tuple(float(t) for t in meta["timesteps"])  # what the model received when profiled
+    elif sampler.scheduler == "ddim":
+        timesteps = tuple(float(t) for t in sampler.timesteps())
+    else:
+        raise ScheduleError(f"the profile is for {meta['steps']} steps: re-profile at {sampler.steps} steps")
     return ModelInfo(
         name=meta["model"],
         fingerprint=meta["fingerprint"],
         blocks=tuple(meta["blocks"]),
         steps=sampler.steps,
-        timesteps=tuple(sampler.timesteps()),
+        timesteps=timesteps,
         cfg=sampler.cfg,
         timestep_arg=meta.get("timestep_arg", "timestep"),
+        block_outputs=tuple(None if o is None else tuple(o) for o in meta.get("block_outputs") or ()),
     )
 
 
@@ -60,6 +67,7 @@ def build_schedule(
         "calibration_seeds": format_ranges(profile.meta["calibration_seeds"]),
         "schedc": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **({"model_source": profile.meta["model_source"]} if profile.meta.get("model_source") else {}),
         **provenance,
     }
     try:
@@ -109,10 +117,16 @@ def calibration_seeds(schedule: Schedule) -> set[int]:
 
 
 def derive_schedule(
-    base: Schedule, compute: np.ndarray, sampler: SamplerConfig, provenance: Mapping[str, Any]
+    base: Schedule, compute: np.ndarray, sampler: SamplerConfig, provenance: Mapping[str, Any],
+    timesteps: "Sequence[float] | None" = None,
 ) -> Schedule:
-    """A schedule for the same model as `base` with other decisions (and maybe another sampler)."""
-    model = replace(base.model, steps=sampler.steps, timesteps=tuple(sampler.timesteps()), cfg=sampler.cfg)
+    """A schedule for the same model as `base` with other decisions (and maybe another sampler).
+
+    timesteps: what the model receives at each step under `sampler` (default: the base's, same steps).
+    """
+    if timesteps is None:
+        timesteps = base.model.timesteps if sampler.steps == base.num_steps else sampler.timesteps()
+    model = replace(base.model, steps=sampler.steps, timesteps=tuple(float(t) for t in timesteps), cfg=sampler.cfg)
     return Schedule(
         model=model,
         decisions=decisions_from_compute(compute),

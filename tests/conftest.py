@@ -13,6 +13,10 @@ from schedc.profiler import ProfileConfig, profile_model
 from schedc.sampling import SamplerConfig
 from schedc.schedule import build_schedule
 
+# Tests check correctness, not speed: one intra-op thread keeps them fast on a shared 2-core machine
+# (two threads stall each op when other jobs compete for the cores).
+torch.set_num_threads(1)
+
 TINY_SAMPLER = SamplerConfig(steps=8, guidance_scale=2.0, cfg="batched")
 
 

@@ -18,8 +18,8 @@ from schedc_runtime import model_fingerprint
 class GenerationInputs:
     """The initial noise and conditions of a batch of samples (one seed per sample)."""
 
-    noise: torch.Tensor  # [N, C, H, W]
-    labels: torch.Tensor  # [N]
+    noise: torch.Tensor  # [N, ...]: the model's input layout (images [N, C, H, W], video, packed tokens)
+    labels: torch.Tensor  # [N]: class ids, or prompt ids into a conditioning file
     seeds: tuple[int, ...]
 
     def __post_init__(self) -> None:
@@ -41,6 +41,14 @@ class ModelAdapter(ABC):
     block_names: tuple[str, ...]
     default_sampler: SamplerConfig  # the sampling settings profiles and evaluations use by default
     timestep_arg: str = "timestep"
+    # per block, how its outputs relate to its inputs (schedc_runtime.blockio); () = one tensor each,
+    # the residual of the block's first input
+    block_outputs: tuple = ()
+    source: "dict | None" = None  # how to load this model again (recorded in profiles): path and load options
+
+    def class_accuracy(self, samples: torch.Tensor, labels: torch.Tensor) -> float | None:
+        """Share of samples a classifier recognises as their class, if this model has a judge."""
+        return None
 
     @abstractmethod
     def make_inputs(self, seeds: Sequence[int]) -> GenerationInputs:
@@ -56,6 +64,13 @@ class ModelAdapter(ABC):
     @abstractmethod
     def example_call(self) -> tuple[tuple, dict]:
         """Arguments of one denoiser call for a single sample (for FLOP counting)."""
+
+    def model_timesteps(self, sampler: SamplerConfig) -> list[float]:
+        """The timestep value the denoiser receives at each step: what the runtime maps to a step."""
+        return [float(t) for t in sampler.timesteps()]
+
+    def outputs_of(self, block: int) -> "tuple[str, ...] | None":
+        return self.block_outputs[block] if self.block_outputs else None
 
     def blocks(self) -> list[nn.Module]:
         return [self.model.get_submodule(n) for n in self.block_names]

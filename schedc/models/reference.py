@@ -73,6 +73,11 @@ class ReferenceAdapter(ModelAdapter):
                 self.model, x, inputs.labels, self.config.num_classes, on_step=on_step, start=start
             )
 
+    def class_accuracy(self, samples: torch.Tensor, labels: torch.Tensor) -> float | None:
+        from schedc.datasets import class_accuracy
+
+        return class_accuracy(samples, labels)
+
     def example_call(self) -> tuple[tuple, dict]:
         cfg = self.config
         x = torch.zeros(1, cfg.in_channels, cfg.image_size, cfg.image_size)
