@@ -1,0 +1,84 @@
+"""profile -> solve -> eval from the CLI on a local diffusers folder (tiny random DiT, saved with
+save_pretrained in the transformer/ + scheduler/ layout), and the folder errors a user can hit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+diffusers = pytest.importorskip("diffusers")
+
+from schedc.cli import main  # noqa: E402
+from schedc.schedule import read_schedule  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    import torch
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("dit-folder")
+    model = diffusers.DiTTransformer2DModel(
+        sample_size=8, patch_size=2, in_channels=1, out_channels=1, num_layers=3, num_attention_heads=2,
+        attention_head_dim=8, norm_type="ada_norm_zero", num_embeds_ada_norm=4,
+    )
+    for p in model.parameters():  # adaLN-Zero starts as the identity: perturb so every block works
+        p.data.add_(0.05 * torch.randn_like(p))
+    model.save_pretrained(root / "transformer")
+    diffusers.DDIMScheduler(timestep_spacing="trailing").save_pretrained(root / "scheduler")
+    return root
+
+
+def test_profile_solve_eval_from_a_folder(folder, tmp_path, capsys):
+    profile = tmp_path / "p.npz"
+    assert main(["profile", str(folder), "--steps", "6", "--calib", "2", "--batch-size", "2", "--probe-steps", "2",
+                 "--probe-samples", "1", "--precisions", "none", "--no-latency", "--classes", "1,2",
+                 "--cfg", "two-call", "-q", "-o", str(profile)]) == 0
+    path = tmp_path / "s.yaml"
+    assert main(["solve", str(profile), "--budget", "0.5", "-o", str(path)]) == 0
+    schedule = read_schedule(path)
+    assert schedule.model.cfg == "two-call" and schedule.num_blocks == 3
+    assert schedule.provenance["model_source"]["classes"] == [1, 2]
+    capsys.readouterr()
+    # no --model: the folder recorded in the schedule is loaded again
+    assert main(["eval", str(path), "--samples", "3", "--timing-batch", "2", "--repeats", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["schedule"]["class_acc"] is None  # a custom model has no judge
+    assert 0 <= report["schedule"]["rel_l2"] < 1
+
+
+@pytest.mark.parametrize("layout, message", [
+    ("empty", "no transformer/ or unet/ folder"),
+    ("no-weights", "no weights"),
+    ("no-scheduler", "no scheduler/ folder"),
+])
+def test_folder_problems_are_one_line_errors(folder, tmp_path, capsys, layout, message):
+    import shutil
+
+    bad = tmp_path / layout
+    bad.mkdir()
+    if layout != "empty":
+        (bad / "transformer").mkdir()
+        shutil.copy(folder / "transformer" / "config.json", bad / "transformer" / "config.json")
+    if layout == "no-weights":
+        shutil.copytree(folder / "scheduler", bad / "scheduler")
+    code = main(["profile", str(bad), "-q", "-o", str(tmp_path / "x.npz")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and "\n" not in err
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_text_model_without_embeddings_says_what_to_give(tmp_path, capsys):
+    import torch
+
+    torch.manual_seed(0)
+    model = diffusers.SD3Transformer2DModel(
+        sample_size=8, patch_size=2, in_channels=4, num_layers=1, attention_head_dim=8, num_attention_heads=2,
+        joint_attention_dim=16, caption_projection_dim=16, pooled_projection_dim=8, out_channels=4,
+    )
+    model.save_pretrained(tmp_path / "m" / "transformer")
+    diffusers.FlowMatchEulerDiscreteScheduler().save_pretrained(tmp_path / "m" / "scheduler")
+    code = main(["profile", str(tmp_path / "m"), "-q", "-o", str(tmp_path / "x.npz")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--cond" in err
