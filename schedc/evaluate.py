@@ -101,13 +101,16 @@ class EvalReport:
         return "\n".join(rows)
 
 
-def baseline_schedule(name: str, base: Schedule, cost: float, nonblock_share: float) -> Schedule:
+def baseline_schedule(
+    name: str, base: Schedule, cost: float, nonblock_share: float, adapter: ModelAdapter | None = None,
+) -> Schedule:
     """Baseline `name` at block FLOP cost `cost`, for the model and sampler of `base`.
 
     One definition for every harness (eval, compare, speed matching), so each compares to the same
     baselines: fewer steps = the fewest DDIM steps whose ideal time is not below that of `cost` (needs
     the measured non-block share); uniform = every block refreshes at round(cost x T) evenly spaced
-    steps; Δ-DiT = its pattern at the cost nearest `cost` from above.
+    steps; Δ-DiT = its pattern at the cost nearest `cost` from above. `adapter` gives the timesteps
+    the model receives at another step count (needed for a diffusers model's own scheduler).
     """
     full_sampler = sampler_of(base)
     steps, blocks = full_sampler.steps, base.num_blocks
@@ -116,7 +119,8 @@ def baseline_schedule(name: str, base: Schedule, cost: float, nonblock_share: fl
         fewer = SamplerConfig(**{**full_sampler.to_dict(), "steps": n_steps})
         return derive_schedule(
             base, np.ones((n_steps, blocks), dtype=bool), fewer,
-            {"solver": "fewer-steps", "note": "fewest DDIM steps whose ideal time is not below the schedule's"},
+            {"solver": "fewer-steps", "note": "fewest sampler steps whose ideal time is not below the schedule's"},
+            adapter.model_timesteps(fewer) if adapter is not None else None,
         )
     if name == "uniform":
         computes = int(round(cost * steps))  # the schedule's FLOP cost, spent on whole steps
@@ -281,7 +285,7 @@ def evaluate(
         log("timing the non-block share to size the fewer-steps baseline")
         quick, _ = time_interleaved(adapter, {"full": None}, timing_inputs, 3, full_sampler)
         for name in BASELINES:
-            variants[name] = baseline_schedule(name, schedule, cost, 1.0 / quick["skip"])
+            variants[name] = baseline_schedule(name, schedule, cost, 1.0 / quick["skip"], adapter)
             predicted[name] = (None if name == "fewer-steps" or problem is None
                                else _finite(problem.predicted_error(compute_from_schedule(variants[name]))))
 

@@ -89,7 +89,7 @@ def load_diffusers_folder(
     if not any(denoiser_dir.glob("*.safetensors")) and not any(denoiser_dir.glob("*.bin")):
         raise ModelError(f"{denoiser_dir} has no weights (schedc never downloads: put the weights there first)")
     try:
-        model = model_cls.from_pretrained(denoiser_dir, local_files_only=True)
+        model = model_cls.from_pretrained(denoiser_dir, local_files_only=True, low_cpu_mem_usage=False)
         scheduler = sched_cls.from_pretrained(scheduler_dir, local_files_only=True)
     except Exception as exc:  # corrupt weights or config
         raise ModelError(f"cannot load {path}: {str(exc).splitlines()[0]}") from None

@@ -20,6 +20,7 @@ conditions too). Unsupported configurations raise a ModelError naming what to ch
 from __future__ import annotations
 
 import contextlib
+import inspect
 import copy
 import math
 from dataclasses import dataclass
@@ -369,6 +370,10 @@ class DiffusersAdapter(ModelAdapter):
         sched = self._scheduler(sampler.steps)
         if start and hasattr(sched, "set_begin_index"):
             sched.set_begin_index(start)
+        # DDIM with clipping: re-derive eps from the clipped x0 (as schedc's own DDIM does); without it
+        # diffusers' DDIM step mixes clipped x0 with unclipped eps and samples come out grainy
+        step_kwargs = ({"use_clipped_model_output": sampler.clip_sample}
+                       if "use_clipped_model_output" in inspect.signature(sched.step).parameters else {})
         x = inputs.noise if x_start is None else x_start
         with torch.inference_mode():
             for index in range(start, sampler.steps):
@@ -377,7 +382,7 @@ class DiffusersAdapter(ModelAdapter):
                     on_step(index, x)
                 model_in = sched.scale_model_input(x, t) if hasattr(sched, "scale_model_input") else x
                 pred = self._predict(model_in, t, inputs.labels, sampler)
-                x = sched.step(pred, t, x, return_dict=False)[0]
+                x = sched.step(pred, t, x, return_dict=False, **step_kwargs)[0]
         return x
 
     def example_call(self) -> tuple[tuple, dict]:
