@@ -40,6 +40,7 @@ from typing import Sequence
 import torch
 from tqdm import tqdm
 
+from schedc.models.training import ema_update, load_checkpoint, save_checkpoint
 from schedc.datasets import class_accuracy, digits_tensors
 
 NUM_CLASSES = 10
@@ -199,16 +200,9 @@ def train(args: argparse.Namespace) -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     noise_scheduler = train_scheduler()
     gen = torch.Generator().manual_seed(args.seed)
-    start = 0
     ckpt = Path(args.ckpt)
-    if ckpt.exists():
-        state = torch.load(ckpt, weights_only=True)
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
-        start = int(state["step"])
-        torch.set_rng_state(state["rng"])
-        gen.set_state(state["gen"])
+    start = load_checkpoint(ckpt, model, ema, opt, gen)
+    if start:
         print(f"resumed from {ckpt} at step {start}", flush=True)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"DiTTransformer2DModel: {n_params / 1e6:.2f} M parameters ({n_params * 2 / 1e6:.1f} MB fp16)", flush=True)
@@ -230,20 +224,12 @@ def train(args: argparse.Namespace) -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        with torch.no_grad():
-            decay = min(args.ema, (1 + step) / (10 + step))
-            for p_ema, p in zip(ema.parameters(), model.parameters()):
-                p_ema.lerp_(p, 1 - decay)
+        ema_update(ema, model, args.ema, step)
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         bar.set_postfix(loss=f"{running:.4f}", refresh=False)
         done = step + 1
         if done % args.ckpt_every == 0 or done == args.steps:
-            state = {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                     "step": done, "rng": torch.get_rng_state(), "gen": gen.get_state()}
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            tmp = ckpt.with_name(f".{ckpt.name}.tmp")
-            torch.save(state, tmp)
-            os.replace(tmp, ckpt)
+            save_checkpoint(ckpt, model, ema, opt, done, gen)
         if args.eval_every and (done % args.eval_every == 0 or done == args.steps):
             acc = evaluate(ema, n=args.eval_samples)
             print(f"\nstep {done}: loss(ema-avg) {running:.4f}  class accuracy {acc:.3f} on {args.eval_samples} "

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from schedc.atomic import atomic_path
 from schedc.datasets import digits_tensors
+from schedc.models.training import ema_update, load_checkpoint, save_checkpoint
 from schedc.models.reference_dit import ReferenceDiT, ReferenceDiTConfig
 from schedc.sampling import NUM_TRAIN_TIMESTEPS, train_alphas_cumprod
 
@@ -34,15 +35,8 @@ def train(args: argparse.Namespace) -> None:
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     alphas = train_alphas_cumprod().float()
-    start = 0
     ckpt = Path(args.ckpt)
-    if ckpt.exists():
-        state = torch.load(ckpt, weights_only=True)
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
-        start = int(state["step"])
-        torch.set_rng_state(state["rng"])
+    start = load_checkpoint(ckpt, model, ema, opt)
     gen = torch.Generator().manual_seed(args.seed + start)
     bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="train", mininterval=5)
     running = None
@@ -62,17 +56,11 @@ def train(args: argparse.Namespace) -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        with torch.no_grad():
-            decay = min(args.ema, (1 + step) / (10 + step))
-            for p_ema, p in zip(ema.parameters(), model.parameters()):
-                p_ema.lerp_(p, 1 - decay)
+        ema_update(ema, model, args.ema, step)
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         bar.set_postfix(loss=f"{running:.4f}")
         if (step + 1) % args.ckpt_every == 0 or step + 1 == args.steps:
-            state = {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                     "step": step + 1, "rng": torch.get_rng_state()}
-            with atomic_path(ckpt) as tmp:
-                torch.save(state, tmp)
+            save_checkpoint(ckpt, model, ema, opt, step + 1)
     weights = {k: v.to(torch.float16).contiguous() for k, v in ema.state_dict().items()}
     meta = {"config": json.dumps(config.to_dict()), "steps": str(args.steps), "seed": str(args.seed),
             "dataset": "sklearn.datasets.load_digits", "trained": time.strftime("%Y-%m-%d")}

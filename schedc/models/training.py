@@ -1,0 +1,42 @@
+"""What both training scripts share: resumable checkpoints and the EMA update."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from schedc.atomic import atomic_path
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, ema: torch.nn.Module, opt: torch.optim.Optimizer,
+                    gen: torch.Generator | None = None) -> int:
+    """Restore model, EMA, optimiser and RNG state from `path` if it exists; returns the step to resume at."""
+    if not path.exists():
+        return 0
+    state = torch.load(path, weights_only=True)
+    model.load_state_dict(state["model"])
+    ema.load_state_dict(state["ema"])
+    opt.load_state_dict(state["opt"])
+    torch.set_rng_state(state["rng"])
+    if gen is not None and "gen" in state:
+        gen.set_state(state["gen"])
+    return int(state["step"])
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, ema: torch.nn.Module, opt: torch.optim.Optimizer, step: int,
+                    gen: torch.Generator | None = None) -> None:
+    """Atomically write everything `load_checkpoint` restores (a crash never leaves half a checkpoint)."""
+    state = {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
+             "rng": torch.get_rng_state(), **({"gen": gen.get_state()} if gen is not None else {})}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, max_decay: float, step: int) -> None:
+    """EMA with the usual warm-up: decay min(max_decay, (1 + step) / (10 + step))."""
+    decay = min(max_decay, (1 + step) / (10 + step))
+    for p_ema, p in zip(ema.parameters(), model.parameters()):
+        p_ema.lerp_(p, 1 - decay)
