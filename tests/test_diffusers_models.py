@@ -77,15 +77,6 @@ UNETS = ("UNet2DModel", "UNet2DConditionModel")
 CACHE_CONTEXT = ("FluxTransformer2DModel", "WanTransformer3DModel")  # diffusers CacheMixin: names its CFG branches
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Two OpenMP threads on two shared cores spin against the other jobs: tiny models run faster on one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def cond_file(tmp_path_factory) -> str:
     from safetensors.torch import save_file

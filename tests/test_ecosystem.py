@@ -21,15 +21,6 @@ STEPS = 20
 GUIDANCE = 3.0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest single-threaded (and a busy 2-core box stalls multi-threaded ops)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def require_cache_dit() -> None:
     """cache-dit is an optional bench extra: skip when it is missing or does not import."""
     try:

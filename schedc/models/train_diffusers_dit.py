@@ -40,7 +40,7 @@ from typing import Sequence
 import torch
 from tqdm import tqdm
 
-from schedc.models.training import ema_update, load_checkpoint, save_checkpoint
+from schedc.models.training import add_training_args, ema_update, load_checkpoint, save_checkpoint
 from schedc.datasets import class_accuracy, digits_tensors
 
 NUM_CLASSES = 10
@@ -245,19 +245,11 @@ def train(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=5000)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=3e-4)
+    add_training_args(parser, lr=3e-4, ckpt="/tmp/schedc-train-diffusers-dit.ckpt")
     parser.add_argument("--warmup", type=int, default=200)
-    parser.add_argument("--ema", type=float, default=0.999)
-    parser.add_argument("--cfg-dropout", type=float, default=0.1)
     parser.add_argument("--width", type=int, default=96, help="num_attention_heads * attention_head_dim")
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--layers", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--ckpt", default="/tmp/schedc-train-diffusers-dit.ckpt")
-    parser.add_argument("--ckpt-every", type=int, default=250)
     parser.add_argument("--eval-every", type=int, default=1000, help="0 disables the periodic class-accuracy check")
     parser.add_argument("--eval-samples", type=int, default=64)
     parser.add_argument("--mininterval", type=float, default=30.0, help="tqdm refresh interval, seconds")

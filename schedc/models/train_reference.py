@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from schedc.atomic import atomic_path
 from schedc.datasets import digits_tensors
-from schedc.models.training import ema_update, load_checkpoint, save_checkpoint
+from schedc.models.training import add_training_args, ema_update, load_checkpoint, save_checkpoint
 from schedc.models.reference_dit import ReferenceDiT, ReferenceDiTConfig
 from schedc.sampling import NUM_TRAIN_TIMESTEPS, train_alphas_cumprod
 
@@ -73,15 +73,7 @@ def train(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=5000)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--ema", type=float, default=0.999)
-    parser.add_argument("--cfg-dropout", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--ckpt", default="train_reference.ckpt")
-    parser.add_argument("--ckpt-every", type=int, default=250)
+    add_training_args(parser, lr=5e-4, ckpt="train_reference.ckpt")
     parser.add_argument("--out", default=str(Path(__file__).parent / "weights" / "reference-dit.safetensors"))
     train(parser.parse_args())
 

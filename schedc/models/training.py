@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import torch
@@ -40,3 +41,16 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, max_decay: float, s
     decay = min(max_decay, (1 + step) / (10 + step))
     for p_ema, p in zip(ema.parameters(), model.parameters()):
         p_ema.lerp_(p, 1 - decay)
+
+
+def add_training_args(parser: argparse.ArgumentParser, lr: float, ckpt: str) -> None:
+    """The options both training scripts take (their defaults are what shipped)."""
+    parser.add_argument("--steps", type=int, default=5000)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=lr)
+    parser.add_argument("--ema", type=float, default=0.999)
+    parser.add_argument("--cfg-dropout", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--ckpt", default=ckpt, help="resumable checkpoint (picked up on restart)")
+    parser.add_argument("--ckpt-every", type=int, default=250)
