@@ -102,10 +102,12 @@ class BlockIO:
         """Streams -> the block's return value (a tensor, or a tuple when the block returns one)."""
         return tuple(streams) if like_tuple else streams[0]
 
-    def deltas(self, args: tuple, kwargs: Mapping[str, Any], out: Any) -> list[torch.Tensor | None]:
-        """Per stream: output - input (what the block added); None where the stream is not a residual."""
+    def caches(self, args: tuple, kwargs: Mapping[str, Any], out: Any) -> list[tuple[bool, torch.Tensor | None]]:
+        """Per stream, what a reuse needs: (True, output - input) where the stream is a residual of its
+        input, else (False, the output itself) (None where the block returned None)."""
         ins, outs = self.stream_inputs(args, kwargs), self.stream_outputs(out)
-        return [o - x if o is not None and x is not None and o.shape == x.shape else None for x, o in zip(ins, outs)]
+        return [(True, o - x) if o is not None and x is not None and o.shape == x.shape else (False, o)
+                for x, o in zip(ins, outs)]
 
     def identity(self, args: tuple, kwargs: Mapping[str, Any], like_tuple: bool) -> Any:
         """The output of a block that adds nothing: its inputs, passed through (no-block timing)."""

@@ -235,9 +235,9 @@ class ScheduleHandle:
         modes, io = self._modes[index], self._io[index]
         entry = _BlockCache(step=step, like_tuple=isinstance(out, tuple))
         if modes & {"residual", "forecast"}:
-            ins, outs = io.stream_inputs(args, kwargs), io.stream_outputs(out)
-            entry.is_delta = [x is not None and o is not None and x.shape == o.shape for x, o in zip(ins, outs)]
-            entry.deltas = [o - x if r else o for x, o, r in zip(ins, outs, entry.is_delta)]  # what the block added
+            caches = io.caches(args, kwargs, out)  # per stream: what the block added, or its output
+            entry.is_delta = [residual for residual, _ in caches]
+            entry.deltas = [tensor for _, tensor in caches]
         if "output" in modes:
             entry.output = out
         if "forecast" in modes and old is not None and old.deltas is not None:

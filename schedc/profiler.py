@@ -113,9 +113,8 @@ class _ReuseErrorRecorder:
             self.cache_bytes[index] = sum(x.numel() * x.element_size() for x in tensors)
             out = flat_rows(tensors, rows)  # [rows, F]: every output stream of each row
             if io.residual_ok:
-                deltas = io.deltas(args, kwargs, output)
-                delta = flat_rows([d if d is not None else torch.zeros_like(o) for d, o in
-                                   zip(deltas, io.stream_outputs(output)) if o is not None], rows)  # [rows, F]
+                delta = flat_rows([t if residual else torch.zeros_like(t) for residual, t in
+                                   io.caches(args, kwargs, output) if t is not None], rows)  # [rows, F]
             else:
                 delta = out  # output-only block: a residual reuse is never offered (its error is set to inf)
             out_norm = out.norm(dim=1).double().clamp_min(1e-12)  # [rows]
@@ -137,16 +136,7 @@ class _ReuseErrorRecorder:
         rows = self.probe_rows
         if not io.residual_ok:
             return [x[rows].clone() for x in tensors_in(output)]
-        ins, outs = io.stream_inputs(args, kwargs), io.stream_outputs(output)
-        cache = []
-        for x, o in zip(ins, outs):
-            if o is None:
-                cache.append((False, None))
-            elif x is not None and x.shape == o.shape:
-                cache.append((True, (o - x)[rows].clone()))
-            else:
-                cache.append((False, o[rows].clone()))
-        return cache
+        return [(residual, None if t is None else t[rows].clone()) for residual, t in io.caches(args, kwargs, output)]
 
     def _reuse_errors(self, b: int, t: int, delta: torch.Tensor, out: torch.Tensor, out_norm: torch.Tensor) -> None:
         rows = delta.shape[0]
@@ -288,7 +278,8 @@ def measure_latency(adapter: ModelAdapter, captured: list[tuple[tuple, dict]], q
             io = BlockIO(block.forward, adapter.outputs_of(b))
             out = block(*args, **kwargs)
             if io.residual_ok:
-                pairs = [(x, d) for x, d in zip(io.stream_inputs(args, kwargs), io.deltas(args, kwargs, out)) if d is not None]
+                pairs = [(x, d) for x, (residual, d) in zip(io.stream_inputs(args, kwargs), io.caches(args, kwargs, out))
+                         if residual]
                 reuse = lambda pairs=pairs: [x + d for x, d in pairs]  # noqa: E731
             else:
                 reuse = lambda: out  # noqa: E731  (replaying an output costs nothing)
