@@ -31,7 +31,7 @@ def random_problem(uneven: bool, seed: int = 0) -> Problem:
     err = np.where(((age > 0) & (age <= MAX_AGE))[None], err, np.inf)
     gain = rng.uniform(0.1, 2.0, (BLOCKS, STEPS))  # [B, T]
     cost = rng.uniform(0.5, 2.0, BLOCKS) if uneven else np.ones(BLOCKS)
-    return Problem(reuse_error=err, gain=gain, block_cost=cost)
+    return Problem.residual_only(reuse_error=err, gain=gain, block_cost=cost)
 
 
 def main() -> None:

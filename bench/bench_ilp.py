@@ -27,7 +27,7 @@ def random_problem(max_age: int, seed: int = 0) -> Problem:
     age = (t - s).astype(float)
     err = rng.uniform(0.5, 1.5, (BLOCKS, STEPS, STEPS)) * 0.01 * age[None]
     err = np.where(((age > 0) & (age <= max_age))[None], err, np.inf)
-    return Problem(reuse_error=err, gain=rng.uniform(0.1, 2.0, (BLOCKS, STEPS)), block_cost=np.ones(BLOCKS))
+    return Problem.residual_only(reuse_error=err, gain=rng.uniform(0.1, 2.0, (BLOCKS, STEPS)), block_cost=np.ones(BLOCKS))
 
 
 def main() -> None:

@@ -23,9 +23,11 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from .modes import REUSE_MODES as _MODE_REGISTRY
+
 SCHEDULE_VERSION = 1
 COMPUTE_PRECISIONS = ("native", "int8", "fp8", "int4w")
-REUSE_MODES = ("residual", "output", "forecast")
+REUSE_MODES = tuple(_MODE_REGISTRY)  # every registered reuse mode (runtime/modes/)
 ACTIONS = COMPUTE_PRECISIONS + REUSE_MODES
 # batched: [cond, uncond] rows in one call (either order); two-call: one call per branch per step
 # (diffusers' cache_context("cond"/"uncond")); none: no guidance. Caches never mix branches.
@@ -94,7 +96,7 @@ class Schedule:
         for b in range(blocks):
             if is_reuse(self.decisions[0][b]):
                 raise ScheduleFormatError(f"block {b} reuses at step 0, before any compute")
-            if not self.residual_ok(b) and self.reuse_modes_of(b) - {"output"}:
+            if not self.residual_ok(b) and any(_MODE_REGISTRY[m].reads != "output" for m in self.reuse_modes_of(b)):
                 raise ScheduleFormatError(
                     f"block {self.model.blocks[b]} can only replay its output (its output is not a residual of its input)"
                 )
@@ -125,13 +127,13 @@ class Schedule:
     def cache_needed(self) -> tuple[tuple[bool, ...], ...]:
         """[T][B]: whether the compute at (t, b) must leave a cache behind.
 
-        True when block b reuses before it computes again, and at every compute of a block that
-        forecasts (a forecast extrapolates from the last two computes, needed or not).
+        True when block b reuses before it computes again, and at every compute of a block with a
+        mode that reads more than the last compute (a forecast extrapolates from several).
         """
         steps, blocks = self.num_steps, self.num_blocks
         needed = [[False] * blocks for _ in range(steps)]
         for b in range(blocks):
-            forecasts = "forecast" in self.reuse_modes_of(b)
+            forecasts = self.history_of(b) > 1
             reused_later = False
             for t in range(steps - 1, -1, -1):
                 if is_reuse(self.decisions[t][b]):
@@ -141,10 +143,14 @@ class Schedule:
                     reused_later = False
         return tuple(tuple(row) for row in needed)
 
+    def history_of(self, block: int) -> int:
+        """Most computes any reuse mode of `block` reads (0: the block never reuses a residual)."""
+        return max((_MODE_REGISTRY[m].cache_tensors()[0] for m in self.reuse_modes_of(block)), default=0)
+
     def cache_tensors(self, block: int) -> int:
         """Tensors (each the shape of the block's output) one cache of `block` holds."""
-        modes = self.reuse_modes_of(block)
-        return int(bool(modes & {"residual", "forecast"})) + int("output" in modes) + int("forecast" in modes)
+        modes = [_MODE_REGISTRY[m] for m in self.reuse_modes_of(block)]
+        return self.history_of(block) + max((m.cache_tensors()[1] for m in modes), default=0)
 
     def peak_cache_tensors(self) -> int:
         """Most cached tensors alive at once in one generation (per CFG branch): memory known in advance."""

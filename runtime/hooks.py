@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import torch
@@ -18,6 +18,7 @@ from torch import nn
 
 from .blockio import BlockIO, tensors_in
 from .format import Schedule, ScheduleFormatError, is_reuse, load_schedule, model_fingerprint
+from .modes import REUSE_MODES
 from .quant import block_bytes, block_kernels, quantize_block
 
 
@@ -31,32 +32,22 @@ class _StepState:
 
 @dataclass
 class _BlockCache:
-    """What one block left behind at its last compute (only the kinds its reuse modes read).
+    """What one block left behind at its recent computes (only the kinds its reuse modes read).
 
     Streams follow the block's outputs spec (blockio.py): one per output tensor. A residual stream
     holds output - input; a stream that is not a residual of any input holds the output itself.
+    `deltas`/`steps` keep the last `history` computes, most recent first (a forecast reads several).
     """
 
     step: int
     like_tuple: bool = False  # the block returned a tuple (rebuild one)
-    deltas: list | None = None  # per stream: output - input at `step` (residual, forecast), or the output
-    is_delta: list | None = None  # per stream: whether deltas[i] is a residual (else replayed as is)
+    deltas: list = field(default_factory=list)  # per compute (most recent first): per stream delta or output
+    steps: list = field(default_factory=list)  # the compute step of each deltas entry
+    is_delta: list | None = None  # per stream: whether deltas[k][i] is a residual (else replayed as is)
     output: Any = None  # the whole output at `step` (output reuse)
-    prev_deltas: list | None = None  # deltas at the compute before (forecast)
-    prev_step: int = -1
-    _slopes: list | None = None
-
-    def slopes(self) -> list | None:
-        """(deltas - deltas before) / steps between the two computes, built at the first forecast."""
-        if self._slopes is None and self.prev_deltas is not None:
-            gap = self.step - self.prev_step
-            self._slopes = [None if (d is None or p is None or not r) else (d - p) / gap
-                            for d, p, r in zip(self.deltas, self.prev_deltas, self.is_delta)]
-            self.prev_deltas = None  # the slopes replace them
-        return self._slopes
 
     def nbytes(self) -> int:
-        tensors = tensors_in([self.deltas or [], self.output, self.prev_deltas or [], self._slopes or []])
+        tensors = tensors_in([*self.deltas, self.output])
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
@@ -73,7 +64,9 @@ class ScheduleHandle:
         self.blocks = [model.get_submodule(name) for name in schedule.model.blocks]
         self._decisions = schedule.decisions
         self._cache_needed = schedule.cache_needed()
-        self._modes = [schedule.reuse_modes_of(b) for b in range(len(self.blocks))]
+        self._history = [schedule.history_of(b) for b in range(len(self.blocks))]  # residuals kept per block
+        self._keeps_output = [any(REUSE_MODES[m].reads == "output" for m in schedule.reuse_modes_of(b))
+                              for b in range(len(self.blocks))]
         # quantized copies are built before any forward is shadowed (a deepcopy would copy the shadow)
         self.quantized: dict[tuple[int, str], nn.Module] = {
             (b, p): quantize_block(self.blocks[b], p) for b, p in sorted(schedule.precisions_used())
@@ -232,34 +225,40 @@ class ScheduleHandle:
 
     def _remember(self, index: int, old: _BlockCache | None, step: int, args: tuple, kwargs: Mapping[str, Any],
                   out: Any) -> _BlockCache:
-        modes, io = self._modes[index], self._io[index]
+        keep, io = self._history[index], self._io[index]
         entry = _BlockCache(step=step, like_tuple=isinstance(out, tuple))
-        if modes & {"residual", "forecast"}:
+        if keep:
             caches = io.caches(args, kwargs, out)  # per stream: what the block added, or its output
             entry.is_delta = [residual for residual, _ in caches]
-            entry.deltas = [tensor for _, tensor in caches]
-        if "output" in modes:
+            entry.deltas = [[tensor for _, tensor in caches]]
+            entry.steps = [step]
+            if keep > 1 and old is not None:  # a forecast also reads the computes before this one
+                entry.deltas += old.deltas[: keep - 1]
+                entry.steps += old.steps[: keep - 1]
+        if self._keeps_output[index]:
             entry.output = out
-        if "forecast" in modes and old is not None and old.deltas is not None:
-            entry.prev_deltas, entry.prev_step = old.deltas, old.step
         return entry
 
     def _reuse(self, key: tuple, action: str, args: tuple, kwargs: Mapping[str, Any], step: int) -> Any:
         cached = self._cache.get(key)
+        mode = REUSE_MODES[action]
         io = self._io[key[1]]
         ins = io.stream_inputs(args, kwargs)
         batch = next((x.shape[0] for x in ins if x is not None), None)
-        held = tensors_in(cached.output if action == "output" else cached.deltas) if cached is not None else []
+        reads_output = mode.reads == "output"
+        held = (tensors_in(cached.output if reads_output else cached.deltas[:1])) if cached is not None else []
         if not held or (batch is not None and held[0].shape[0] != batch):
             raise ScheduleFormatError(
                 f"step {step}: block {self.schedule.model.blocks[key[1]]} has no cache to reuse "
                 "(the generation did not start at step 0, or the batch changed mid-generation)"
             )
-        if action == "output":
+        if reads_output:
             return cached.output  # DeepCache: the cached output itself
-        slopes = cached.slopes() if action == "forecast" else None
+        depth = min(mode.history, len(cached.deltas))  # a forecast right after step 0 has one point
+        steps = cached.steps[:depth]
         streams = []
-        for i, (x, d, r) in enumerate(zip(ins, cached.deltas, cached.is_delta)):
+        for i, (x, r) in enumerate(zip(ins, cached.is_delta)):
+            d = cached.deltas[0][i]
             if not r:
                 streams.append(d)  # not a residual: replay the cached output stream
                 continue
@@ -267,10 +266,7 @@ class ScheduleHandle:
                 raise ScheduleFormatError(
                     f"step {step}: block {self.schedule.model.blocks[key[1]]} input changed shape since its cache"
                 )
-            y = x + d  # residual (FORA / Delta-DiT): input + cached (output - input)
-            if slopes is not None and slopes[i] is not None:
-                y.add_(slopes[i], alpha=step - cached.step)  # TaylorSeer, first order, on the residual
-            streams.append(y)
+            streams.append(mode.rebuild_residual(x, [c[i] for c in cached.deltas[:depth]], steps, step))
         return io.rebuild(streams, cached.like_tuple)
 
 

@@ -7,28 +7,26 @@ import json
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from schedc.atomic import atomic_path
 from schedc.errors import ProfileError
+from schedc_runtime.modes import REUSE_MODES
 
-PROFILE_VERSION = 1
-_ARRAYS = ("reuse_err_sum", "reuse_count", "output_err_sum", "forecast_err_sum", "forecast_count",
-           "quant_err_sum", "quant_count", "probe_final_sum", "probe_local_sum", "probe_count", "block_flops")
-REUSE_MODES = ("residual", "output", "forecast")
+PROFILE_VERSION = 2  # 2: reuse tables keyed by mode; version 1 files are converted on load
+_ARRAYS = ("quant_err_sum", "quant_count", "probe_final_sum", "probe_local_sum", "probe_count", "block_flops")
 
 
 @dataclass(frozen=True)
 class Profile:
     """Measured at full compute on calibration inputs.
 
-    reuse_err_sum[b, s, t] / reuse_count[b, s, t]: mean relative error of block b's output at step t
-        when it reuses (residual) the cache made at step s; counted per sample row.
-    output_err_sum[b, s, t] / reuse_count: the same for output reuse (the cached output itself).
-    forecast_err_sum[b, g, s, t] / forecast_count: forecast reuse at t from the computes at s and
-        s' = s - g - 1 (first-order extrapolation of the residual).
+    reuse_err_sum[mode][b, k, s, t] / reuse_count[mode][b, k, s, t]: mean relative error of block b's
+        output at step t when it reuses in `mode` (runtime/modes/) the computes at s and before, spaced
+        as the mode's pattern k (residual/output have one pattern: the last compute s); counted per
+        sample row.
     quant_err_sum[b, t, p] / quant_count[b, t]: block b's output error at step t when it computes at
         precision meta["precisions"][p] on the same input.
     probe_final_sum[b, t] / probe_local_sum[b, t]: propagation gain at probed steps: the final
@@ -37,11 +35,8 @@ class Profile:
     meta: model name, fingerprint, block names, steps, timesteps, sampler, calibration seeds, ...
     """
 
-    reuse_err_sum: np.ndarray  # [B, T, T] float64
-    reuse_count: np.ndarray  # [B, T, T] int64
-    output_err_sum: np.ndarray  # [B, T, T] float64
-    forecast_err_sum: np.ndarray  # [B, G, T, T] float64
-    forecast_count: np.ndarray  # [B, G, T, T] int64
+    reuse_err_sum: Mapping[str, np.ndarray]  # mode -> [B, K, T, T] float64
+    reuse_count: Mapping[str, np.ndarray]  # mode -> [B, K, T, T] int64
     quant_err_sum: np.ndarray  # [B, T, P] float64
     quant_count: np.ndarray  # [B, T] int64
     probe_final_sum: np.ndarray  # [B, T] float64
@@ -51,13 +46,14 @@ class Profile:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        b, t, t2 = self.reuse_err_sum.shape
-        if t != t2 or self.reuse_count.shape != (b, t, t):
-            raise ProfileError("profile arrays have inconsistent shapes")
-        if self.output_err_sum.shape != (b, t, t) or self.forecast_err_sum.shape[0::2] != (b, t):
-            raise ProfileError("profile reuse-mode arrays have inconsistent shapes")
-        if self.forecast_count.shape != self.forecast_err_sum.shape:
-            raise ProfileError("profile forecast arrays have inconsistent shapes")
+        if not self.reuse_err_sum or set(self.reuse_err_sum) != set(self.reuse_count):
+            raise ProfileError("profile has no reuse tables, or sums and counts for different modes")
+        b, t = self.quant_count.shape
+        gap = int(self.meta.get("forecast_gap", 1))
+        for mode, table in self.reuse_err_sum.items():
+            k = len(_pattern_table(mode, gap))
+            if table.shape != (b, k, t, t) or self.reuse_count[mode].shape != table.shape:
+                raise ProfileError(f"profile {mode} table must be [B, K, T, T] = {(b, k, t, t)}, got {table.shape}")
         if self.quant_err_sum.shape != (b, t, len(self.meta.get("precisions", []))) or self.quant_count.shape != (b, t):
             raise ProfileError("profile quantization arrays do not match meta['precisions']")
         for name in ("probe_final_sum", "probe_local_sum", "probe_count"):
@@ -74,22 +70,27 @@ class Profile:
     # -- derived quantities -------------------------------------------------------------------
     @property
     def num_blocks(self) -> int:
-        return int(self.reuse_err_sum.shape[0])
+        return int(self.quant_count.shape[0])
 
     @property
     def num_steps(self) -> int:
-        return int(self.reuse_err_sum.shape[1])
+        return int(self.quant_count.shape[1])
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """Reuse modes this profile measured, in registry order."""
+        return tuple(m for m in REUSE_MODES if m in self.reuse_err_sum)
+
+    def patterns(self, mode: str) -> tuple[tuple[int, ...], ...]:
+        """The spacings (most recent first) of the computes each slice k of `mode`'s table reads."""
+        return _pattern_table(mode, int(self.meta.get("forecast_gap", 1)))
 
     def reuse_error(self, mode: str = "residual") -> np.ndarray:
-        """Mean relative error; +inf where never measured (s >= t or beyond the max age).
-
-        residual/output: [B, T, T] indexed [b, s, t]; forecast: [B, G, T, T] indexed [b, s - s' - 1, s, t].
-        """
-        sums, counts = {
-            "residual": (self.reuse_err_sum, self.reuse_count),
-            "output": (self.output_err_sum, self.reuse_count),
-            "forecast": (self.forecast_err_sum, self.forecast_count),
-        }[mode]
+        """[B, K, T, T] mean relative error indexed [b, pattern, s, t]; +inf where never measured
+        (s >= t, beyond the max age, or a mode the block cannot use)."""
+        if mode not in self.reuse_err_sum:
+            raise ProfileError(f"the profile did not measure {mode} reuse; re-profile with this schedc")
+        sums, counts = self.reuse_err_sum[mode], self.reuse_count[mode]
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = sums / counts
         return np.where(counts > 0, mean, np.inf)
@@ -116,8 +117,9 @@ class Profile:
 
     def digest(self) -> str:
         h = hashlib.sha256()
-        for name in _ARRAYS:
-            h.update(np.ascontiguousarray(getattr(self, name)).tobytes())
+        for name, array in self._named_arrays().items():
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(array).tobytes())
         h.update(json.dumps(self.meta, sort_keys=True).encode())
         return "sha256:" + h.hexdigest()[:32]
 
@@ -131,16 +133,28 @@ class Profile:
         if overlap:
             raise ProfileError(f"cannot merge profiles sharing calibration seeds ({len(overlap)} in common)")
         meta = dict(self.meta, calibration_seeds=sorted(self.meta["calibration_seeds"] + other.meta["calibration_seeds"]))
+        if set(self.reuse_err_sum) != set(other.reuse_err_sum):
+            raise ProfileError("cannot merge profiles that measured different reuse modes")
         return replace(
             self,
             **{name: getattr(self, name) + getattr(other, name) for name in _ARRAYS if name != "block_flops"},
+            reuse_err_sum={m: a + other.reuse_err_sum[m] for m, a in self.reuse_err_sum.items()},
+            reuse_count={m: a + other.reuse_count[m] for m, a in self.reuse_count.items()},
             meta=meta,
         )
+
+    def _named_arrays(self) -> dict[str, np.ndarray]:
+        """Every array under its file name: mode tables as `reuse_err_sum.<mode>` / `reuse_count.<mode>`."""
+        arrays = {name: getattr(self, name) for name in _ARRAYS}
+        for mode in self.modes:
+            arrays[f"reuse_err_sum.{mode}"] = self.reuse_err_sum[mode]
+            arrays[f"reuse_count.{mode}"] = self.reuse_count[mode]
+        return arrays
 
     # -- files -------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        arrays = {name: getattr(self, name) for name in _ARRAYS}
+        arrays = self._named_arrays()
         arrays["meta_json"] = np.array(json.dumps({"schedc_profile": PROFILE_VERSION, **self.meta}))
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
@@ -155,11 +169,35 @@ class Profile:
         try:
             with np.load(path, allow_pickle=False) as data:
                 meta: dict[str, Any] = json.loads(str(data["meta_json"]))
+                version = meta.pop("schedc_profile", None) if isinstance(meta, dict) else None
+                if version not in (1, PROFILE_VERSION):
+                    raise ProfileError(f"profile {path} has format version {version!r}; this schedc reads "
+                                       f"{PROFILE_VERSION} (and 1): re-run `schedc profile`")
                 arrays = {name: np.array(data[name]) for name in _ARRAYS}
+                tables = _tables_v1(data) if version == 1 else _tables(data)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError, EOFError) as exc:
             raise ProfileError(f"profile {path} is corrupt or not a schedc profile ({type(exc).__name__})") from None
-        version = meta.pop("schedc_profile", None)
-        if version != PROFILE_VERSION:
-            raise ProfileError(f"profile {path} has format version {version!r}; this schedc reads {PROFILE_VERSION}")
-        return cls(meta=meta, **arrays)
+        return cls(meta=meta, **arrays, **tables)
+
+
+def _pattern_table(mode: str, gap: int) -> tuple[tuple[int, ...], ...]:
+    if mode not in REUSE_MODES:
+        raise ProfileError(f"the profile has tables for reuse mode {mode!r}, which this schedc does not know")
+    return REUSE_MODES[mode].patterns(gap)
+
+
+def _tables(data: Any) -> dict[str, dict[str, np.ndarray]]:
+    """Version 2: one sum and one count table per measured mode."""
+    modes = [k.split(".", 1)[1] for k in data.files if k.startswith("reuse_err_sum.")]
+    return {"reuse_err_sum": {m: np.array(data[f"reuse_err_sum.{m}"]) for m in modes},
+            "reuse_count": {m: np.array(data[f"reuse_count.{m}"]) for m in modes}}
+
+
+def _tables_v1(data: Any) -> dict[str, dict[str, np.ndarray]]:
+    """Version 1 kept one field per mode (residual, output sharing its count, forecast): same numbers."""
+    count = np.array(data["reuse_count"])[:, None]
+    return {"reuse_err_sum": {"residual": np.array(data["reuse_err_sum"])[:, None],
+                              "output": np.array(data["output_err_sum"])[:, None],
+                              "forecast": np.array(data["forecast_err_sum"])},
+            "reuse_count": {"residual": count, "output": count.copy(), "forecast": np.array(data["forecast_count"])}}
 

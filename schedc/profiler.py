@@ -26,6 +26,7 @@ from schedc.models.adapter import GenerationInputs, ModelAdapter
 from schedc.profile import Profile
 from schedc.sampling import SamplerConfig
 from schedc_runtime.blockio import BlockIO, flat_rows, map_tensors, tensors_in
+from schedc_runtime.modes import REUSE_MODES, RingView
 from schedc_runtime.quant import PRECISIONS, block_kernels, quantize_block
 
 
@@ -68,11 +69,10 @@ class _ReuseErrorRecorder:
     """Forward hooks that accumulate reuse and quantization error sums as the rollout goes.
 
     Per block it keeps a ring of the last `max_age` residuals d and outputs o (float32) and the
-    float64 Gram matrix of the residuals, so the error of every reuse mode against every earlier
-    cache costs one inner product per ring entry:
-      residual  ||d_s - d_t||,  output ||o_s - o_t||,
-      forecast  ||d_s + lam (d_s - d_s') - d_t||, lam = (t - s) / (s - s'), for s - s' <= forecast_gap,
-    all divided by ||o_t|| per row. Quantization: each quantized copy runs on the same inputs.
+    float64 Gram matrix of the residuals; every registered reuse mode (runtime/modes/) turns that
+    ring into its error against every earlier cache (a residual mode costs one quadratic form in
+    the Gram matrix per cache it reads), all relative to ||o_t|| per row. Quantization: each
+    quantized copy runs on the same inputs.
     """
 
     def __init__(
@@ -82,11 +82,10 @@ class _ReuseErrorRecorder:
         self.io = io
         self.max_age = min(max_age, steps - 1)
         self.gap = min(forecast_gap, self.max_age)
-        self.res_sum = np.zeros((num_blocks, steps, steps))
-        self.out_sum = np.zeros((num_blocks, steps, steps))
-        self.count = np.zeros((num_blocks, steps, steps), dtype=np.int64)
-        self.fc_sum = np.zeros((num_blocks, max(self.gap, 1), steps, steps))  # [b, s - s' - 1, s, t]
-        self.fc_count = np.zeros((num_blocks, max(self.gap, 1), steps, steps), dtype=np.int64)
+        self.modes = dict(REUSE_MODES)
+        shapes = {m: (num_blocks, len(mode.patterns(max(self.gap, 1))), steps, steps) for m, mode in self.modes.items()}
+        self.err_sum = {m: np.zeros(shape) for m, shape in shapes.items()}  # mode -> [B, K, T, T]
+        self.err_count = {m: np.zeros(shape, dtype=np.int64) for m, shape in shapes.items()}
         self.quantized = quantized or [{} for _ in range(num_blocks)]
         precisions = list(self.quantized[0]) if self.quantized else []
         self.q_sum = np.zeros((num_blocks, steps, len(precisions)))
@@ -149,16 +148,13 @@ class _ReuseErrorRecorder:
         d64 = delta.double()
         inner = torch.einsum("arf,rf->ar", ring_d.double(), d64)  # [A, rows]: <d_i, d_t>
         self_sq = (d64 * d64).sum(dim=1)  # [rows]
-        diag = torch.diagonal(gram, dim1=0, dim2=1).t()  # [A, rows]: ||d_i||^2
-        valid = np.flatnonzero(ring_steps >= 0)
-        if valid.size:
-            s = ring_steps[valid]
-            res = (diag[valid] + self_sq - 2 * inner[valid]).clamp_min(0).sqrt() / out_norm  # [k, rows]
-            outs = (ring_o[valid] - out.unsqueeze(0)).norm(dim=2).double() / out_norm  # [k, rows]
-            self.res_sum[b, s, t] += res.sum(dim=1).numpy()
-            self.out_sum[b, s, t] += outs.sum(dim=1).numpy()
-            self.count[b, s, t] += rows
-            self._forecast_errors(b, t, valid, diag, inner, self_sq, out_norm)
+        view = RingView(steps=ring_steps.tolist(), gram=gram, inner=inner, self_sq=self_sq, outputs=ring_o,
+                        out=out, out_norm=out_norm)
+        for name, mode in self.modes.items():
+            for k, s, err in mode.measure(view, t, self.gap):  # err [n, rows]
+                s = np.asarray(s)
+                self.err_sum[name][b, k, s, t] += err.sum(dim=1).numpy()
+                self.err_count[name][b, k, s, t] += rows
         slot = t % self.max_age
         gram[slot, :, :] = inner
         gram[:, slot, :] = inner
@@ -166,21 +162,6 @@ class _ReuseErrorRecorder:
         ring_d[slot] = delta
         ring_o[slot] = out
         ring_steps[slot] = t
-
-    def _forecast_errors(self, b, t, valid, diag, inner, self_sq, out_norm) -> None:
-        steps = self.ring_steps[b]
-        pairs = [(i, j) for i in valid for j in valid if 1 <= steps[i] - steps[j] <= self.gap]  # i = s, j = s'
-        if not pairs:
-            return
-        i, j = (np.array(x) for x in zip(*pairs))
-        s, s_prev = steps[i], steps[j]
-        lam = torch.from_numpy((t - s) / (s - s_prev)).unsqueeze(1)  # [k, 1]
-        gram = self.gram[b]
-        sq = ((1 + lam) ** 2 * diag[i] + lam**2 * diag[j] + self_sq - 2 * (1 + lam) * lam * gram[i, j]
-              - 2 * (1 + lam) * inner[i] + 2 * lam * inner[j])  # [k, rows]
-        err = sq.clamp_min(0).sqrt() / out_norm
-        np.add.at(self.fc_sum[b], (s - s_prev - 1, s, t), err.sum(dim=1).numpy())
-        np.add.at(self.fc_count[b], (s - s_prev - 1, s, t), err.shape[1])
 
 
 def _cfg_rows(samples: Sequence[int], batch: int, cfg: str) -> list[int]:
@@ -319,6 +300,8 @@ def profile_model(
     io = [BlockIO(block.forward, adapter.outputs_of(b)) for b, block in enumerate(adapter.blocks())]
 
     sums: dict[str, np.ndarray] = {}
+    err_sum: dict[str, np.ndarray] = {}  # mode -> [B, K, T, T]
+    err_count: dict[str, np.ndarray] = {}
     probe_final = np.zeros((num_blocks, steps))
     probe_local = np.zeros((num_blocks, steps))
     probe_count = np.zeros((num_blocks, steps), dtype=np.int64)
@@ -350,11 +333,11 @@ def profile_model(
         finally:
             for h in handles:
                 h.remove()
-        for name, value in (("reuse_err_sum", recorder.res_sum), ("reuse_count", recorder.count),
-                            ("output_err_sum", recorder.out_sum), ("forecast_err_sum", recorder.fc_sum),
-                            ("forecast_count", recorder.fc_count), ("quant_err_sum", recorder.q_sum),
-                            ("quant_count", recorder.q_count)):
+        for name, value in (("quant_err_sum", recorder.q_sum), ("quant_count", recorder.q_count)):
             sums[name] = sums[name] + value if name in sums else value
+        for mode in recorder.modes:
+            err_sum[mode] = err_sum[mode] + recorder.err_sum[mode] if mode in err_sum else recorder.err_sum[mode]
+            err_count[mode] = err_count[mode] + recorder.err_count[mode] if mode in err_count else recorder.err_count[mode]
         if first:
             cache_bytes = list(recorder.cache_bytes)
             probe_inputs = inputs.subset(slice(0, probe_k))
@@ -366,9 +349,10 @@ def profile_model(
                 bar.update(steps - t)
     bar.close()
     for b, block_io in enumerate(io):
-        if not block_io.residual_ok:  # output-only blocks: residual and forecast reuse do not exist
-            sums["reuse_err_sum"][b] = np.inf
-            sums["forecast_count"][b] = 0
+        if not block_io.residual_ok:  # output-only blocks: no mode that rebuilds a residual exists
+            for mode in err_count:
+                if REUSE_MODES[mode].reads == "residual":
+                    err_count[mode][b] = 0
 
     block_flops, nonblock_flops = adapter.flops()
     meta = {
@@ -403,5 +387,7 @@ def profile_model(
         probe_count=probe_count,
         block_flops=np.asarray(block_flops, dtype=np.float64),
         meta=meta,
+        reuse_err_sum=err_sum,
+        reuse_count=err_count,
         **sums,
     )

@@ -34,21 +34,6 @@ class RefineRound:
     measured: float  # its measured final rel L2 on the calibration inputs
 
 
-def scaled(problem: Problem, reuse_scale: float, quant_scale: float) -> Problem:
-    """The problem with reuse errors x reuse_scale and quantization errors x quant_scale."""
-
-    def mul(a: np.ndarray | None, k: float) -> np.ndarray | None:
-        return None if a is None else np.where(np.isinf(a), np.inf, a * k)
-
-    return replace(
-        problem,
-        reuse_error=mul(problem.reuse_error, reuse_scale),
-        output_error=mul(problem.output_error, reuse_scale),
-        forecast_error=mul(problem.forecast_error, reuse_scale),
-        quant_error=mul(problem.quant_error, quant_scale),
-    )
-
-
 def _split(decisions) -> tuple[tuple, tuple]:
     reuse_only = tuple(tuple(a if is_reuse(a) else "native" for a in row) for row in decisions)
     quant_only = tuple(tuple("native" if is_reuse(a) else a for a in row) for row in decisions)
@@ -77,7 +62,7 @@ def refine(
     solution = solver(problem, budget, constraints)
     for _ in range(rounds):
         reuse_only, quant_only = _split(solution.actions())
-        model = scaled(problem, reuse_scale, quant_scale)
+        model = problem.scaled(reuse_scale, quant_scale)
         pred_reuse, _ = model.evaluate_decisions(reuse_only)
         pred_quant, _ = model.evaluate_decisions(quant_only)
         meas_reuse = _measure(adapter, profile, reuse_only, inputs, full)
@@ -88,8 +73,8 @@ def refine(
             reuse_scale *= meas_reuse / pred_reuse
         if pred_quant > 0 and meas_quant > 0:
             quant_scale *= meas_quant / pred_quant
-        solution = solver(scaled(problem, reuse_scale, quant_scale), budget, constraints)
-    final_model = scaled(problem, reuse_scale, quant_scale)
+        solution = solver(problem.scaled(reuse_scale, quant_scale), budget, constraints)
+    final_model = problem.scaled(reuse_scale, quant_scale)
     predicted, _ = final_model.evaluate_decisions(solution.actions())
     measured = _measure(adapter, profile, solution.actions(), inputs, full)
     history.append(RefineRound(reuse_scale, quant_scale, predicted, measured))

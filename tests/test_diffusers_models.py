@@ -164,7 +164,7 @@ def test_profile_solve_apply(cases, name, tmp_path):
         assert all(o == ("encoder_hidden_states", "hidden_states") for o in adapter.block_outputs)
     if case.unet:  # output-only blocks: residual reuse does not exist
         assert all(o == () for o in adapter.block_outputs)
-        assert np.isinf(profile.reuse_err_sum).all()
+        assert np.isinf(profile.reuse_error("residual")).all() and np.isinf(profile.reuse_error("forecast")).all()
     solution = get_solver("dp")(problem_from_profile(profile, None, "flops"), 0.5, Constraints())
     schedule = schedule_from_solution(profile, solution, 0.5)
     actions = {a for row in schedule.decisions for a in row}

@@ -32,7 +32,7 @@ def make_problem(
         cost = rng.integers(1, 5, blocks).astype(float)
     else:
         cost = rng.uniform(0.3, 3.0, blocks)
-    return Problem(reuse_error=err, gain=gain, block_cost=cost)
+    return Problem.residual_only(reuse_error=err, gain=gain, block_cost=cost)
 
 
 def min_budget(problem: Problem, max_age: int, first: int) -> float:
@@ -175,7 +175,7 @@ def test_every_registered_solver_meets_the_budget_and_validates():
     steps, blocks = 12, 3
     age = np.arange(steps)[None, :] - np.arange(steps)[:, None]
     err = np.where((age >= 1)[None], rng.uniform(0.01, 1, (blocks, steps, steps)) * age.clip(min=1), np.inf)
-    problem = Problem(reuse_error=err, gain=rng.uniform(0.5, 2, (blocks, steps)), block_cost=np.ones(blocks))
+    problem = Problem.residual_only(reuse_error=err, gain=rng.uniform(0.5, 2, (blocks, steps)), block_cost=np.ones(blocks))
     info = ModelInfo(name="m", fingerprint="sha256:0", blocks=("a", "b", "c"), steps=steps, timesteps=tuple(range(steps)))
     for name, solver in SOLVERS.items():
         for budget in (0.3, 0.6):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -11,6 +13,7 @@ from schedc.errors import SolverError
 from schedc.problem import Problem
 from schedc.solvers.base import Constraints
 from schedc.solvers.dp import solve_dp
+from schedc_runtime.modes import REUSE_MODES
 from schedc.solvers.ilp import solve_ilp
 
 
@@ -19,7 +22,7 @@ def random_problem(seed: int, blocks: int, steps: int, int8: bool = False, max_a
     age = np.arange(steps)[None, :] - np.arange(steps)[:, None]
     valid = (age >= 1) & (age <= (max_age or steps))
     err = np.where(valid[None], rng.uniform(0.01, 1.0, (blocks, steps, steps)) * age.clip(min=1), np.inf)
-    return Problem(
+    return Problem.residual_only(
         reuse_error=err, gain=rng.uniform(0.2, 2.0, (blocks, steps)), block_cost=np.ones(blocks),
         precisions=("int8",) if int8 else (),
         quant_error=rng.uniform(0, 0.3, (blocks, steps, 1)) if int8 else None,
@@ -42,6 +45,30 @@ def test_ilp_reaches_the_dp_optimum(seed, blocks, steps, budget, int8):
     assert ilp.stats["status"] == "OPTIMAL"
     assert ilp.predicted_error == pytest.approx(dp.predicted_error, rel=1e-6, abs=1e-5)
     assert ilp.cost <= budget * (1 + 1e-9)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), blocks=st.integers(1, 2), steps=st.integers(3, 6),
+       budget=st.sampled_from([0.4, 0.6, 1.0]), int8=st.booleans())
+def test_ilp_with_every_reuse_mode_reaches_the_dp_optimum(seed, blocks, steps, budget, int8):
+    """Forecast modes (several cached computes) are history states of the path model: same optimum."""
+    rng = np.random.default_rng(seed)
+    base = random_problem(seed, blocks, steps, int8)
+    age = np.arange(steps)[None, :] - np.arange(steps)[:, None]
+    valid = (age >= 1)[None, None]
+    errors = {m: np.where(valid, rng.uniform(0.005, 1.0, (blocks, len(spec.patterns(2)), steps, steps)), np.inf)
+              for m, spec in REUSE_MODES.items()}
+    problem = replace(base, errors=errors, max_gap=2)
+    try:
+        dp = solve_dp(problem, budget)
+    except SolverError:
+        with pytest.raises(SolverError):
+            solve_ilp(problem, budget)
+        return
+    ilp = solve_ilp(problem, budget)
+    assert ilp.stats["status"] == "OPTIMAL"
+    assert ilp.predicted_error == pytest.approx(dp.predicted_error, rel=1e-6, abs=1e-5)
+    assert set(a for row in ilp.actions() for a in row) <= {"native", "int8", *REUSE_MODES}
 
 
 def test_every_deployment_constraint_holds():

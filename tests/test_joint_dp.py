@@ -12,31 +12,29 @@ from schedc.errors import SolverError
 from schedc.problem import Problem
 from schedc.solvers.base import Constraints
 from schedc.solvers.dp import solve_dp
+from schedc_runtime.modes import REUSE_MODES
 
-MODES = ("residual", "output", "forecast")
+MODES = tuple(REUSE_MODES)  # every registered reuse mode: a new mode is checked against brute force too
 
 
 def random_problem(seed: int, blocks: int, steps: int, precisions: tuple[str, ...], modes: set[str]) -> Problem:
     rng = np.random.default_rng(seed)
     age = np.arange(steps)[None, :] - np.arange(steps)[:, None]  # [s, t]
     valid = (age >= 1) & (age <= steps - 1)
-
-    def err():
-        e = rng.uniform(0.01, 1.0, (blocks, steps, steps)) * age.clip(min=1)[None]
-        return np.where(valid[None], e, np.inf)
-
     gap = 2
-    fc = np.where(valid[None, None], rng.uniform(0.005, 1.5, (blocks, gap, steps, steps)), np.inf)
+
+    def err(k: int):
+        e = rng.uniform(0.005, 1.0, (blocks, k, steps, steps)) * age.clip(min=1)[None, None]
+        return np.where(valid[None, None], e, np.inf)
+
     return Problem(
-        reuse_error=err(),
+        errors={m: err(len(REUSE_MODES[m].patterns(gap))) for m in MODES if m in modes},
         gain=rng.uniform(0.2, 2.0, (blocks, steps)),
         block_cost=np.ones(blocks) * rng.choice([1.0, 3.0]),
-        output_error=err() if "output" in modes else None,
-        forecast_error=fc if "forecast" in modes else None,
         precisions=precisions,
         quant_error=rng.uniform(0.0, 0.5, (blocks, steps, len(precisions))) if precisions else None,
         precision_cost=np.full((blocks, len(precisions)), 0.5) if precisions else None,
-        allow_residual="residual" in modes,
+        max_gap=gap,
     )
 
 

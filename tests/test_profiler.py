@@ -17,13 +17,13 @@ CONFIG = ProfileConfig(calib_samples=6, batch_size=4, max_age=4, probe_steps=3, 
 
 
 def test_reuse_error_is_finite_exactly_inside_the_age_window(tiny_profile):
-    e = tiny_profile.reuse_error()
+    e = tiny_profile.reuse_error()[:, 0]
     t = np.arange(TINY_SAMPLER.steps)
     age = t[None, :] - t[:, None]  # [s, t]
     inside = (age >= 1) & (age <= CONFIG.max_age)
     assert np.all(np.isfinite(e[:, inside])) and np.all(e[:, inside] >= 0)
     assert np.all(np.isinf(e[:, ~inside]))
-    assert np.all(tiny_profile.reuse_count[:, inside] == 6 * 2)  # 6 samples x 2 CFG rows
+    assert np.all(tiny_profile.reuse_count["residual"][:, 0][:, inside] == 6 * 2)  # 6 samples x 2 CFG rows
 
 
 def test_reuse_error_matches_a_direct_measurement(tiny_adapter, tiny_profile):
@@ -41,7 +41,7 @@ def test_reuse_error_matches_a_direct_measurement(tiny_adapter, tiny_profile):
             for run in (calls[:steps], calls[steps:]):
                 (xs, ys), (xt, yt) = run[s], run[t]
                 total += float(((ys - xs) - (yt - xt)).flatten(1).norm(dim=1).div(yt.flatten(1).norm(dim=1)).sum())
-            assert tiny_profile.reuse_error()[b, s, t] == pytest.approx(total / 12, rel=1e-4)
+            assert tiny_profile.reuse_error()[b, 0, s, t] == pytest.approx(total / 12, rel=1e-4)
 
 
 def test_output_forecast_and_quant_errors_match_direct_measurement(tiny_adapter, tiny_profile):
@@ -66,7 +66,7 @@ def test_output_forecast_and_quant_errors_match_direct_measurement(tiny_adapter,
     delta = lambda run, u: run[u][1] - run[u][0][0]  # noqa: E731
     s, s_prev, t = 4, 2, 6
     out_direct = mean_rel(lambda run: run[s][1], t)
-    assert tiny_profile.reuse_error("output")[2, s, t] == pytest.approx(out_direct, rel=1e-4)
+    assert tiny_profile.reuse_error("output")[2, 0, s, t] == pytest.approx(out_direct, rel=1e-4)
     lam = (t - s) / (s - s_prev)
     fc_direct = mean_rel(lambda run: run[t][0][0] + delta(run, s) + lam * (delta(run, s) - delta(run, s_prev)), t)
     assert tiny_profile.reuse_error("forecast")[2, s - s_prev - 1, s, t] == pytest.approx(fc_direct, rel=1e-4)
@@ -74,6 +74,37 @@ def test_output_forecast_and_quant_errors_match_direct_measurement(tiny_adapter,
         copy = quantize_block(block, precision)
         q_direct = mean_rel(lambda run: copy(*run[t][0]), t)
         assert tiny_profile.quant_error()[2, t, p] == pytest.approx(q_direct, rel=1e-3)
+
+
+def test_every_registered_mode_measures_what_its_runtime_rebuild_makes(tiny_adapter, tiny_profile):
+    """E[mode][b, k, s, t] is the error of the mode's own runtime rebuild from the computes it reads."""
+    from schedc_runtime.modes import REUSE_MODES
+
+    block = tiny_adapter.blocks()[1]
+    calls = []
+    block.register_forward_hook(lambda m, a, o: calls.append((a[0].clone(), o.clone())))
+    inputs = tiny_adapter.make_inputs(range(6))
+    tiny_adapter.generate(inputs.subset(slice(0, 4)), TINY_SAMPLER)
+    tiny_adapter.generate(inputs.subset(slice(4, 6)), TINY_SAMPLER)
+    steps = TINY_SAMPLER.steps
+    runs = (calls[:steps], calls[steps:])
+    t = steps - 1
+    for name, mode in REUSE_MODES.items():
+        for k, gaps in enumerate(tiny_profile.patterns(name)):
+            s = t - 1
+            reads = [s - sum(gaps[:j]) for j in range(len(gaps) + 1)]
+            if t - reads[-1] > CONFIG.max_age:
+                assert np.isinf(tiny_profile.reuse_error(name)[1, k, s, t])
+                continue
+            total = 0.0
+            for run in runs:
+                xt, yt = run[t]
+                if mode.reads == "output":
+                    pred = run[s][1]
+                else:
+                    pred = mode.rebuild_residual(xt, [run[u][1] - run[u][0] for u in reads], reads, t)
+                total += float((pred - yt).flatten(1).norm(dim=1).div(yt.flatten(1).norm(dim=1)).sum())
+            assert tiny_profile.reuse_error(name)[1, k, s, t] == pytest.approx(total / 12, rel=1e-4), (name, gaps)
 
 
 def test_gain_probe_equals_a_runtime_rollout(tiny_adapter, tiny_profile):
@@ -102,8 +133,10 @@ def test_shards_merge_exactly(tiny_profile):
     ]
     merged = shards[0].merge(shards[1])
     assert merged.meta["calibration_seeds"] == list(range(6))
-    assert np.array_equal(merged.reuse_count, tiny_profile.reuse_count)
-    assert np.allclose(merged.reuse_err_sum, tiny_profile.reuse_err_sum, rtol=1e-5)
+    assert merged.modes == tiny_profile.modes
+    for mode in merged.modes:
+        assert np.array_equal(merged.reuse_count[mode], tiny_profile.reuse_count[mode])
+        assert np.allclose(merged.reuse_err_sum[mode], tiny_profile.reuse_err_sum[mode], rtol=1e-5)
     with pytest.raises(ProfileError, match="sharing calibration seeds"):
         shards[0].merge(shards[0])
 

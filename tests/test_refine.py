@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from schedc.problem import problem_from_profile
-from schedc.refine import refine, scaled
+from schedc.refine import refine
 from schedc.solvers import get_solver
 from tests.conftest import make_tiny_adapter
 
@@ -22,7 +22,7 @@ def test_refine_moves_the_prediction_to_the_measurement(tiny_profile):
 
 def test_scaled_keeps_inf_and_scales_each_kind(tiny_profile):
     problem = problem_from_profile(tiny_profile, None, "flops")
-    half = scaled(problem, 0.5, 2.0)
+    half = problem.scaled(0.5, 2.0)
     finite = problem.reuse_error < float("inf")
     assert (half.reuse_error[finite] == 0.5 * problem.reuse_error[finite]).all()
     assert (half.reuse_error[~finite] == float("inf")).all()

@@ -14,9 +14,9 @@ import numpy as np
 from schedc.errors import SolverError
 from schedc.problem import Problem, check_budget
 from schedc.solvers.base import Constraints, Solution
+from schedc.solvers.knapsack import BUDGET_RTOL
 
 MAX_CELLS = 20  # T * B above this is refused: 2**20 patterns is already a lot
-BUDGET_RTOL = 1e-9  # same tolerance as the DP: cost <= budget * (1 + 1e-9) is within budget
 
 
 def _pattern_error(w: np.ndarray, pattern: tuple[bool, ...]) -> float:

@@ -1,10 +1,11 @@
 """CP-SAT schedule with the constraints deployments need.
 
-Model (per block a path through its compute steps): an arc (b, s, e, p) means block b computes at
-step s at precision p and next at e (e = T: never again); the steps between reuse its cache, each in
-its cheapest allowed mode (residual or output; forecast, a second-order choice, is the DP's) plus
-the error the precision-p cache carries. Flow conservation per step makes every block a path from
-step 0 to T, so "compute at t" is the flow through t. Deployment constraints are added with an
+Model (per block a path through its compute steps): an arc (b, s, e, p, h) means block b computes at
+step s at precision p, in history state h (the spacing of its computes before s, history.py), and
+next at e (e = T: never again); the steps between reuse its cache, each in its cheapest mode
+applicable in that state plus the error the cached computes carry. Flow conservation per (step,
+state) makes every block a path from step 0 to T, so "compute at t" is the flow through t; forecast
+modes only add states (a path through (s, h) knows the spacing its forecast reads). Deployment constraints are added with an
 enforcement literal each, so an infeasible set is explained by the literals CP-SAT blames.
 """
 
@@ -15,36 +16,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from schedc.costmodel import NATIVE_UNITS, option_units
 from schedc.errors import SolverError
 from schedc.problem import Problem, check_budget
 from schedc.solvers.base import Constraints, Solution
+from schedc.solvers.history import HistoryStates, segment_costs, step_errors
 
 SCALE = 10**7  # objective coefficients: weighted error x SCALE, rounded
-NATIVE_UNITS = 100  # a native compute; a reduced precision costs ceil(100 x its cost ratio)
 
 
-def _arc_costs(problem: Problem, b: int, p: int, max_len: int) -> np.ndarray:
-    """[T, T+1] weighted error of the arc s -> e at precision option p (0 = native); inf if not allowed."""
+def _arc_tables(problem: Problem, b: int, hist: HistoryStates, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Arc costs [H, P1, T, T+1] of block b: a compute at s at option p in history state h, reusing
+    until the next compute at e (e = T: never again), inf where not allowed; and the best mode per
+    reused step [H, P1, T, T] (history.step_errors, shared with the DP)."""
     steps = problem.num_steps
-    modes = [problem.reuse_error[b] if problem.allow_residual else None, problem.output_error[b] if problem.output_error is not None else None]
-    tables = [m for m in modes if m is not None]
-    if not tables:
-        return np.where(np.eye(steps, steps + 1, k=1) > 0, 0.0, np.inf)  # only s -> s+1 (no reuse)
-    local = np.min(np.stack(tables), axis=0)  # [s, t]
-    carry = 0.0 if p == 0 else problem.quant_error[b, :, p - 1][:, None]  # [T, 1]
-    comp = 0.0 if p == 0 else problem.gain[b] * problem.quant_error[b, :, p - 1]  # [T]
-    with np.errstate(invalid="ignore"):
-        w = np.where(np.isinf(local), np.inf, (local + carry) * problem.gain[b][None, :])  # [s, t]
-    out = np.full((steps, steps + 1), np.inf)
-    for s in range(steps):
-        total = float(comp[s]) if p else 0.0
-        out[s, s + 1] = total
-        for e in range(s + 2, min(steps, s + 1 + max_len) + 1):
-            total += float(w[s, e - 1])
-            if not np.isfinite(total):
-                break
-            out[s, e] = total
-    return out
+    w, mode = step_errors(problem, b, hist)  # [H, P1, T, T]
+    r = segment_costs(w)  # [H, P1, T, T+1]
+    if problem.precisions:
+        comp = problem.gain[b][:, None] * problem.quant_error[b]  # [T, P]
+        r[:, 1:] += np.transpose(comp)[None, :, :, None]
+    length = np.arange(steps + 1)[None, :] - np.arange(steps)[:, None]  # [s, e]
+    return np.where(length[None, None] <= max_len, r, np.inf), mode
 
 
 def _block_weights(costs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -62,7 +54,8 @@ def _block_weights(costs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class _Built:
     model: object
     lit: dict
-    arcs: dict
+    arcs: dict  # (block, s, e, option, history state) -> bool var
+    modes: dict  # block -> best reuse mode index [H, P1, T, T]
 
 
 def _build(problem: Problem, budget: float, constraints: Constraints, explain: bool) -> _Built:
@@ -75,30 +68,40 @@ def _build(problem: Problem, budget: float, constraints: Constraints, explain: b
     first = min(constraints.first_full, steps)
     model = cp_model.CpModel()
     lit = {name: model.NewBoolVar(name) for name in GROUPS}
-    arcs: dict[tuple[int, int, int, int], object] = {}  # (b, s, e, p) -> bool
+    arcs: dict[tuple[int, int, int, int, int], object] = {}  # (b, s, e, p, h) -> bool
     objective, cost_terms = [], []
     weight, exact = _block_weights(problem.block_cost)  # integer cost of a native compute of each block
+    units = option_units(problem.precision_cost if problem.precisions else np.zeros((blocks, 0)))  # [B, P1]
+    hist = HistoryStates.of(problem)
+    modes = {}
     for b in range(blocks):
-        for p in range(len(opts)):
-            table = _arc_costs(problem, b, p, max_len)
-            units = NATIVE_UNITS if p == 0 else max(1, int(np.ceil(NATIVE_UNITS * problem.precision_cost[b, p - 1] - 1e-9)))
-            for s in range(steps):
-                for e in range(s + 1, steps + 1):
-                    if np.isfinite(table[s, e]):
-                        var = model.NewBoolVar(f"arc_b{b}_s{s}_e{e}_{opts[p]}")
-                        arcs[(b, s, e, p)] = var
-                        objective.append(int(round(table[s, e] * SCALE)) * var)
-                        cost_terms.append(int(weight[b]) * units * var)
-    out_of = {(b, t): [] for b in range(blocks) for t in range(steps)}
-    into = {(b, t): [] for b in range(blocks) for t in range(1, steps + 1)}
-    for (b, s, e, p), var in arcs.items():
-        out_of[(b, s)].append(var)
-        into[(b, e)].append(var)
+        table, modes[b] = _arc_tables(problem, b, hist, max_len + 1)
+        reach = {(0, 0)}  # (step, history state) a path can be at: block b computes at step 0 with no history
+        for s in range(steps):
+            for h in sorted(hh for (ss, hh) in reach if ss == s):
+                for p in range(len(opts)):
+                    for e in np.flatnonzero(np.isfinite(table[h, p, s])):
+                        var = model.NewBoolVar(f"arc_b{b}_s{s}_h{h}_e{e}_{opts[p]}")
+                        arcs[(b, s, int(e), p, h)] = var
+                        objective.append(int(round(table[h, p, s, e] * SCALE)) * var)
+                        cost_terms.append(int(weight[b]) * int(units[b, p]) * var)
+                        if e < steps:
+                            reach.add((int(e), hist.next_state[h][int(e) - s]))
+    out_of = {}  # (b, t, h) -> arcs leaving a compute at t in state h
+    into = {}  # (b, t, h) -> arcs arriving at a compute at t that puts the block in state h
+    for (b, s, e, p, h), var in arcs.items():
+        out_of.setdefault((b, s, h), []).append(var)
+        if e < steps:
+            into.setdefault((b, e, hist.next_state[h][e - s]), []).append(var)
     for b in range(blocks):
-        model.Add(sum(out_of[(b, 0)]) == 1)  # every block computes at step 0 and leaves on one arc
-        model.Add(sum(into[(b, steps)]) == 1)  # ... and its path ends after the last step
-        for t in range(1, steps):
-            model.Add(sum(into[(b, t)]) == sum(out_of[(b, t)]))  # a compute at t continues the path
+        model.Add(sum(v for (bb, s, e, p, h), v in arcs.items() if bb == b and s == 0) == 1)  # step 0 computes
+        model.Add(sum(v for (bb, s, e, p, h), v in arcs.items() if bb == b and e == steps) == 1)  # the path ends
+        for key in set(into) | set(out_of):
+            if key[0] == b and key[1] > 0:
+                model.Add(sum(into.get(key, [])) == sum(out_of.get(key, [])))  # a compute continues the path
+    computes_at = {}  # (b, t) -> arcs leaving a compute at t (any state)
+    for (b, s, e, p, h), var in arcs.items():
+        computes_at.setdefault((b, s), []).append(var)
     # budget: block work as a fraction of every block at every step, in native units
     # every arc's cost is rounded up and the capacity uses the exact costs: the budget always holds
     capacity = int(np.floor(budget * (1 + 1e-9) * steps * NATIVE_UNITS * exact.sum()))
@@ -106,23 +109,23 @@ def _build(problem: Problem, budget: float, constraints: Constraints, explain: b
     # first / last k steps: every block computes, at native precision
     for b in range(blocks):
         for t in list(range(first)) + list(range(max(0, steps - constraints.last_full), steps)):
-            native_out = [v for (bb, s, e, p), v in arcs.items() if bb == b and s == t and p == 0]
+            native_out = [v for (bb, s, e, p, h), v in arcs.items() if bb == b and s == t and p == 0]
             model.Add(sum(native_out) == 1).OnlyEnforceIf(lit["first_full" if t < first else "last_full"])
     # cache memory: a cache is live at t if an arc with reuse spans t
     if constraints.max_cache_bytes is not None:
         for t in range(1, steps):
-            live = [int(round(constraints.cache_bytes[bb])) * v for (bb, s, e, p), v in arcs.items() if s < t < e]
+            live = [int(round(constraints.cache_bytes[bb])) * v for (bb, s, e, p, h), v in arcs.items() if s < t < e]
             model.Add(sum(live) <= int(constraints.max_cache_bytes)).OnlyEnforceIf(lit["max_cache_bytes"])
     # bubbling union: an upstream refresh refreshes the listed downstream blocks (and theirs, transitively)
     for up, down in dependency_closure(constraints.dependencies, blocks):
         for t in range(steps):
-            model.Add(sum(out_of[(up, t)]) <= sum(out_of[(down, t)])).OnlyEnforceIf(lit["dependencies"])
+            model.Add(sum(computes_at.get((up, t), [])) <= sum(computes_at.get((down, t), []))).OnlyEnforceIf(lit["dependencies"])
     # at most one reduced precision per block (one quantized copy in memory)
     if constraints.static_precision and problem.precisions:
         for b in range(blocks):
             chosen = [model.NewBoolVar(f"static_b{b}_{opts[p]}") for p in range(1, len(opts))]
             model.Add(sum(chosen) <= 1).OnlyEnforceIf(lit["static_precision"])
-            for (bb, s, e, p), v in arcs.items():
+            for (bb, s, e, p, h), v in arcs.items():
                 if bb == b and p > 0:
                     model.AddImplication(v, chosen[p - 1])
     if explain:
@@ -131,7 +134,7 @@ def _build(problem: Problem, budget: float, constraints: Constraints, explain: b
         model.Minimize(sum(objective))
         for v in lit.values():
             model.Add(v == 1)
-    return _Built(model, lit, arcs)
+    return _Built(model, lit, arcs, modes)
 
 
 GROUPS = ("budget", "first_full", "last_full", "max_reuse", "max_cache_bytes", "dependencies", "static_precision")
@@ -144,8 +147,6 @@ def solve_ilp(
     from ortools.sat.python import cp_model
 
     budget = check_budget(budget)
-    if problem.forecast_error is not None:
-        raise SolverError("the ilp solver does not model forecast reuse: use --solver dp, or --allow without forecast")
     started = time.perf_counter()
     _check_minimum_cost(problem, budget, constraints)
     built = _build(problem, budget, constraints, explain=False)
@@ -159,11 +160,11 @@ def solve_ilp(
         raise SolverError(f"no schedule found within the {constraints.time_limit:g}s time limit ({solver.StatusName(status)})")
     opts = ("native",) + problem.precisions
     rows = [["native"] * problem.num_blocks for _ in range(problem.num_steps)]
-    for (b, s, e, p), v in built.arcs.items():
+    for (b, s, e, p, h), v in built.arcs.items():
         if solver.Value(v):
             rows[s][b] = opts[p]
             for t in range(s + 1, min(e, problem.num_steps)):
-                rows[t][b] = _best_mode(problem, b, s, t)
+                rows[t][b] = problem.reuse_modes[built.modes[b][h, p, s, t]]
     decisions = tuple(tuple(r) for r in rows)
     error, cost = problem.evaluate_decisions(decisions)
     objective, bound = solver.ObjectiveValue() / SCALE, solver.BestObjectiveBound() / SCALE
@@ -171,12 +172,6 @@ def solve_ilp(
              "objective": objective, "bound": bound, "gap": (objective - bound) / objective if objective > 0 else 0.0}
     compute = np.array([[a in opts for a in r] for r in decisions], dtype=bool)
     return Solution(compute=compute, cost=cost, predicted_error=error, solver="ilp", stats=stats, decisions=decisions)
-
-
-def _best_mode(problem: Problem, b: int, s: int, t: int) -> str:
-    res = problem.reuse_error[b, s, t] if problem.allow_residual else np.inf
-    out = problem.output_error[b, s, t] if problem.output_error is not None else np.inf
-    return "residual" if res <= out else "output"
 
 
 def _explain(problem: Problem, budget: float, constraints: Constraints) -> str:
@@ -216,8 +211,9 @@ def _check_minimum_cost(problem: Problem, budget: float, c: Constraints) -> None
     longest = steps if c.max_reuse is None else c.max_reuse + 1  # longest arc s -> e
     forced = set(range(min(c.first_full, steps))) | set(range(max(0, steps - c.last_full), steps))
     need = 0.0
+    hist = HistoryStates.of(problem)
     for b in range(problem.num_blocks):
-        table = _arc_costs(problem, b, 0, longest - 1 if c.max_reuse is not None else steps)
+        table = np.min(_arc_tables(problem, b, hist, longest)[0][:, 0], axis=0)  # [T, T+1] native, any state
         fewest = np.full(steps + 1, np.inf)  # fewest computes on a path from step 0 to node t
         fewest[0] = 0
         for t in range(steps):
