@@ -135,7 +135,7 @@ def main() -> None:
         solution = get_solver("dp")(problem, budget, Constraints())
         schedule = schedule_from_solution(profile, solution, budget, {"cost_model": cost})
         variants.append(_schedc_variant(adapter, schedule, budget))
-    calib = adapter.make_inputs(profile.meta["calibration_seeds"][:16])
+    calib = adapter.make_inputs(profile.meta.calibration_seeds[:16])
     mag_ratios = None
     skipped = []
     for name in args.caches.split(","):

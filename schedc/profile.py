@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +13,8 @@ import numpy as np
 
 from schedc.atomic import atomic_path
 from schedc.errors import ProfileError
+from schedc.profile_meta import PROFILE_VERSION, ProfileMeta  # noqa: F401  (PROFILE_VERSION: re-exported)
 
-PROFILE_VERSION = 1
 _ARRAYS = ("reuse_err_sum", "reuse_count", "output_err_sum", "forecast_err_sum", "forecast_count",
            "quant_err_sum", "quant_count", "probe_final_sum", "probe_local_sum", "probe_count", "block_flops")
 REUSE_MODES = ("residual", "output", "forecast")
@@ -30,11 +30,11 @@ class Profile:
     forecast_err_sum[b, g, s, t] / forecast_count: forecast reuse at t from the computes at s and
         s' = s - g - 1 (first-order extrapolation of the residual).
     quant_err_sum[b, t, p] / quant_count[b, t]: block b's output error at step t when it computes at
-        precision meta["precisions"][p] on the same input.
+        precision meta.precisions[p] on the same input.
     probe_final_sum[b, t] / probe_local_sum[b, t]: propagation gain at probed steps: the final
         sample's relative error per unit of local relative error when only (b, t) reuses from t-1.
-    block_flops[b]: FLOPs of one call of block b for one sample; nonblock_flops in `meta`.
-    meta: model name, fingerprint, block names, steps, timesteps, sampler, calibration seeds, ...
+    block_flops[b]: FLOPs of one call of block b for one sample; meta.nonblock_flops for the rest.
+    meta: model name, fingerprint, block names, steps, timesteps, sampler, calibration seeds, ... (ProfileMeta)
     """
 
     reuse_err_sum: np.ndarray  # [B, T, T] float64
@@ -48,7 +48,7 @@ class Profile:
     probe_local_sum: np.ndarray  # [B, T] float64
     probe_count: np.ndarray  # [B, T] int64
     block_flops: np.ndarray  # [B] float64
-    meta: dict = field(default_factory=dict)
+    meta: ProfileMeta
 
     def __post_init__(self) -> None:
         b, t, t2 = self.reuse_err_sum.shape
@@ -58,17 +58,16 @@ class Profile:
             raise ProfileError("profile reuse-mode arrays have inconsistent shapes")
         if self.forecast_count.shape != self.forecast_err_sum.shape:
             raise ProfileError("profile forecast arrays have inconsistent shapes")
-        if self.quant_err_sum.shape != (b, t, len(self.meta.get("precisions", []))) or self.quant_count.shape != (b, t):
-            raise ProfileError("profile quantization arrays do not match meta['precisions']")
+        if not isinstance(self.meta, ProfileMeta):
+            raise ProfileError(f"profile meta must be a ProfileMeta, got {type(self.meta).__name__}")
+        if self.quant_err_sum.shape != (b, t, len(self.meta.precisions)) or self.quant_count.shape != (b, t):
+            raise ProfileError("profile quantization arrays do not match meta.precisions")
         for name in ("probe_final_sum", "probe_local_sum", "probe_count"):
             if getattr(self, name).shape != (b, t):
                 raise ProfileError(f"profile array {name} must be [B, T] = {(b, t)}")
         if self.block_flops.shape != (b,):
             raise ProfileError("profile block_flops must be [B]")
-        for key in ("model", "fingerprint", "blocks", "steps", "timesteps", "sampler", "calibration_seeds"):
-            if key not in self.meta:
-                raise ProfileError(f"profile metadata is missing '{key}'")
-        if len(self.meta["blocks"]) != b or int(self.meta["steps"]) != t:
+        if len(self.meta.blocks) != b or self.meta.steps != t:
             raise ProfileError("profile metadata does not match its arrays")
 
     # -- derived quantities -------------------------------------------------------------------
@@ -95,13 +94,13 @@ class Profile:
         return np.where(counts > 0, mean, np.inf)
 
     def quant_error(self) -> np.ndarray:
-        """[B, T, P] mean relative error of computing at each of meta["precisions"]."""
+        """[B, T, P] mean relative error of computing at each of meta.precisions."""
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self.quant_count[..., None] > 0, self.quant_err_sum / self.quant_count[..., None], np.inf)
 
     @property
     def precisions(self) -> tuple[str, ...]:
-        return tuple(self.meta.get("precisions", ()))
+        return self.meta.precisions
 
     def gain(self) -> np.ndarray:
         """[B, T] propagation gain, linearly interpolated over steps between the probed ones."""
@@ -118,19 +117,19 @@ class Profile:
         h = hashlib.sha256()
         for name in _ARRAYS:
             h.update(np.ascontiguousarray(getattr(self, name)).tobytes())
-        h.update(json.dumps(self.meta, sort_keys=True).encode())
+        h.update(json.dumps(self.meta.to_dict(), sort_keys=True).encode())
         return "sha256:" + h.hexdigest()[:32]
 
     # -- merging shards --------------------------------------------------------------------------
     def merge(self, other: "Profile") -> "Profile":
         """Exact: sums and counts add. Shards must be of the same model and settings, disjoint seeds."""
         for key in ("fingerprint", "steps", "timesteps", "sampler", "max_age", "precisions", "forecast_gap"):
-            if self.meta.get(key) != other.meta.get(key):
+            if getattr(self.meta, key) != getattr(other.meta, key):
                 raise ProfileError(f"cannot merge profiles with different {key}")
-        overlap = set(self.meta["calibration_seeds"]) & set(other.meta["calibration_seeds"])
+        overlap = set(self.meta.calibration_seeds) & set(other.meta.calibration_seeds)
         if overlap:
             raise ProfileError(f"cannot merge profiles sharing calibration seeds ({len(overlap)} in common)")
-        meta = dict(self.meta, calibration_seeds=sorted(self.meta["calibration_seeds"] + other.meta["calibration_seeds"]))
+        meta = self.meta.replace(calibration_seeds=sorted(self.meta.calibration_seeds + other.meta.calibration_seeds))
         return replace(
             self,
             **{name: getattr(self, name) + getattr(other, name) for name in _ARRAYS if name != "block_flops"},
@@ -141,7 +140,7 @@ class Profile:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         arrays = {name: getattr(self, name) for name in _ARRAYS}
-        arrays["meta_json"] = np.array(json.dumps({"schedc_profile": PROFILE_VERSION, **self.meta}))
+        arrays["meta_json"] = np.array(json.dumps(self.meta.to_file_dict()))
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, **arrays)
@@ -158,8 +157,5 @@ class Profile:
                 arrays = {name: np.array(data[name]) for name in _ARRAYS}
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError, EOFError) as exc:
             raise ProfileError(f"profile {path} is corrupt or not a schedc profile ({type(exc).__name__})") from None
-        version = meta.pop("schedc_profile", None)
-        if version != PROFILE_VERSION:
-            raise ProfileError(f"profile {path} has format version {version!r}; this schedc reads {PROFILE_VERSION}")
-        return cls(meta=meta, **arrays)
+        return cls(meta=ProfileMeta.from_file_dict(meta, where=f"profile {path}"), **arrays)
 

@@ -78,8 +78,8 @@ def test_output_forecast_and_quant_errors_match_direct_measurement(tiny_adapter,
 
 def test_gain_probe_equals_a_runtime_rollout(tiny_adapter, tiny_profile):
     """The probe for (b, t) is exactly a schedule where only block b reuses at step t."""
-    probed = tiny_profile.meta["probe_steps"]
-    k = tiny_profile.meta["probe_samples"]
+    probed = tiny_profile.meta.probe_steps
+    k = tiny_profile.meta.probe_samples
     inputs = tiny_adapter.make_inputs(range(k))
     full = tiny_adapter.generate(inputs, TINY_SAMPLER)
     for t in probed[:2]:
@@ -101,7 +101,7 @@ def test_shards_merge_exactly(tiny_profile):
         for i in range(2)
     ]
     merged = shards[0].merge(shards[1])
-    assert merged.meta["calibration_seeds"] == list(range(6))
+    assert merged.meta.calibration_seeds == tuple(range(6))
     assert np.array_equal(merged.reuse_count, tiny_profile.reuse_count)
     assert np.allclose(merged.reuse_err_sum, tiny_profile.reuse_err_sum, rtol=1e-5)
     with pytest.raises(ProfileError, match="sharing calibration seeds"):
