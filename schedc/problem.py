@@ -13,15 +13,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from schedc import costmodel
+from schedc.costmodel import FLOP_COST  # noqa: F401  (re-exported: the cost model lives in schedc.costmodel)
 from schedc.errors import BudgetError, SolverError
 
 if TYPE_CHECKING:
     from schedc.profile import Profile
-
-
-# FLOP cost model: a compute at each precision relative to native. int8/fp8 run at twice the dense
-# tensor-core throughput of bf16 on current GPUs; int4 weight-only saves memory, not FLOPs.
-FLOP_COST = {"native": 1.0, "int8": 0.5, "fp8": 0.5, "int4w": 1.0}
 
 
 def check_budget(budget: float) -> float:
@@ -167,10 +164,8 @@ class Problem:
         return self.evaluate_decisions(actions)[0]
 
 def resolve_cost(profile: "Profile", cost: str) -> str:
-    """"auto" -> the measured latency when the profile has it (the device's truth), else FLOPs."""
-    if cost != "auto":
-        return cost
-    return "latency" if profile.meta.get("latency") else "flops"
+    """schedc.costmodel.resolve_cost for callers holding a Profile (it reads only profile.meta)."""
+    return costmodel.resolve_cost(profile.meta, cost)
 
 
 def problem_from_profile(profile: "Profile", allow: "set[str] | None" = None, cost: str = "flops") -> Problem:
