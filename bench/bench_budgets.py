@@ -55,14 +55,14 @@ def main() -> None:
 
     profile = Profile.load(args.profile)
     problem = problem_from_profile(profile, set(args.allow.split(",")), args.cost)
-    adapter = load_model(profile.meta["model"])
+    adapter = load_model(profile.meta.model)
     rows, reports = [], {}
     for budget in args.budgets:
         solution = get_solver("dp")(problem, budget, Constraints())
         schedule = schedule_from_solution(profile, solution, budget, {"profile_file": args.profile,
                                                                        "allowed": args.allow, "cost_model": args.cost})
         suffix = "-" + args.allow.replace(",", "+")
-        save_schedule(schedule, Path("schedules") / f"{profile.meta['model']}{suffix}-b{budget:.2f}.yaml")
+        save_schedule(schedule, Path("schedules") / f"{profile.meta.model}{suffix}-b{budget:.2f}.yaml")
         report = evaluate(adapter, schedule, EvalConfig(samples=args.samples, repeats=args.repeats), baselines=True,
                           problem=problem)
         print(report.table(), flush=True)
@@ -75,7 +75,7 @@ def main() -> None:
     settings = next(iter(reports.values()))["settings"]
     lines.append("")
     lines.append(f"Held-out seeds {settings['eval_seeds']} ({settings['samples']} samples), calibration seeds "
-                 f"{profile.meta['calibration_seeds'][0]}..{profile.meta['calibration_seeds'][-1]}; timing: "
+                 f"{profile.meta.calibration_seeds[0]}..{profile.meta.calibration_seeds[-1]}; timing: "
                  f"{settings['repeats']} interleaved rounds of {settings['timing_batch']} samples, median; "
                  f"torch {torch.__version__}, {settings['threads']} threads.")
     table = "\n".join(lines)

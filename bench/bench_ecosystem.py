@@ -5,7 +5,7 @@
 
 Caches: diffusers' FirstBlockCache, MagCache (calibrated on this model with its own calibration
 mode, on calibration seeds), TaylorSeer and PyramidAttentionBroadcast, and cache-dit's DBCache
-(bench/ecosystem.py), each over its settings grid; schedc: DP schedules from the model's profile over
+(schedc/ecosystem/), each over its settings grid; schedc: DP schedules from the model's profile over
 a grid of budgets. Quality: PSNR / relative L2 vs full compute on held-out seeds 1000000.. (64
 samples). Speed: every variant timed in the same interleaved rounds (one process, order rotating),
 median over rounds of full time / variant time. Matching: for every ecosystem row, the schedc
@@ -32,8 +32,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.ecosystem import ECOSYSTEM_CACHES, NotApplicable, apply_ecosystem_cache  # noqa: E402
 from schedc.atomic import atomic_write_text  # noqa: E402
+from schedc.ecosystem import ECOSYSTEM_CACHES, NotApplicable, apply_ecosystem_cache  # noqa: E402
 from schedc.evaluate import EVAL_SEED_START, replaying  # noqa: E402
 from schedc.metrics import quality  # noqa: E402
 from schedc.models import ModelAdapter, load_recorded  # noqa: E402
@@ -135,7 +135,7 @@ def main() -> None:
         solution = get_solver("dp")(problem, budget, Constraints())
         schedule = schedule_from_solution(profile, solution, budget, {"cost_model": cost})
         variants.append(_schedc_variant(adapter, schedule, budget))
-    calib = adapter.make_inputs(profile.meta["calibration_seeds"][:16])
+    calib = adapter.make_inputs(profile.meta.calibration_seeds[:16])
     mag_ratios = None
     skipped = []
     for name in args.caches.split(","):

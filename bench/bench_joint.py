@@ -79,7 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     os.chdir(ROOT)
     profile = Profile.load(args.profile)
-    adapter = load_model(profile.meta["model"])
+    adapter = load_model(profile.meta.model)
     config = EvalConfig(samples=args.samples, repeats=args.repeats)
     results = []
     for budget in (0.2, 0.3):
@@ -105,10 +105,10 @@ def main() -> None:
     lines += ["", f"Quantization error, profiled vs measured ({profile.num_blocks} blocks x {len(profile.precisions)} "
               f"precisions, each alone at every step, {args.rank_samples} held-out samples): Spearman "
               f"{rank['spearman_predicted']:.3f} (G-weighted prediction), {rank['spearman_sum_q']:.3f} (raw sum of Q).",
-              f"Kernels on this CPU: {profile.meta.get('kernels')}. Latency per block relative to native "
+              f"Kernels on this CPU: {profile.meta.to_dict()['kernels']}. Latency per block relative to native "
               f"(median over blocks): " + ", ".join(
-                  f"{k} {np.median(np.array(v) / np.array(profile.meta['latency']['native'])):.2f}"
-                  for k, v in profile.meta.get("latency", {}).items())]
+                  f"{k} {np.median(np.array(v) / np.array(profile.meta.latency['native'])):.2f}"
+                  for k, v in (profile.meta.latency or {}).items())]
     table = "\n".join(lines)
     out = ROOT / "bench" / "results" / "joint"
     atomic_write_text(out.with_suffix(".md"), table + "\n")

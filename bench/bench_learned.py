@@ -37,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     os.chdir(ROOT)
     profile = Profile.load(args.profile)
-    adapter = load_model(profile.meta["model"])
+    adapter = load_model(profile.meta.model)
     problem = problem_from_profile(profile, {"residual"}, "flops")
     inputs, full = held_out_reference(adapter, profile, args.samples)
     lines = ["| budget | solver | cost | predicted rel L2 | rel L2 | PSNR dB | train rel L2 (first -> last) | seconds |",
@@ -50,7 +50,7 @@ def main() -> None:
         for name, sol, secs in (("dp", dp, dp_seconds), ("learned", learned, learned.stats["solve_seconds"])):
             schedule = build_schedule(profile, sol.actions(), {"solver": name, "budget": budget})
             if name == "learned":
-                save_schedule(schedule, Path("schedules") / f"{profile.meta['model']}-learned-b{budget:.2f}.yaml")
+                save_schedule(schedule, Path("schedules") / f"{profile.meta.model}-learned-b{budget:.2f}.yaml")
             out, _ = generate_with(adapter, schedule, inputs, 32, sampler_of(schedule))
             q = quality(out, full)
             train = (f"{sol.stats['train_rel_l2_first']:.4f} -> {sol.stats['train_rel_l2']:.4f}" if name == "learned" else "-")

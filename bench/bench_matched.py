@@ -82,7 +82,7 @@ def main() -> None:
                          held_out=EvalConfig(samples=args.samples, timing_batch=args.timing_batch, repeats=args.rounds))
     specs = [BaselineSpec(name, budget) for budget in args.budgets for name in args.baselines.split(",") if name]
     profile = Profile.load(args.profile)
-    adapter = load_model(profile.meta["model"])
+    adapter = load_model(profile.meta.model)
     started = time.perf_counter()
     results, settings = match_baselines(adapter, profile, specs, config,
                                         log=lambda m: print(f"[{time.perf_counter() - started:6.0f}s] {m}", flush=True))

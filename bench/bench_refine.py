@@ -46,7 +46,7 @@ def main() -> None:
     args = parser.parse_args()
     os.chdir(ROOT)
     profile = Profile.load(args.profile)
-    adapter = load_model(profile.meta["model"])
+    adapter = load_model(profile.meta.model)
     inputs, full = held_out_reference(adapter, profile, args.samples)
     rows = []
     for name, solver_name, allow in SETS:

@@ -1,35 +1,118 @@
-"""Provisional cost model (replaced by the full module on merge): FLOP ratios, latency, integer units."""
+"""The one cost model: what a compute costs, in FLOPs or in measured time, and in the solvers' units.
+
+Cost used to be worked out in several places (FLOP counting in each model adapter, precision ratios in
+problem.py, latency ratios in problem_from_profile, integer units inside each solver); a change to one
+copy silently split them. Everything that turns a profile into per-block costs lives here.
+
+Imports without torch: the compiler path (problem, solvers) uses this module, and only `count_flops`,
+which profiling calls, needs torch (imported inside it).
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
 import numpy as np
 
-from schedc.errors import ProfileError, SolverError
+from schedc.errors import ModelError, ProfileError, SolverError
 
-NATIVE_UNITS = 4
-FLOP_COST = {"native": 1.0, "int8": 0.5, "fp8": 0.5, "int4w": 1.0}
+if TYPE_CHECKING:
+    from schedc.profile_meta import ProfileMeta
+
+COST_MODELS = ("flops", "latency")
+
+# A native compute is NATIVE_UNITS integer units, so the DP's cost axis and the ILP's budget row count
+# the same thing; reduced precisions resolve to quarters of a native compute.
+NATIVE_UNITS: int = 4
+
+# FLOP cost model: a compute at each precision relative to native. int8/fp8 run at twice the dense
+# tensor-core throughput of bf16 on current GPUs; int4 weight-only saves memory, not FLOPs.
+FLOP_COST: dict[str, float] = {"native": 1.0, "int8": 0.5, "fp8": 0.5, "int4w": 1.0}
 
 
 def option_units(precision_cost: np.ndarray) -> np.ndarray:
-    units = np.maximum(np.rint(NATIVE_UNITS * precision_cost), 1).astype(np.int64)
-    return np.concatenate([np.full((precision_cost.shape[0], 1), NATIVE_UNITS), units], axis=1)
+    """[B, P] compute cost at each reduced precision / native -> [B, 1 + P] int64 units, native first.
+
+    Native is NATIVE_UNITS; precision p is rint(NATIVE_UNITS * ratio), at least 1 (no compute is free).
+    """
+    ratio = np.asarray(precision_cost, dtype=np.float64)
+    if ratio.ndim != 2:
+        raise SolverError(f"precision_cost must be [B, P], got shape {ratio.shape}")
+    if ratio.size and (not np.all(np.isfinite(ratio)) or np.any(ratio <= 0)):
+        raise SolverError("precision_cost ratios must be positive and finite")
+    reduced = np.maximum(np.rint(NATIVE_UNITS * ratio), 1).astype(np.int64)
+    native = np.full((ratio.shape[0], 1), NATIVE_UNITS, dtype=np.int64)
+    return np.concatenate([native, reduced], axis=1)
 
 
-def resolve_cost(profile, cost: str) -> str:
-    if cost != "auto":
-        return cost
-    return "latency" if profile.meta.get("latency") else "flops"
+def resolve_cost(meta: "ProfileMeta", cost: str) -> str:
+    """"auto" -> the measured latency when the profile has it (the device's truth), else FLOPs."""
+    if cost == "auto":
+        return "latency" if meta.latency else "flops"
+    if cost not in COST_MODELS:
+        raise SolverError(f"unknown cost model {cost!r}: choose auto, flops or latency")
+    return cost
 
 
-def block_costs(meta, block_flops, precisions, cost):
-    b = len(block_flops)
+def block_costs(
+    meta: "ProfileMeta", block_flops: np.ndarray, precisions: tuple[str, ...], cost: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(block_cost [B] > 0, ratio [B, P]): one native compute of each block, and each of `precisions`
+    relative to it.
+
+    "flops": block_flops, with FLOP_COST ratios (the same for every block). "latency": the profile's
+    measured per-block native time, with measured per-block ratios.
+    """
+    flops = np.asarray(block_flops, dtype=np.float64)
+    b = len(meta.blocks)
+    if flops.shape != (b,):
+        raise ProfileError(f"block_flops must be [B] = ({b},), got shape {flops.shape}")
     if cost == "flops":
-        return np.asarray(block_flops, dtype=float).copy(), np.array([[FLOP_COST[p] for p in precisions]] * b).reshape(b, len(precisions))
-    if cost == "latency":
-        table = meta.get("latency")
+        unknown = [p for p in precisions if p not in FLOP_COST]
+        if unknown:
+            raise ProfileError(f"no FLOP cost for precision(s) {', '.join(unknown)}")
+        block_cost = flops.copy()
+        ratio = np.tile(np.array([FLOP_COST[p] for p in precisions], dtype=np.float64), (b, 1)).reshape(b, len(precisions))
+    elif cost == "latency":
+        table = meta.latency
         if not table:
-            raise ProfileError("the profile has no latency table: re-profile with latency measurement")
-        native = np.asarray(table["native"], dtype=float)
-        ratio = np.stack([np.asarray(table[p], dtype=float) / native for p in precisions], axis=1) if precisions else np.zeros((b, 0))
-        return native, ratio
-    raise SolverError(f"unknown cost model {cost!r}: choose flops or latency")
+            raise ProfileError("the profile has no latency table: re-profile with latency measurement on")
+        missing = [p for p in precisions if p not in table]
+        if missing:
+            raise ProfileError(f"the profile's latency table has no {', '.join(missing)} row: re-profile with it")
+        block_cost = np.asarray(table["native"], dtype=np.float64)
+        ratio = (np.stack([np.asarray(table[p], dtype=np.float64) / block_cost for p in precisions], axis=1)
+                 if precisions else np.zeros((b, 0)))
+    else:
+        raise SolverError(f"unknown cost model {cost!r}: choose flops or latency")
+    if not np.all(block_cost > 0):
+        raise ProfileError(f"every block must cost more than nothing under the {cost} cost model")
+    return block_cost, ratio
+
+
+def count_flops(
+    model: Any, example_args: Sequence[Any], example_kwargs: dict[str, Any], block_names: Sequence[str],
+    *, call: Callable[..., Any] | None = None,
+) -> tuple[list[float], float]:
+    """FLOPs of one denoiser call per sample: per block (in block_names order), and the non-block rest.
+
+    Runs `call(*example_args, **example_kwargs)` (default: the model itself; adapters whose call needs
+    extra plumbing pass their own) under torch's FlopCounterMode, which names modules from the root's
+    class name.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        (call or model)(*example_args, **example_kwargs)
+    counts = counter.get_flop_counts()
+    total = float(sum(counts.get("Global", {}).values()))
+    prefix = type(model).__name__
+    per_block = [float(sum((counts.get(f"{prefix}.{n}") or counts.get(n) or {}).values())) for n in block_names]
+    if not all(per_block):
+        raise ModelError("FLOP counter did not attribute work to every block")
+    return per_block, total - sum(per_block)
+
+
+__all__ = ["COST_MODELS", "FLOP_COST", "NATIVE_UNITS", "block_costs", "count_flops", "option_units", "resolve_cost"]

@@ -144,7 +144,7 @@ def held_out_reference(
 ) -> tuple[GenerationInputs, torch.Tensor]:
     """Held-out inputs (seeds EVAL_SEED_START..) and their full-compute samples at the profile's sampler."""
     inputs = adapter.make_inputs(range(EVAL_SEED_START, EVAL_SEED_START + samples))
-    full, _ = generate_with(adapter, None, inputs, batch, SamplerConfig(**profile.meta["sampler"]))
+    full, _ = generate_with(adapter, None, inputs, batch, SamplerConfig(**profile.meta.sampler))
     return inputs, full
 
 

@@ -111,13 +111,13 @@ def learn_schedule(
         raise SolverError(f"the learned solver rolls out schedc's own DDIM sampler: {adapter.name} is not supported yet (use dp or ilp)")
     started = time.perf_counter()
     torch.manual_seed(seed)
-    sampler = SamplerConfig(**profile.meta["sampler"])
+    sampler = SamplerConfig(**profile.meta.sampler)
     steps, blocks = problem.num_steps, problem.num_blocks
     first = min(constraints.first_full, steps)
     start = solve_dp(problem, budget, constraints).compute  # [T, B] warm start
     logits = torch.tensor(np.where(start, init_scale, -init_scale), dtype=torch.float32, requires_grad=True)
     opt = torch.optim.Adam([logits], lr=lr)
-    inputs = adapter.make_inputs(profile.meta["calibration_seeds"][:samples])
+    inputs = adapter.make_inputs(profile.meta.calibration_seeds[:samples])
     ddim = DDIMSampler(sampler)
     null = getattr(adapter.config, "num_classes", 0)
     with torch.no_grad():

@@ -205,10 +205,10 @@ class SpeedMatcher:
         self.adapter, self.profile, self.config, self.log = adapter, profile, config, log
         held = config.held_out
         seeds = held.seeds()
-        shared = set(profile.meta["calibration_seeds"]) & set(seeds)
+        shared = set(profile.meta.calibration_seeds) & set(seeds)
         if shared:
             raise SchedcError(f"held-out seeds overlap the profile's calibration seeds ({len(shared)} shared)")
-        self.sampler = SamplerConfig(**profile.meta["sampler"])
+        self.sampler = SamplerConfig(**profile.meta.sampler)
         self.cost_model = resolve_cost(profile, config.cost)
         self.block_flops, _ = adapter.flops()
         self.full_schedule = build_schedule(profile, np.ones((profile.num_steps, profile.num_blocks), dtype=bool),
@@ -367,7 +367,7 @@ class SpeedMatcher:
     def settings(self) -> dict:
         """What produced the numbers, for the results file."""
         held = self.config.held_out
-        seeds, calibration = held.seeds(), self.profile.meta["calibration_seeds"]
+        seeds, calibration = held.seeds(), self.profile.meta.calibration_seeds
         return {
             "solver": self.config.solver, "cost_model": self.cost_model,
             "allow": list(self.config.allow) if self.config.allow is not None else "all profiled",

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-from schedc.costmodel import FLOP_COST, block_costs, resolve_cost  # noqa: F401  (re-exported)
+from schedc import costmodel
+from schedc.costmodel import FLOP_COST  # noqa: F401  (re-exported: the cost model lives in schedc.costmodel)
 from schedc.errors import BudgetError, ProfileError, SolverError
 from schedc_runtime.modes import REUSE_MODES
 
@@ -208,6 +209,11 @@ class Problem:
         )
 
 
+def resolve_cost(profile: "Profile", cost: str) -> str:
+    """schedc.costmodel.resolve_cost for callers holding a Profile (it reads only profile.meta)."""
+    return costmodel.resolve_cost(profile.meta, cost)
+
+
 def problem_from_profile(profile: "Profile", allow: "set[str] | None" = None, cost: str = "flops") -> Problem:
     """The profile's error model restricted to the `allow`ed options, with a FLOP or latency cost model.
 
@@ -228,14 +234,14 @@ def problem_from_profile(profile: "Profile", allow: "set[str] | None" = None, co
         raise SolverError(f"the allowed options need at least one reuse mode ({', '.join(REUSE_MODES)})")
     precisions = tuple(p for p in profile.precisions if p in allow)
     idx = [profile.precisions.index(p) for p in precisions]
-    block_cost, ratio = block_costs(profile.meta, profile.block_flops, precisions, cost)
+    block_cost, ratio = costmodel.block_costs(profile.meta, profile.block_flops, precisions, cost)
     return Problem(
         errors={m: profile.reuse_error(m) for m in modes},
         gain=profile.gain(),
         block_cost=block_cost,
-        block_names=tuple(profile.meta["blocks"]),
+        block_names=tuple(profile.meta.blocks),
         precisions=precisions,
         quant_error=profile.quant_error()[:, :, idx] if precisions else None,
         precision_cost=ratio if precisions else None,
-        max_gap=int(profile.meta.get("forecast_gap", 1)),
+        max_gap=int(profile.meta.forecast_gap),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -14,8 +14,8 @@ import numpy as np
 from schedc.atomic import atomic_path
 from schedc.errors import ProfileError
 from schedc_runtime.modes import REUSE_MODES
+from schedc.profile_meta import PROFILE_VERSION, READABLE_VERSIONS, ProfileMeta  # noqa: F401  (re-exported)
 
-PROFILE_VERSION = 2  # 2: reuse tables keyed by mode; version 1 files are converted on load
 _ARRAYS = ("quant_err_sum", "quant_count", "probe_final_sum", "probe_local_sum", "probe_count", "block_flops")
 
 
@@ -28,11 +28,11 @@ class Profile:
         as the mode's pattern k (residual/output have one pattern: the last compute s); counted per
         sample row.
     quant_err_sum[b, t, p] / quant_count[b, t]: block b's output error at step t when it computes at
-        precision meta["precisions"][p] on the same input.
+        precision meta.precisions[p] on the same input.
     probe_final_sum[b, t] / probe_local_sum[b, t]: propagation gain at probed steps: the final
         sample's relative error per unit of local relative error when only (b, t) reuses from t-1.
-    block_flops[b]: FLOPs of one call of block b for one sample; nonblock_flops in `meta`.
-    meta: model name, fingerprint, block names, steps, timesteps, sampler, calibration seeds, ...
+    block_flops[b]: FLOPs of one call of block b for one sample; meta.nonblock_flops for the rest.
+    meta: model name, fingerprint, block names, steps, timesteps, sampler, calibration seeds, ... (ProfileMeta)
     """
 
     reuse_err_sum: Mapping[str, np.ndarray]  # mode -> [B, K, T, T] float64
@@ -43,28 +43,26 @@ class Profile:
     probe_local_sum: np.ndarray  # [B, T] float64
     probe_count: np.ndarray  # [B, T] int64
     block_flops: np.ndarray  # [B] float64
-    meta: dict = field(default_factory=dict)
+    meta: ProfileMeta
 
     def __post_init__(self) -> None:
         if not self.reuse_err_sum or set(self.reuse_err_sum) != set(self.reuse_count):
             raise ProfileError("profile has no reuse tables, or sums and counts for different modes")
+        if not isinstance(self.meta, ProfileMeta):
+            raise ProfileError(f"profile meta must be a ProfileMeta, got {type(self.meta).__name__}")
         b, t = self.quant_count.shape
-        gap = int(self.meta.get("forecast_gap", 1))
         for mode, table in self.reuse_err_sum.items():
-            k = len(_pattern_table(mode, gap))
+            k = len(_pattern_table(mode, self.meta.forecast_gap))
             if table.shape != (b, k, t, t) or self.reuse_count[mode].shape != table.shape:
                 raise ProfileError(f"profile {mode} table must be [B, K, T, T] = {(b, k, t, t)}, got {table.shape}")
-        if self.quant_err_sum.shape != (b, t, len(self.meta.get("precisions", []))) or self.quant_count.shape != (b, t):
-            raise ProfileError("profile quantization arrays do not match meta['precisions']")
+        if self.quant_err_sum.shape != (b, t, len(self.meta.precisions)) or self.quant_count.shape != (b, t):
+            raise ProfileError("profile quantization arrays do not match meta.precisions")
         for name in ("probe_final_sum", "probe_local_sum", "probe_count"):
             if getattr(self, name).shape != (b, t):
                 raise ProfileError(f"profile array {name} must be [B, T] = {(b, t)}")
         if self.block_flops.shape != (b,):
             raise ProfileError("profile block_flops must be [B]")
-        for key in ("model", "fingerprint", "blocks", "steps", "timesteps", "sampler", "calibration_seeds"):
-            if key not in self.meta:
-                raise ProfileError(f"profile metadata is missing '{key}'")
-        if len(self.meta["blocks"]) != b or int(self.meta["steps"]) != t:
+        if len(self.meta.blocks) != b or self.meta.steps != t:
             raise ProfileError("profile metadata does not match its arrays")
 
     # -- derived quantities -------------------------------------------------------------------
@@ -83,7 +81,7 @@ class Profile:
 
     def patterns(self, mode: str) -> tuple[tuple[int, ...], ...]:
         """The spacings (most recent first) of the computes each slice k of `mode`'s table reads."""
-        return _pattern_table(mode, int(self.meta.get("forecast_gap", 1)))
+        return _pattern_table(mode, self.meta.forecast_gap)
 
     def reuse_error(self, mode: str = "residual") -> np.ndarray:
         """[B, K, T, T] mean relative error indexed [b, pattern, s, t]; +inf where never measured
@@ -96,13 +94,13 @@ class Profile:
         return np.where(counts > 0, mean, np.inf)
 
     def quant_error(self) -> np.ndarray:
-        """[B, T, P] mean relative error of computing at each of meta["precisions"]."""
+        """[B, T, P] mean relative error of computing at each of meta.precisions."""
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self.quant_count[..., None] > 0, self.quant_err_sum / self.quant_count[..., None], np.inf)
 
     @property
     def precisions(self) -> tuple[str, ...]:
-        return tuple(self.meta.get("precisions", ()))
+        return self.meta.precisions
 
     def gain(self) -> np.ndarray:
         """[B, T] propagation gain, linearly interpolated over steps between the probed ones."""
@@ -120,21 +118,21 @@ class Profile:
         for name, array in self._named_arrays().items():
             h.update(name.encode())
             h.update(np.ascontiguousarray(array).tobytes())
-        h.update(json.dumps(self.meta, sort_keys=True).encode())
+        h.update(json.dumps(self.meta.to_dict(), sort_keys=True).encode())
         return "sha256:" + h.hexdigest()[:32]
 
     # -- merging shards --------------------------------------------------------------------------
     def merge(self, other: "Profile") -> "Profile":
         """Exact: sums and counts add. Shards must be of the same model and settings, disjoint seeds."""
         for key in ("fingerprint", "steps", "timesteps", "sampler", "max_age", "precisions", "forecast_gap"):
-            if self.meta.get(key) != other.meta.get(key):
+            if getattr(self.meta, key) != getattr(other.meta, key):
                 raise ProfileError(f"cannot merge profiles with different {key}")
-        overlap = set(self.meta["calibration_seeds"]) & set(other.meta["calibration_seeds"])
+        overlap = set(self.meta.calibration_seeds) & set(other.meta.calibration_seeds)
         if overlap:
             raise ProfileError(f"cannot merge profiles sharing calibration seeds ({len(overlap)} in common)")
-        meta = dict(self.meta, calibration_seeds=sorted(self.meta["calibration_seeds"] + other.meta["calibration_seeds"]))
         if set(self.reuse_err_sum) != set(other.reuse_err_sum):
             raise ProfileError("cannot merge profiles that measured different reuse modes")
+        meta = self.meta.replace(calibration_seeds=sorted(self.meta.calibration_seeds + other.meta.calibration_seeds))
         return replace(
             self,
             **{name: getattr(self, name) + getattr(other, name) for name in _ARRAYS if name != "block_flops"},
@@ -155,7 +153,7 @@ class Profile:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         arrays = self._named_arrays()
-        arrays["meta_json"] = np.array(json.dumps({"schedc_profile": PROFILE_VERSION, **self.meta}))
+        arrays["meta_json"] = np.array(json.dumps(self.meta.to_file_dict()))
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, **arrays)
@@ -169,15 +167,15 @@ class Profile:
         try:
             with np.load(path, allow_pickle=False) as data:
                 meta: dict[str, Any] = json.loads(str(data["meta_json"]))
-                version = meta.pop("schedc_profile", None) if isinstance(meta, dict) else None
-                if version not in (1, PROFILE_VERSION):
+                version = meta.get("schedc_profile") if isinstance(meta, dict) else None
+                if version not in READABLE_VERSIONS:
                     raise ProfileError(f"profile {path} has format version {version!r}; this schedc reads "
-                                       f"{PROFILE_VERSION} (and 1): re-run `schedc profile`")
+                                       f"{', '.join(map(str, READABLE_VERSIONS))}: re-profile the model with `schedc profile`")
                 arrays = {name: np.array(data[name]) for name in _ARRAYS}
                 tables = _tables_v1(data) if version == 1 else _tables(data)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError, EOFError) as exc:
             raise ProfileError(f"profile {path} is corrupt or not a schedc profile ({type(exc).__name__})") from None
-        return cls(meta=meta, **arrays, **tables)
+        return cls(meta=ProfileMeta.from_file_dict(meta, where=f"profile {path}"), **arrays, **tables)
 
 
 def _pattern_table(mode: str, gap: int) -> tuple[tuple[int, ...], ...]:

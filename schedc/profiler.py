@@ -24,6 +24,7 @@ from schedc.errors import ProfileError
 from schedc.metrics import rel_l2
 from schedc.models.adapter import GenerationInputs, ModelAdapter
 from schedc.profile import Profile
+from schedc.profile_meta import ProfileMeta
 from schedc.sampling import SamplerConfig
 from schedc_runtime.blockio import BlockIO, flat_rows, map_tensors, tensors_in
 from schedc_runtime.modes import REUSE_MODES, RingView
@@ -355,32 +356,31 @@ def profile_model(
                     err_count[mode][b] = 0
 
     block_flops, nonblock_flops = adapter.flops()
-    meta = {
-        "model": adapter.name,
-        "model_source": adapter.source or {"path": adapter.name},
-        "fingerprint": adapter.fingerprint(),
-        "blocks": list(adapter.block_names),
-        "timestep_arg": adapter.timestep_arg,
-        "steps": steps,
-        "timesteps": [round(float(t), 6) for t in adapter.model_timesteps(sampler)],
-        "block_outputs": [None if o is None else list(o) for o in adapter.block_outputs],
-        "sampler": recorded_sampler.to_dict(),
-        "calibration_seeds": seeds,
-        "max_age": min(config.max_age, steps - 1),
-        "forecast_gap": recorder.gap,
-        "cache_bytes": cache_bytes,  # one cache per block at the first batch's size (batch_size x CFG rows)
-        "precisions": list(config.precisions),
-        "kernels": {p: sorted(block_kernels(quantized[0][p])) for p in config.precisions},
-        "probe_steps": probe_at,
-        "probe_samples": probe_k,
-        "nonblock_flops": nonblock_flops,
-        "profile_seconds": round(time.perf_counter() - started, 2),
-        "versions": {"schedc": __version__, "torch": torch.__version__, "python": platform.python_version()},
-        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
-    }
-    if config.measure_latency:
-        meta["latency"] = measure_latency(adapter, captured, quantized)
-        meta["device"] = platform.processor() or platform.machine()
+    meta = ProfileMeta(
+        model=adapter.name,
+        model_source=adapter.source or {"path": adapter.name},
+        fingerprint=adapter.fingerprint(),
+        blocks=tuple(adapter.block_names),
+        timestep_arg=adapter.timestep_arg,
+        steps=steps,
+        timesteps=tuple(round(float(t), 6) for t in adapter.model_timesteps(sampler)),
+        block_outputs=tuple(None if o is None else tuple(o) for o in adapter.block_outputs),
+        sampler=recorded_sampler.to_dict(),
+        calibration_seeds=tuple(seeds),
+        max_age=min(config.max_age, steps - 1),
+        forecast_gap=recorder.gap,
+        cache_bytes=tuple(cache_bytes),  # one cache per block at the first batch's size (batch_size x CFG rows)
+        precisions=tuple(config.precisions),
+        kernels={p: sorted(block_kernels(quantized[0][p])) for p in config.precisions},
+        probe_steps=tuple(probe_at),
+        probe_samples=probe_k,
+        nonblock_flops=nonblock_flops,
+        profile_seconds=round(time.perf_counter() - started, 2),
+        versions={"schedc": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        config=asdict(config),
+        latency=measure_latency(adapter, captured, quantized) if config.measure_latency else None,
+        device=(platform.processor() or platform.machine()) if config.measure_latency else None,
+    )
     return Profile(
         probe_final_sum=probe_final,
         probe_local_sum=probe_local,

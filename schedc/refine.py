@@ -43,7 +43,7 @@ def _split(decisions) -> tuple[tuple, tuple]:
 def _measure(adapter: ModelAdapter, profile: Profile, decisions, inputs, full: torch.Tensor) -> float:
     if all(a == "native" for row in decisions for a in row):
         return 0.0
-    sampler = SamplerConfig(**profile.meta["sampler"])
+    sampler = SamplerConfig(**profile.meta.sampler)
     with apply_schedule(adapter.model, build_schedule(profile, decisions, {"solver": "refine"})):
         out = adapter.generate(inputs, sampler)
     return float(rel_l2(out.float().clamp(-1, 1), full).mean())
@@ -54,9 +54,9 @@ def refine(
     constraints: Constraints = Constraints(), rounds: int = 2, samples: int = 8,
 ) -> tuple[Solution, list[RefineRound]]:
     """Solve, measure and rescale `rounds` times; returns the last solution and the history."""
-    seeds = profile.meta["calibration_seeds"][:samples]  # calibration seeds: never the evaluation ones
+    seeds = profile.meta.calibration_seeds[:samples]  # calibration seeds: never the evaluation ones
     inputs = adapter.make_inputs(seeds)
-    full = adapter.generate(inputs, SamplerConfig(**profile.meta["sampler"])).float().clamp(-1, 1)
+    full = adapter.generate(inputs, SamplerConfig(**profile.meta.sampler)).float().clamp(-1, 1)
     reuse_scale = quant_scale = 1.0
     history: list[RefineRound] = []
     solution = solver(problem, budget, constraints)

@@ -35,22 +35,22 @@ def compute_from_schedule(schedule: Schedule) -> np.ndarray:
 
 def model_info(profile: Profile, sampler: SamplerConfig | None = None) -> ModelInfo:
     meta = profile.meta
-    sampler = sampler or SamplerConfig(**meta["sampler"])
-    if sampler.steps == meta["steps"] and meta.get("timesteps"):
-        timesteps = tuple(float(t) for t in meta["timesteps"])  # what the model received when profiled
+    sampler = sampler or SamplerConfig(**meta.sampler)
+    if sampler.steps == meta.steps:
+        timesteps = tuple(float(t) for t in meta.timesteps)  # what the model received when profiled
     elif sampler.scheduler == "ddim":
         timesteps = tuple(float(t) for t in sampler.timesteps())
     else:
-        raise ScheduleError(f"the profile is for {meta['steps']} steps: re-profile at {sampler.steps} steps")
+        raise ScheduleError(f"the profile is for {meta.steps} steps: re-profile at {sampler.steps} steps")
     return ModelInfo(
-        name=meta["model"],
-        fingerprint=meta["fingerprint"],
-        blocks=tuple(meta["blocks"]),
+        name=meta.model,
+        fingerprint=meta.fingerprint,
+        blocks=meta.blocks,
         steps=sampler.steps,
         timesteps=timesteps,
         cfg=sampler.cfg,
-        timestep_arg=meta.get("timestep_arg", "timestep"),
-        block_outputs=tuple(None if o is None else tuple(o) for o in meta.get("block_outputs") or ()),
+        timestep_arg=meta.timestep_arg,
+        block_outputs=meta.block_outputs or (),
     )
 
 
@@ -61,13 +61,13 @@ def build_schedule(
     sampler: SamplerConfig | None = None,
 ) -> Schedule:
     """compute: bool [T, B] or action names [T][B]. `sampler` overrides the profile's sampling."""
-    sampler = sampler or SamplerConfig(**profile.meta["sampler"])
+    sampler = sampler or SamplerConfig(**profile.meta.sampler)
     prov = {
         "profile": profile.digest(),
-        "calibration_seeds": format_ranges(profile.meta["calibration_seeds"]),
+        "calibration_seeds": format_ranges(profile.meta.calibration_seeds),
         "schedc": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        **({"model_source": profile.meta["model_source"]} if profile.meta.get("model_source") else {}),
+        **({"model_source": profile.meta.to_dict()["model_source"]} if profile.meta.model_source else {}),
         **provenance,
     }
     try:

@@ -156,7 +156,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_profile_solve_apply(cases, name, tmp_path):
     case = cases(name)
     adapter, profile = case.adapter, case.profile
-    assert profile.meta["blocks"] == list(adapter.block_names)
+    assert profile.meta.blocks == tuple(adapter.block_names)
     if name == "FluxTransformer2DModel":
         assert adapter.block_names == ("transformer_blocks.0", "single_transformer_blocks.0", "single_transformer_blocks.1")
         assert np.isfinite(profile.quant_err_sum).all() and profile.quant_count.all()

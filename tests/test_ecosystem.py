@@ -1,11 +1,8 @@
-"""bench/ecosystem.py: every ecosystem cache applies to both model kinds (a tiny random diffusers DiT and
+"""schedc.ecosystem: every ecosystem cache applies to both model kinds (a tiny random diffusers DiT and
 the real reference DiT), skips work inside a batched-CFG DDIM generation, resets between generations, and
 remove() gives back bit-identical outputs and the same module tree."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,9 +10,7 @@ from torch import nn
 
 pytest.importorskip("diffusers")
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ is not a package of schedc
-
-from bench.ecosystem import ECOSYSTEM_CACHES, NotApplicable, apply_ecosystem_cache  # noqa: E402
+from schedc.ecosystem import ECOSYSTEM_CACHES, NotApplicable, apply_ecosystem_cache  # noqa: E402
 
 STEPS = 20
 GUIDANCE = 3.0

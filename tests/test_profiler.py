@@ -109,8 +109,8 @@ def test_every_registered_mode_measures_what_its_runtime_rebuild_makes(tiny_adap
 
 def test_gain_probe_equals_a_runtime_rollout(tiny_adapter, tiny_profile):
     """The probe for (b, t) is exactly a schedule where only block b reuses at step t."""
-    probed = tiny_profile.meta["probe_steps"]
-    k = tiny_profile.meta["probe_samples"]
+    probed = tiny_profile.meta.probe_steps
+    k = tiny_profile.meta.probe_samples
     inputs = tiny_adapter.make_inputs(range(k))
     full = tiny_adapter.generate(inputs, TINY_SAMPLER)
     for t in probed[:2]:
@@ -132,7 +132,7 @@ def test_shards_merge_exactly(tiny_profile):
         for i in range(2)
     ]
     merged = shards[0].merge(shards[1])
-    assert merged.meta["calibration_seeds"] == list(range(6))
+    assert merged.meta.calibration_seeds == tuple(range(6))
     assert merged.modes == tiny_profile.modes
     for mode in merged.modes:
         assert np.array_equal(merged.reuse_count[mode], tiny_profile.reuse_count[mode])

@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence
 
 from schedc.errors import ModelError
 from schedc.models.adapter import GenerationInputs, ModelAdapter
+from schedc.profile_meta import ProfileMeta
 
 BUILTIN_MODELS = ("reference-dit", "digits-dit")
 DIGITS_DIT = Path(__file__).parent / "weights" / "digits-dit"  # a diffusers DiT schedc trained (save_pretrained)
@@ -36,10 +37,13 @@ def load_model(
     )
 
 
-def load_recorded(meta: Mapping[str, Any]) -> ModelAdapter:
-    """The model a profile or schedule recorded (built-in name, or folder + its load options)."""
-    source = meta.get("model_source") or {}
-    return load_model(source.get("path") or meta.get("model"), classes=source.get("classes"), cond=source.get("cond"))
+def load_recorded(meta: "ProfileMeta | Mapping[str, Any]") -> ModelAdapter:
+    """The model a profile (its ProfileMeta) or a schedule ({"model", "model_source"}) recorded."""
+    if isinstance(meta, ProfileMeta):
+        name, source = meta.model, meta.model_source or {}
+    else:
+        name, source = meta.get("model"), meta.get("model_source") or {}
+    return load_model(source.get("path") or name, classes=source.get("classes"), cond=source.get("cond"))
 
 
 def _class_name(config_file: Path) -> str:

@@ -8,8 +8,8 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
+from schedc.costmodel import count_flops
 from schedc.sampling import SamplerConfig, StepCallback
 from schedc_runtime import model_fingerprint
 
@@ -81,16 +81,4 @@ class ModelAdapter(ABC):
     def flops(self) -> tuple[list[float], float]:
         """FLOPs of one denoiser call per sample: per block, and the rest of the model (non-block)."""
         args, kwargs = self.example_call()
-        counter = FlopCounterMode(display=False)
-        with torch.no_grad(), counter:
-            self.model(*args, **kwargs)
-        counts = counter.get_flop_counts()
-        total = float(sum(counts.get("Global", {}).values()))
-        prefix = type(self.model).__name__  # FlopCounterMode names modules from the root's class name
-        per_block = []
-        for name in self.block_names:
-            table = counts.get(f"{prefix}.{name}") or counts.get(name) or {}
-            per_block.append(float(sum(table.values())))
-        if not all(per_block):
-            raise RuntimeError("FLOP counter did not attribute work to every block")
-        return per_block, total - sum(per_block)
+        return count_flops(self.model, args, kwargs, self.block_names)

@@ -29,6 +29,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from schedc.costmodel import count_flops
 from schedc.errors import ModelError
 from schedc.models.adapter import GenerationInputs, ModelAdapter
 from schedc.sampling import SamplerConfig, StepCallback
@@ -392,19 +393,9 @@ class DiffusersAdapter(ModelAdapter):
         return (x, self._scheduler(2).timesteps[0], self._condition(labels, negative=False)), {}
 
     def flops(self) -> tuple[list[float], float]:
-        from torch.utils.flop_counter import FlopCounterMode
-
-        (x, t, cond), _ = self.example_call()
-        counter = FlopCounterMode(display=False)
-        with torch.no_grad(), counter:
-            self._call(x, t, cond)
-        counts = counter.get_flop_counts()
-        total = float(sum(counts.get("Global", {}).values()))
-        prefix = type(self.model).__name__
-        per_block = [float(sum((counts.get(f"{prefix}.{n}") or counts.get(n) or {}).values())) for n in self.block_names]
-        if not all(per_block):
-            raise ModelError("FLOP counter did not attribute work to every block")
-        return per_block, total - sum(per_block)
+        """The shared counter (schedc.costmodel), run through this adapter's call plumbing."""
+        args, kwargs = self.example_call()
+        return count_flops(self.model, args, kwargs, self.block_names, call=self._call)
 
 
 def _concat(a: Any, b: Any) -> Any:
