@@ -5,10 +5,12 @@ import where torch is absent (the compiler path, deployment tooling). The sample
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Literal
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
 
 import numpy as np
+
+from schedc.errors import SchedcError
 
 NUM_TRAIN_TIMESTEPS = 1000
 CfgMode = Literal["batched", "two-call", "none"]
@@ -35,6 +37,13 @@ class SamplerConfig:
             raise ValueError("scheduler must be named")
         if self.guidance_scale < 0:
             raise ValueError("guidance_scale must be >= 0")
+
+    def with_changes(self, **changes: Any) -> "SamplerConfig":
+        """This config with the given settings changed (None keeps one): user overrides of a model's default."""
+        try:
+            return replace(self, **{k: v for k, v in changes.items() if v is not None})
+        except (TypeError, ValueError) as exc:
+            raise SchedcError(str(exc)) from None
 
     def to_dict(self) -> dict:
         return asdict(self)

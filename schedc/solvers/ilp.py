@@ -145,7 +145,9 @@ def solve_ilp(
 
     budget = check_budget(budget)
     if problem.forecast_error is not None:
-        raise SolverError("the ilp solver does not model forecast reuse: use --solver dp, or --allow without forecast")
+        raise SolverError("the ilp solver does not model forecast reuse: use the dp solver, or allow no forecast")
+    if constraints.max_cache_bytes is not None and len(constraints.cache_bytes) != problem.num_blocks:
+        raise SolverError(f"max_cache_bytes needs cache_bytes, the bytes of one cache of each of the {problem.num_blocks} blocks")
     started = time.perf_counter()
     _check_minimum_cost(problem, budget, constraints)
     built = _build(problem, budget, constraints, explain=False)
