@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 from schedc.atomic import atomic_write_text  # noqa: E402
 from schedc.evaluate import EVAL_SEED_START, generate_with, held_out_reference, sampler_of  # noqa: E402
-from schedc.learned import learn_schedule  # noqa: E402
+from schedc.solvers.learned import learn_schedule  # noqa: E402
 from schedc.metrics import quality  # noqa: E402
 from schedc.models import load_model  # noqa: E402
 from schedc.problem import problem_from_profile  # noqa: E402

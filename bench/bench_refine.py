@@ -30,7 +30,7 @@ from schedc.problem import problem_from_profile  # noqa: E402
 from schedc.profile import Profile  # noqa: E402
 from schedc.refine import refine  # noqa: E402
 from schedc.schedule import build_schedule  # noqa: E402
-from schedc.solvers import Constraints, get_solver  # noqa: E402
+from schedc.solvers import Constraints, SolveContext, get_solver  # noqa: E402
 
 # (label, solver, decision set): the dp over three decision sets, and the CP-SAT ilp (no forecast)
 SETS = (("dp residual", "dp", {"residual"}), ("dp cache", "dp", {"residual", "output", "forecast"}),
@@ -54,7 +54,8 @@ def main() -> None:
         solver = get_solver(solver_name)
         for budget in args.budgets:
             plain = solver(problem, budget, Constraints())
-            refined, history = refine(adapter, profile, problem, solver, budget, Constraints(), rounds=args.rounds)
+            refined, history = refine(problem, budget, Constraints(), SolveContext(profile, adapter=adapter),
+                                      solver=solver, rounds=args.rounds)
             measured = {}
             for label, sol in (("plain", plain), ("refined", refined)):
                 schedule = build_schedule(profile, sol.actions(), {"solver": solver_name})

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from schedc.errors import SchedcError, SolverError
+from schedc.errors import SchedcError
 
 PROFILES = Path("profiles")
 SCHEDULES = Path("schedules")
@@ -72,18 +72,10 @@ def _shard(text: str) -> tuple[int, int]:
 def cmd_profile(args: argparse.Namespace) -> int:
     from schedc.models import load_model
     from schedc.profiler import ProfileConfig, profile_model
-    from schedc.sampling import SamplerConfig
 
     adapter = load_model(args.model, classes=args.classes, cond=args.cond)
-    base = adapter.default_sampler
-    try:
-        sampler = SamplerConfig(
-            **{**base.to_dict(), "steps": args.steps or base.steps,
-               "guidance_scale": base.guidance_scale if args.guidance_scale is None else args.guidance_scale,
-               "cfg": args.cfg or base.cfg, "cfg_order": args.cfg_order or base.cfg_order}
-        )
-    except ValueError as exc:
-        raise SchedcError(str(exc)) from None
+    sampler = adapter.default_sampler.with_changes(steps=args.steps, guidance_scale=args.guidance_scale, cfg=args.cfg,
+                                                   cfg_order=args.cfg_order)
     config = ProfileConfig(
         calib_samples=args.calib, batch_size=args.batch_size, max_age=args.max_age,
         probe_steps=args.probe_steps, probe_samples=args.probe_samples, shard=args.shard,
@@ -95,7 +87,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     profile = profile_model(adapter, sampler, config, progress=not args.quiet)
     profile.save(out)
     print(f"wrote {out}: {profile.num_blocks} blocks x {profile.num_steps} steps, "
-          f"{len(profile.meta['calibration_seeds'])} calibration samples, {profile.meta['profile_seconds']:.0f}s")
+          f"{len(profile.meta.calibration_seeds)} calibration samples, {profile.meta.profile_seconds:.0f}s")
     return 0
 
 
@@ -106,53 +98,29 @@ def cmd_merge(args: argparse.Namespace) -> int:
     for path in args.profiles[1:]:
         merged = merged.merge(Profile.load(path))
     merged.save(args.output)
-    print(f"wrote {args.output}: {len(merged.meta['calibration_seeds'])} calibration samples")
+    print(f"wrote {args.output}: {len(merged.meta.calibration_seeds)} calibration samples")
     return 0
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
-    from schedc.problem import problem_from_profile, resolve_cost
-    from schedc.profile import Profile
-    from schedc.schedule import save_schedule, schedule_from_solution
-    from schedc.solvers import Constraints, get_solver
+    from schedc.compile import compile_solution
+    from schedc.schedule import save_schedule
+    from schedc.solvers import Constraints, SolveContext
 
-    solver = None if args.solver == "learned" else get_solver(args.solver)  # unknown: fail before any work
-    profile = Profile.load(args.profile)
-    cost = resolve_cost(profile, args.cost)
-    problem = problem_from_profile(profile, args.allow, cost)
     constraints = Constraints(
         first_full=args.first_full, static_precision=args.static_precision, last_full=args.last_full,
         max_reuse=args.max_reuse, dependencies=args.depends, time_limit=args.time_limit,
         max_cache_bytes=None if args.max_cache_mb is None else args.max_cache_mb * 2**20,
-        cache_bytes=tuple(float(x) for x in profile.meta.get("cache_bytes", [])) if args.max_cache_mb is not None else (),
     )
-    if args.solver == "learned":
-        from schedc.learned import learn_schedule
-        from schedc.models import load_recorded
-
-        if problem.is_joint:
-            raise SolverError("the learned solver routes compute vs residual reuse only: add --allow residual")
-        solution = learn_schedule(load_recorded(profile.meta), profile, problem, args.budget, constraints,
-                                  iterations=args.iterations, seed=args.seed)
-    elif args.refine:
-        from schedc.models import load_recorded
-        from schedc.refine import refine
-
-        solution, history = refine(load_recorded(profile.meta), profile, problem, solver, args.budget,
-                                   constraints, rounds=args.refine)
-        for i, r in enumerate(history):
-            print(f"refine round {i}: reuse x{r.reuse_scale:.3f}, quant x{r.quant_scale:.3f}: "
-                  f"predicted {r.predicted:.4f}, measured {r.measured:.4f} (calibration seeds)")
-    else:
-        solution = solver(problem, args.budget, constraints)
-    used = sorted({a for row in solution.actions() for a in row if a in profile.precisions})
-    extra = {"profile_file": str(args.profile), "cost_model": cost,
-             "allowed": sorted(args.allow) if args.allow else "all profiled"}
-    if used:
-        extra["kernels_at_profile"] = {p: profile.meta.get("kernels", {}).get(p, ["?"]) for p in used}
-    schedule = schedule_from_solution(profile, solution, args.budget, extra)
+    context = SolveContext(iterations=args.iterations, seed=args.seed)  # for the learned solver and refinement
+    compiled = compile_solution(args.profile, args.budget, args.solver, constraints, args.allow, args.cost,
+                                args.refine, context)
+    for i, r in enumerate(compiled.refine_history):
+        print(f"refine round {i}: reuse x{r.reuse_scale:.3f}, quant x{r.quant_scale:.3f}: "
+              f"predicted {r.predicted:.4f}, measured {r.measured:.4f} (calibration seeds)")
+    solution, schedule = compiled.solution, compiled.schedule
     suffix = "" if args.solver == "dp" else f"-{args.solver}"
-    out = Path(args.output) if args.output else SCHEDULES / f"{profile.meta['model']}{suffix}-b{args.budget:.2f}.yaml"
+    out = Path(args.output) if args.output else SCHEDULES / f"{schedule.model.name}{suffix}-b{args.budget:.2f}.yaml"
     save_schedule(schedule, out)
     secs = solution.stats.get("solve_seconds", 0.0)
     print(f"wrote {out}: solver {solution.solver}, cost {solution.cost:.3f} of full (budget {args.budget:.2f}), "
@@ -161,6 +129,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from schedc.compile import problem_of_schedule
     from schedc.evaluate import evaluate
     from schedc.models import load_model, load_recorded
     from schedc.schedule import read_schedule
@@ -172,27 +141,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         adapter = load_recorded({"model": schedule.model.name, "model_source": schedule.provenance.get("model_source")})
     config = _eval_config(args)
     report = evaluate(adapter, schedule, config, baselines=args.baselines, progress=not (args.json or args.quiet),
-                      problem=_problem_of(schedule))
+                      problem=problem_of_schedule(schedule))
     if args.json:
         print(json.dumps(report.to_json_dict()))
     else:
         print(report.table())
     return 0
-
-
-def _problem_of(schedule):
-    """The error model of the profile a schedule was solved from, if that file is still here unchanged."""
-    from schedc.problem import problem_from_profile
-    from schedc.profile import Profile
-
-    path = schedule.provenance.get("profile_file")
-    if not path or not Path(path).exists():
-        return None
-    try:
-        profile = Profile.load(path)
-    except SchedcError:
-        return None
-    return problem_from_profile(profile) if profile.digest() == schedule.provenance.get("profile") else None
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -209,7 +163,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     config = _eval_config(args)
     log = (lambda _: None) if args.json else (lambda m: print(m, flush=True))
     rows = compare(adapter, profile, args.budgets, solvers, config, args.cost, log)
-    paths = write_results(rows, Path(args.output), f"{profile.meta['model']}: PSNR vs measured speedup (held-out seeds)")
+    paths = write_results(rows, Path(args.output), f"{profile.meta.model}: PSNR vs measured speedup (held-out seeds)")
     if args.json:
         print(json.dumps(rows))
     else:

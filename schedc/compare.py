@@ -19,7 +19,7 @@ from schedc.plots import pareto_plot
 from schedc.problem import problem_from_profile, resolve_cost
 from schedc.profile import Profile
 from schedc.schedule import schedule_from_solution
-from schedc.solvers import Constraints, get_solver
+from schedc.solvers import Constraints, SolveContext, get_solver
 
 COLUMNS = ("solver", "budget", "cost", "predicted_rel_l2", "rel_l2", "psnr", "ssim", "class_acc", "speedup",
            "ideal_speedup", "steps")
@@ -36,7 +36,7 @@ def compare(
         for index, name in enumerate(solvers):
             allow = None if name != "ilp" else NO_FORECAST & {"residual", "output", *profile.precisions}
             problem = problem_from_profile(profile, allow, cost_model)
-            solution = get_solver(name)(problem, budget, Constraints())
+            solution = get_solver(name)(problem, budget, Constraints(), SolveContext(profile, adapter=adapter))
             schedule = schedule_from_solution(profile, solution, budget, {"cost_model": cost_model})
             log(f"budget {budget:.2f}: {name} solved in {solution.stats.get('solve_seconds', 0):.1f}s, evaluating")
             report = evaluate(adapter, schedule, config, baselines=index == 0, progress=False, problem=problem)

@@ -197,21 +197,5 @@ class ProfileMeta:
         """A validated copy with some fields changed (e.g. merged calibration seeds)."""
         return type(self)(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **changes})
 
-    # -- mapping access, for callers not yet moved to attributes (they get the plain JSON values) ---
-    def __getitem__(self, key: str) -> Any:
-        value = getattr(self, key, None) if key in self.__dataclass_fields__ else None
-        if value is None:
-            raise KeyError(key)
-        return plain(value)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            return default
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self.get(key) is not None
-
 
 __all__ = ["OPTIONAL_FIELDS", "PROFILE_VERSION", "READABLE_VERSIONS", "ProfileMeta", "plain"]

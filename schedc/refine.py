@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from schedc.errors import SolverError
 from schedc.metrics import rel_l2
 from schedc.models.adapter import ModelAdapter
 from schedc.problem import Problem
@@ -22,6 +23,7 @@ from schedc.profile import Profile
 from schedc.sampling import SamplerConfig
 from schedc.schedule import build_schedule
 from schedc.solvers.base import Constraints, Solution, SolverFn
+from schedc.solvers.context import SolveContext
 from schedc_runtime import apply_schedule
 from schedc_runtime.format import is_reuse
 
@@ -50,12 +52,17 @@ def _measure(adapter: ModelAdapter, profile: Profile, decisions, inputs, full: t
 
 
 def refine(
-    adapter: ModelAdapter, profile: Profile, problem: Problem, solver: SolverFn, budget: float,
-    constraints: Constraints = Constraints(), rounds: int = 2, samples: int = 8,
+    problem: Problem, budget: float, constraints: Constraints, context: SolveContext, *,
+    solver: SolverFn, rounds: int = 2,
 ) -> tuple[Solution, list[RefineRound]]:
-    """Solve, measure and rescale `rounds` times; returns the last solution and the history."""
-    seeds = profile.meta.calibration_seeds[:samples]  # calibration seeds: never the evaluation ones
-    inputs = adapter.make_inputs(seeds)
+    """Solve with the model-free `solver`, measure and rescale `rounds` times on the context's model.
+
+    Returns the last solution and the history. A wrapper, not a solver: `compile_schedule(refine=N)`.
+    """
+    if rounds < 0:
+        raise SolverError(f"refine rounds must be >= 0, got {rounds}")
+    adapter, profile = context.model(), context.bound_profile
+    inputs = adapter.make_inputs(context.calibration_seeds(8))  # calibration seeds: never the evaluation ones
     full = adapter.generate(inputs, SamplerConfig(**profile.meta.sampler)).float().clamp(-1, 1)
     reuse_scale = quant_scale = 1.0
     history: list[RefineRound] = []

@@ -7,61 +7,26 @@ timestep spacing (the last step lands on t=0's neighbour and the first on t=999)
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Callable, Literal
+from typing import Callable
 
-import numpy as np
 import torch
 
-NUM_TRAIN_TIMESTEPS = 1000
-CfgMode = Literal["batched", "two-call", "none"]
-CFG_ORDERS = ("cond-first", "uncond-first")
+# re-exported: the settings live in a torch-free module so the compiler path imports without torch
+from schedc.sampler_config import CFG_ORDERS, NUM_TRAIN_TIMESTEPS, CfgMode, SamplerConfig, ddim_timesteps
+
+__all__ = [
+    "CFG_ORDERS", "NUM_TRAIN_TIMESTEPS", "CfgMode", "DDIMSampler", "SamplerConfig", "StepCallback",
+    "ddim_timesteps", "train_alphas_cumprod",
+]
 
 # Called before each step with the step index and the latent [N, C, H, W] entering it: lets the
 # profiler know where it is and keep the latents it resumes probe rollouts from.
 StepCallback = Callable[[int, torch.Tensor], None]
 
 
-@dataclass(frozen=True)
-class SamplerConfig:
-    steps: int = 50
-    guidance_scale: float = 3.0
-    cfg: CfgMode = "batched"
-    scheduler: str = "ddim"  # "ddim" (schedc's own) or the class name of a diffusers model's own scheduler
-    clip_sample: bool = True
-    cfg_order: str = "cond-first"  # row order of a batched-CFG call
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.steps <= NUM_TRAIN_TIMESTEPS:
-            raise ValueError(f"steps must be in 1..{NUM_TRAIN_TIMESTEPS}, got {self.steps}")
-        if self.cfg not in ("batched", "two-call", "none"):
-            raise ValueError(f"cfg must be 'batched', 'two-call' or 'none', got {self.cfg!r}")
-        if self.cfg_order not in CFG_ORDERS:
-            raise ValueError(f"cfg_order must be one of {', '.join(CFG_ORDERS)}, got {self.cfg_order!r}")
-        if not self.scheduler:
-            raise ValueError("scheduler must be named")
-        if self.guidance_scale < 0:
-            raise ValueError("guidance_scale must be >= 0")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def timesteps(self) -> list[int]:
-        """schedc's own DDIM timesteps; a diffusers scheduler's come from its adapter (model_timesteps)."""
-        if self.scheduler != "ddim":
-            raise ValueError(f"the {self.scheduler} scheduler's timesteps come from its model adapter")
-        return ddim_timesteps(self.steps)
-
-
 def train_alphas_cumprod() -> torch.Tensor:
     betas = torch.linspace(1e-4, 0.02, NUM_TRAIN_TIMESTEPS, dtype=torch.float64)
     return torch.cumprod(1.0 - betas, dim=0)  # [1000]
-
-
-def ddim_timesteps(steps: int) -> list[int]:
-    """Trailing spacing: 999, ..., strictly decreasing, `steps` values."""
-    ts = np.round(np.arange(NUM_TRAIN_TIMESTEPS, 0, -NUM_TRAIN_TIMESTEPS / steps)).astype(np.int64) - 1
-    return [int(t) for t in ts]
 
 
 class DDIMSampler:

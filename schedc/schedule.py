@@ -17,7 +17,7 @@ from schedc import __version__
 from schedc.atomic import atomic_write_text
 from schedc.errors import ScheduleError
 from schedc.profile import Profile
-from schedc.sampling import SamplerConfig
+from schedc.sampler_config import SamplerConfig
 from schedc.solvers.base import Solution
 from schedc_runtime import ModelInfo, Schedule, ScheduleFormatError, dump_schedule, load_schedule
 from schedc_runtime.format import format_ranges, is_reuse, parse_ranges

@@ -81,4 +81,4 @@ def test_text_model_without_embeddings_says_what_to_give(tmp_path, capsys):
     diffusers.FlowMatchEulerDiscreteScheduler().save_pretrained(tmp_path / "m" / "scheduler")
     code = main(["profile", str(tmp_path / "m"), "-q", "-o", str(tmp_path / "x.npz")])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and "--cond" in err
+    assert code == 2 and "prompt embeddings as cond" in err

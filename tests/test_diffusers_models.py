@@ -335,7 +335,7 @@ def test_bad_block_names_and_conditioning(cases, cond_file, tmp_path):
     some = DiffusersAdapter(dit.model, _ddim(), "dit", block_names=("transformer_blocks.1",))
     assert some.block_names == ("transformer_blocks.1",) and some.block_outputs == (None,) and some.source == {"path": "dit"}
     sd3 = cases("SD3Transformer2DModel").adapter
-    with pytest.raises(ModelError, match="--cond"):
+    with pytest.raises(ModelError, match="prompt embeddings as cond"):
         DiffusersAdapter(sd3.model, _flow(), "sd3")
     no_pooled = Conditioning({"encoder_hidden_states": torch.zeros(1, TOKENS, TEXT_DIM)})
     with pytest.raises(ModelError, match="pooled_projections"):

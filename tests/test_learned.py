@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from schedc.learned import learn_schedule
+from schedc.solvers.learned import learn_schedule
 from schedc.problem import problem_from_profile
 from schedc.schedule import build_schedule
 from schedc_runtime import load_schedule

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from schedc.problem import problem_from_profile
 from schedc.refine import refine
-from schedc.solvers import get_solver
+from schedc.solvers import Constraints, SolveContext, get_solver
 from tests.conftest import make_tiny_adapter
 
 
 def test_refine_moves_the_prediction_to_the_measurement(tiny_profile):
     adapter = make_tiny_adapter()
     problem = problem_from_profile(tiny_profile, {"residual", "forecast", "int8"}, "flops")
-    solution, history = refine(adapter, tiny_profile, problem, get_solver("dp"), 0.5, rounds=2, samples=4)
+    context = SolveContext(tiny_profile, adapter=adapter, samples=4)
+    solution, history = refine(problem, 0.5, Constraints(), context, solver=get_solver("dp"), rounds=2)
     assert len(history) == 3
     first, last = history[0], history[-1]
     assert last.reuse_scale > 0 and last.quant_scale > 0

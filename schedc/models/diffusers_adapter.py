@@ -229,7 +229,7 @@ class DiffusersAdapter(ModelAdapter):
         cls, fam, config = type(model).__name__, self.family, model.config
         if fam.conditioning == "text":
             if conditioning is None:
-                raise ModelError(f"{cls} is text-conditioned: give its prompt embeddings with --cond FILE.safetensors")
+                raise ModelError(f"{cls} is text-conditioned: give its prompt embeddings as cond, a safetensors file")
             if fam.pooled and "pooled_projections" not in conditioning.tensors:
                 raise ModelError(f"{cls} also takes pooled text embeddings: the conditioning file needs 'pooled_projections' [prompts, dim]")
         if fam.unet:

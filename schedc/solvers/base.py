@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
 
 from schedc.errors import SolverError
 from schedc.problem import Problem
+
+
+# the constraints only the ilp solver models (Constraints field names)
+DEPLOYMENT = ("last_full", "max_reuse", "max_cache_bytes", "dependencies")
 
 
 @dataclass(frozen=True)
@@ -20,7 +24,7 @@ class Constraints:
     last_full: int = 0  # the last k steps compute every block
     max_reuse: int | None = None  # most consecutive reuses per block
     max_cache_bytes: float | None = None  # bytes of live caches at any step
-    cache_bytes: tuple[float, ...] = ()  # bytes of one cache of each block (with max_cache_bytes)
+    cache_bytes: tuple[float, ...] = ()  # bytes of one cache of each block (with max_cache_bytes; () = the profile's)
     dependencies: tuple[tuple[int, int], ...] = ()  # (up, down): if up computes at t, so does down
     time_limit: float = 30.0  # seconds, for search-based solvers
 
@@ -29,15 +33,23 @@ class Constraints:
             raise SolverError("first_full must be >= 1: step 0 computes every block")
         if self.last_full < 0 or (self.max_reuse is not None and self.max_reuse < 0) or self.time_limit <= 0:
             raise SolverError("last_full and max_reuse must be >= 0 and the time limit positive")
-        if self.max_cache_bytes is not None and not self.cache_bytes:
-            raise SolverError("max_cache_bytes needs the bytes of one cache of each block")
+        if self.max_cache_bytes is not None and self.max_cache_bytes < 0:
+            raise SolverError("max_cache_bytes must be >= 0")
+        if any(b < 0 for b in self.cache_bytes):
+            raise SolverError("cache_bytes must be >= 0 for every block")
 
     def deployment(self) -> list[str]:
-        """The constraints only the ilp solver models, by option name."""
-        names = {"last_full": "--last-full", "max_reuse": "--max-reuse", "max_cache_bytes": "--max-cache-mb",
-                 "dependencies": "--depends"}
+        """The constraints only the ilp solver models that are set, by field name."""
         defaults = Constraints.__dataclass_fields__
-        return [flag for field_name, flag in names.items() if getattr(self, field_name) != defaults[field_name].default]
+        return [name for name in DEPLOYMENT if getattr(self, name) != defaults[name].default]
+
+    def with_cache_bytes(self, cache_bytes: "tuple[float, ...] | list[float]") -> "Constraints":
+        """A cache-memory limit needs each block's cache size; the profile knows it, the caller may not."""
+        if self.max_cache_bytes is None or self.cache_bytes:
+            return self
+        if not cache_bytes:
+            raise SolverError("max_cache_bytes needs the bytes of one cache of each block: re-profile to record them")
+        return replace(self, cache_bytes=tuple(float(x) for x in cache_bytes))
 
 
 @dataclass(frozen=True)

@@ -147,6 +147,8 @@ def solve_ilp(
     from ortools.sat.python import cp_model
 
     budget = check_budget(budget)
+    if constraints.max_cache_bytes is not None and len(constraints.cache_bytes) != problem.num_blocks:
+        raise SolverError(f"max_cache_bytes needs cache_bytes, the bytes of one cache of each of the {problem.num_blocks} blocks")
     started = time.perf_counter()
     _check_minimum_cost(problem, budget, constraints)
     built = _build(problem, budget, constraints, explain=False)

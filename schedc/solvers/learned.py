@@ -8,6 +8,8 @@ loss is the final sample's squared relative error against full compute (the imag
 step is weighted by its real effect on the final sample) plus a penalty on expected cost above the
 budget. The logits start from the DP's schedule. The result is projected to a budget-feasible static
 schedule: the most-wanted computes that fit, the same YAML as every solver.
+
+Registered as "learned" in `schedc.solvers` (needs_model): `solve_learned` is its registry entry.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from schedc.problem import Problem, check_budget
 from schedc.profile import Profile
 from schedc.sampling import DDIMSampler, SamplerConfig
 from schedc.solvers.base import Constraints, Solution
+from schedc.solvers.context import SolveContext
 from schedc.solvers.dp import solve_dp
 
 
@@ -108,7 +111,7 @@ def learn_schedule(
     """Train the router on calibration seeds and project it; residual reuse only."""
     budget = check_budget(budget)
     if getattr(adapter, "family", None) is not None:  # diffusers models sample with their own scheduler
-        raise SolverError(f"the learned solver rolls out schedc's own DDIM sampler: {adapter.name} is not supported yet (use dp or ilp)")
+        raise SolverError(f"the learned solver rolls out schedc's own DDIM sampler: {adapter.name} is not supported yet: use the dp or ilp solver")
     started = time.perf_counter()
     torch.manual_seed(seed)
     sampler = SamplerConfig(**profile.meta.sampler)
@@ -151,3 +154,11 @@ def learn_schedule(
                     solver="learned", stats={"solve_seconds": time.perf_counter() - started, "iterations": iterations,
                                              "train_rel_l2_first": history[0][0], "train_rel_l2": history[-1][0],
                                              "samples": samples, "seed": seed})
+
+
+def solve_learned(problem: Problem, budget: float, constraints: Constraints, context: SolveContext) -> Solution:
+    """Registry entry: the router's settings and the model come from the typed context."""
+    if problem.is_joint:
+        raise SolverError("the learned solver routes compute vs residual reuse only: allow only residual reuse")
+    return learn_schedule(context.model(), context.bound_profile, problem, budget, constraints, iterations=context.iterations,
+                          samples=context.samples or 4, seed=context.seed, progress=context.progress)

@@ -1,0 +1,102 @@
+"""The library entry point: profile + budget -> Schedule, everything `schedc solve` does.
+
+Resolves the cost model, builds the Problem, dispatches to a registered solver (closed-loop refinement
+and model-in-the-loop solvers included) and builds the schedule with its provenance. Torch is imported
+only when a solver or refinement runs the model.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+from schedc.errors import SchedcError, SolverError
+from schedc.problem import Problem, check_budget, problem_from_profile, resolve_cost
+from schedc.profile import Profile
+from schedc.schedule import schedule_from_solution
+from schedc.solvers import Constraints, Solution, SolveContext, get_solver
+from schedc_runtime import Schedule
+
+if TYPE_CHECKING:
+    from schedc.refine import RefineRound
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A compiled schedule with what produced it: the solver's Solution and any refinement rounds."""
+
+    schedule: Schedule
+    solution: Solution
+    refine_history: "tuple[RefineRound, ...]" = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.schedule, Schedule) or not isinstance(self.solution, Solution):
+            raise SolverError("a compiled result needs a Schedule and the Solution it came from")
+
+
+def compile_solution(
+    profile: "Profile | str | os.PathLike[str]", budget: float, solver: str = "dp",
+    constraints: Constraints = Constraints(), allow: Iterable[str] | None = None, cost: str = "auto",
+    refine: int = 0, context: SolveContext | None = None,
+) -> Compiled:
+    """`compile_schedule`, also returning the Solution and refinement history (for reporting)."""
+    spec = get_solver(solver)  # an unknown solver fails before any work
+    budget = check_budget(budget)
+    spec.check(constraints)
+    if refine < 0:
+        raise SolverError(f"refine rounds must be >= 0, got {refine}")
+    if refine and spec.needs_model:
+        raise SolverError(f"refinement re-solves with a model-free solver and the {solver} solver runs the model: use refine=0")
+    profile_file = None
+    if not isinstance(profile, Profile):
+        profile_file = str(profile)
+        profile = Profile.load(profile)
+    cost_model = resolve_cost(profile, cost)
+    allowed = None if allow is None else set(allow)
+    problem = problem_from_profile(profile, allowed, cost_model)
+    constraints = constraints.with_cache_bytes(profile.meta.cache_bytes or ())
+    history: tuple = ()
+    if spec.needs_model or refine:
+        context = (context or SolveContext()).for_profile(profile)
+    if refine:
+        from schedc.refine import refine as run_refine
+
+        solution, rounds = run_refine(problem, budget, constraints, context, solver=spec, rounds=refine)
+        history = tuple(rounds)
+    else:
+        solution = spec(problem, budget, constraints, context)
+    used = sorted({a for row in solution.actions() for a in row if a in profile.precisions})
+    extra: dict = {"profile_file": profile_file} if profile_file is not None else {}
+    extra.update({"cost_model": cost_model, "allowed": sorted(allowed) if allowed else "all profiled"})
+    if used:
+        extra["kernels_at_profile"] = {p: list(profile.meta.kernels.get(p, ["?"])) for p in used}
+    return Compiled(schedule_from_solution(profile, solution, budget, extra), solution, history)
+
+
+def compile_schedule(
+    profile: "Profile | str | os.PathLike[str]", budget: float, solver: str = "dp",
+    constraints: Constraints = Constraints(), allow: Iterable[str] | None = None, cost: str = "auto",
+    refine: int = 0, context: SolveContext | None = None,
+) -> Schedule:
+    """A static cache schedule for `profile` (a Profile or its file) within `budget` of full compute.
+
+    solver: a name in `schedc.solvers.SOLVERS`. allow: reuse modes and precisions the solver may choose
+    (None = all the profile measured). cost: "flops", "latency" or "auto" (latency when profiled).
+    refine: rounds of closed-loop run-measure-rescale-resolve on calibration seeds (needs the model).
+    context: the model for model-in-the-loop work; None = the model the profile recorded.
+    """
+    return compile_solution(profile, budget, solver, constraints, allow, cost, refine, context).schedule
+
+
+def problem_of_schedule(schedule: Schedule) -> Problem | None:
+    """The error model of the profile a schedule was solved from, if that file is still here unchanged."""
+    path = schedule.provenance.get("profile_file")
+    if not path or not Path(path).exists():
+        return None
+    try:
+        profile = Profile.load(path)
+    except SchedcError:
+        return None
+    return problem_from_profile(profile) if profile.digest() == schedule.provenance.get("profile") else None
