@@ -42,7 +42,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         if self.samples < 1 or self.batch_size < 1 or self.timing_batch < 1 or self.repeats < 1:
-            raise SchedcError("--samples, batch sizes and --repeats must be >= 1")
+            raise SchedcError("evaluation samples, batch sizes and timing repeats must be >= 1")
 
     def seeds(self) -> list[int]:
         return list(range(self.seed_start, self.seed_start + self.samples))
@@ -265,7 +265,7 @@ def evaluate(
     seeds = config.seeds()
     shared = calibration_seeds(schedule) & set(seeds)
     if shared:
-        raise SchedcError(f"evaluation seeds overlap the schedule's calibration seeds ({len(shared)} shared): use another --seed-start")
+        raise SchedcError(f"evaluation seeds overlap the schedule's calibration seeds ({len(shared)} shared): start the evaluation seeds elsewhere")
     try:
         check_model(adapter.model, schedule)
     except ScheduleFormatError as exc:

@@ -44,19 +44,19 @@ class ProfileConfig:
     measure_latency: bool = True  # time each block at each option on this device (the latency cost model)
     def __post_init__(self) -> None:
         if self.calib_samples < 1 or self.batch_size < 1:
-            raise ProfileError("--calib and the batch size must be >= 1")
+            raise ProfileError("calib_samples and batch_size must be >= 1")
         if self.max_age < 1:
-            raise ProfileError("--max-age must be >= 1")
+            raise ProfileError("max_age must be >= 1")
         if self.probe_steps < 0 or self.probe_samples < 1:
-            raise ProfileError("--probe-steps must be >= 0 and --probe-samples >= 1")
+            raise ProfileError("probe_steps must be >= 0 and probe_samples >= 1")
         unknown = set(self.precisions) - set(PRECISIONS)
         if unknown:
             raise ProfileError(f"unknown precision(s) {', '.join(sorted(unknown))}: choose from {', '.join(PRECISIONS)}")
         if self.forecast_gap < 1:
-            raise ProfileError("--forecast-gap must be >= 1")
+            raise ProfileError("forecast_gap must be >= 1")
         i, n = self.shard
         if not (n >= 1 and 0 <= i < n):
-            raise ProfileError(f"--shard must be i/n with 0 <= i < n, got {i}/{n}")
+            raise ProfileError(f"shard must be i/n with 0 <= i < n, got {i}/{n}")
 
     def seeds(self) -> list[int]:
         i, n = self.shard

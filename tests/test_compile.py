@@ -76,7 +76,7 @@ def test_refine_wraps_a_model_free_solver(tiny_profile):
 def test_a_context_for_another_profile_is_refused(tiny_profile, profile_file):
     from dataclasses import replace
 
-    other = replace(tiny_profile, meta={**tiny_profile.meta, "model": "another"})
+    other = replace(tiny_profile, meta=tiny_profile.meta.replace(model="another"))
     with pytest.raises(SolverError, match="another profile"):
         schedc.compile_schedule(profile_file, 0.5, refine=1, context=SolveContext(other, adapter=make_tiny_adapter()))
 

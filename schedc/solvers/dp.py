@@ -69,7 +69,7 @@ def solve_dp(problem: Problem, budget: float, constraints: Constraints = Constra
     """Exact minimiser of the summed weighted reuse error under the compute budget."""
     unsupported = constraints.deployment()
     if unsupported:
-        raise SolverError(f"the dp solver does not model {', '.join(unsupported)}: use --solver ilp")
+        raise SolverError(f"the dp solver does not model {', '.join(unsupported)}: use the ilp solver")
     if problem.is_joint:
         return solve_joint(problem, budget, constraints)
     budget = check_budget(budget)
