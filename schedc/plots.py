@@ -29,7 +29,8 @@ def schedule_heatmap(schedule: Schedule, path: str | Path) -> Path:
     from matplotlib.colors import ListedColormap
 
     codes = [[ACTIONS.index(a) for a in row] for row in schedule.decisions]  # [T][B]
-    colors = ["#1f4e79", "#f2b134", "#8fbc8f", "#c0504d", "#9e9e9e", "#d9d9d9", "#7f6084"][: len(ACTIONS)]
+    palette = ["#1f4e79", "#f2b134", "#8fbc8f", "#c0504d", "#9e9e9e", "#d9d9d9", "#7f6084", "#b39ddb", "#80cbc4"]
+    colors = [palette[i % len(palette)] for i in range(len(ACTIONS))]  # one per registered decision
     fig, ax = plt.subplots(figsize=(max(6, schedule.num_steps * 0.16), max(3, schedule.num_blocks * 0.3)))
     ax.imshow(list(map(list, zip(*codes))), aspect="auto", cmap=ListedColormap(colors),
               vmin=-0.5, vmax=len(ACTIONS) - 0.5, interpolation="nearest")  # [B, T]
