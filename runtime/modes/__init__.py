@@ -32,9 +32,11 @@ def get_mode(name: str) -> ReuseMode:
 from .residual import RESIDUAL  # noqa: E402  (registration order = the order schedules list modes)
 from .output import OUTPUT  # noqa: E402
 from .forecast import FORECAST  # noqa: E402
+from .forecast2 import FORECAST2  # noqa: E402
 
 register_mode(RESIDUAL)
 register_mode(OUTPUT)
 register_mode(FORECAST)
+register_mode(FORECAST2)
 
 __all__ = ["REUSE_MODES", "ReuseMode", "RingView", "get_mode", "lagrange_weights", "register_mode"]
