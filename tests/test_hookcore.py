@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import inspect
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from schedc.evaluate import blocks_skipped
+from schedc.learned import _SoftRouter
+from schedc_runtime import apply_schedule
 from schedc_runtime.blockio import BlockIO
 from schedc_runtime.hookcore import (
     CallHook, HookRegistry, ModelHook, OutputHook, add_hook, has_foreign_forward, hooks_of, remove_all_hooks,
 )
+from tests.conftest import TINY_SAMPLER, schedule_for
 
 
 class Block(nn.Module):
@@ -226,11 +231,6 @@ def test_gradients_flow_through_hooks() -> None:
 
 
 def test_probe_stacks_over_the_replay_runtime_and_both_remove_independently(tiny_adapter, tiny_profile) -> None:
-    import numpy as np
-
-    from schedc_runtime import apply_schedule
-    from tests.conftest import TINY_SAMPLER, schedule_for
-
     model, inputs = tiny_adapter.model, tiny_adapter.make_inputs(range(2))
     bare = tiny_adapter.generate(inputs, TINY_SAMPLER)
     before = snapshot(model)
@@ -246,4 +246,23 @@ def test_probe_stacks_over_the_replay_runtime_and_both_remove_independently(tiny
     assert torch.equal(tiny_adapter.generate(inputs, TINY_SAMPLER), bare)
     assert len(seen) == 2 * TINY_SAMPLER.steps
     probe.remove()
+    assert snapshot(model) == before
+
+
+def test_skip_and_soft_router_hooks_restore_the_model(tiny_adapter) -> None:
+    model, block = tiny_adapter.model, tiny_adapter.blocks()[0]
+    before = snapshot(model)
+    seen = {}
+    handle = block.register_forward_pre_hook(lambda m, a: seen.setdefault("args", a))
+    tiny_adapter.generate(tiny_adapter.make_inputs(range(1)), TINY_SAMPLER)
+    handle.remove()
+    x, c = seen["args"]
+    with blocks_skipped(tiny_adapter):
+        assert block(x, c) is x  # the skip replaces the call: the input passes through
+    assert snapshot(model) == before
+    logits = torch.zeros(TINY_SAMPLER.steps, len(tiny_adapter.blocks()))
+    with _SoftRouter(tiny_adapter, logits, 1.0) as router:
+        router.step = 0
+        assert torch.equal(block(x, c), block.__class__.forward(block, x, c))
+        assert hooks_of(block) == ["schedc.router"]
     assert snapshot(model) == before
