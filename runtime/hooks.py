@@ -1,9 +1,9 @@
 """Replay a compiled schedule inside an unchanged model. Imports only torch (and the format module).
 
-How it works: a forward pre-hook on the model reads the timestep argument of each denoiser call and
-maps it to the schedule's step index; each block's `forward` is shadowed by an instance attribute
-that looks up the decision for (step, block) and either runs the block or reuses its cache. Deleting
-the instance attributes and the pre-hook restores the model exactly.
+How it works (through the hook core, hookcore.py): a hook on the model's call reads the timestep
+argument of each denoiser call and maps it to the schedule's step index; a hook on each block looks
+up the decision for (step, block) and either runs the block or reuses its cache. Removing the hooks
+restores the model exactly.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from torch import nn
 
 from .blockio import BlockIO, tensors_in
 from .format import Schedule, ScheduleFormatError, is_reuse, load_schedule, model_fingerprint
+from .hookcore import HookHandle, ModelHook, add_hook, has_foreign_forward, hooks_of
 from .modes import REUSE_MODES
 from .quant import block_bytes, block_kernels, quantize_block
 
@@ -83,14 +84,12 @@ class ScheduleHandle:
         self.block_calls = [0] * len(self.blocks)  # real block computations, for tests and reports
         self._cache_bytes = 0
         self.peak_cache_bytes = 0  # the most cache memory held at once, for reports
-        self._pre_hook = model.register_forward_pre_hook(self._on_model_call, with_kwargs=True)
         for index, block in enumerate(self.blocks):
-            if "forward" in vars(block):
-                self._pre_hook.remove()
+            if has_foreign_forward(block) or _REPLAY in hooks_of(block):
                 raise ScheduleFormatError(f"block {schedule.model.blocks[index]} already has a patched forward")
         self._io = [BlockIO(block.forward, schedule.outputs_of(i)) for i, block in enumerate(self.blocks)]
-        for index, block in enumerate(self.blocks):
-            block.forward = self._make_forward(index, block.forward)
+        self._hooks: list[HookHandle] = [add_hook(model, _StepTracker(self), _REPLAY_STEP)]
+        self._hooks += [add_hook(block, _BlockReplay(self, index), _REPLAY) for index, block in enumerate(self.blocks)]
         self._shimmed_context = self._shim_cache_context(model)
         self._removed = False
 
@@ -126,9 +125,8 @@ class ScheduleHandle:
     def remove(self) -> None:
         if self._removed:
             return
-        self._pre_hook.remove()
-        for block in self.blocks:
-            del block.forward  # the instance attribute shadowed the class's forward
+        for hook in reversed(self._hooks):
+            hook.remove()  # the last hook off a module restores its forward
         if self._shimmed_context:
             del self.model.cache_context
         self.reset()
@@ -166,7 +164,7 @@ class ScheduleHandle:
             return args[self.timestep_position]
         return None
 
-    def _on_model_call(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+    def _on_model_call(self, args: tuple, kwargs: Mapping[str, Any]) -> None:
         state = self._state
         x = args[0] if args and isinstance(args[0], torch.Tensor) else next(
             (kwargs[k] for k in ("hidden_states", "sample", "x") if isinstance(kwargs.get(k), torch.Tensor)), None)
@@ -202,26 +200,23 @@ class ScheduleHandle:
             )
         return index
 
-    # -- the block wrapper --------------------------------------------------------------------
-    def _make_forward(self, index: int, original: Callable[..., Any]) -> Callable[..., Any]:
-        def forward(*args: Any, **kwargs: Any) -> Any:
-            step = self._state.step
-            if step < 0:  # called outside a denoiser call (e.g. by a test): run as usual
-                return original(*args, **kwargs)
-            action = self._decisions[step][index]
-            key = (self.branch if self.branch is not None else self._state.call_in_step, index)
-            if is_reuse(action):
-                return self._reuse(key, action, args, kwargs, step)
-            run = original if action == "native" else self.quantized[(index, action)]
-            out = run(*args, **kwargs)
-            self.block_calls[index] += 1
-            if self._cache_needed[step][index]:
-                self._store(key, self._remember(index, self._cache.get(key), step, args, kwargs, out))
-            elif key in self._cache:
-                self._store(key, None)  # no later reuse reads it: free it now
-            return out
-
-        return forward
+    # -- the block call ------------------------------------------------------------------------
+    def _block_call(self, index: int, original: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        step = self._state.step
+        if step < 0:  # called outside a denoiser call (e.g. by a test): run as usual
+            return original(*args, **kwargs)
+        action = self._decisions[step][index]
+        key = (self.branch if self.branch is not None else self._state.call_in_step, index)
+        if is_reuse(action):
+            return self._reuse(key, action, args, kwargs, step)
+        run = original if action == "native" else self.quantized[(index, action)]
+        out = run(*args, **kwargs)
+        self.block_calls[index] += 1
+        if self._cache_needed[step][index]:
+            self._store(key, self._remember(index, self._cache.get(key), step, args, kwargs, out))
+        elif key in self._cache:
+            self._store(key, None)  # no later reuse reads it: free it now
+        return out
 
     def _remember(self, index: int, old: _BlockCache | None, step: int, args: tuple, kwargs: Mapping[str, Any],
                   out: Any) -> _BlockCache:
@@ -268,6 +263,30 @@ class ScheduleHandle:
                 )
             streams.append(mode.rebuild_residual(x, [c[i] for c in cached.deltas[:depth]], steps, step))
         return io.rebuild(streams, cached.like_tuple)
+
+
+_REPLAY = "schedc.replay"  # hook names: one replay per block and per model
+_REPLAY_STEP = "schedc.replay.step"
+
+
+class _StepTracker(ModelHook):
+    """On the denoiser's call: which step (and which call within it) the blocks are running at."""
+
+    def __init__(self, handle: ScheduleHandle) -> None:
+        self.handle = handle
+
+    def pre_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        self.handle._on_model_call(args, kwargs)
+
+
+class _BlockReplay(ModelHook):
+    """On one block: compute (natively or quantized) or rebuild the output from the cache."""
+
+    def __init__(self, handle: ScheduleHandle, index: int) -> None:
+        self.handle, self.index = handle, index
+
+    def new_forward(self, module: nn.Module, inner: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        return self.handle._block_call(self.index, inner, args, kwargs)
 
 
 def apply_schedule(

@@ -26,6 +26,7 @@ from schedc.sampling import SamplerConfig
 from schedc.schedule import calibration_seeds, compute_from_schedule, derive_schedule
 from schedc.solvers.baselines import delta_dit_compute, fewer_steps_count, uniform_compute_steps
 from schedc_runtime.blockio import BlockIO
+from schedc_runtime.hookcore import CallHook, add_hook
 from schedc_runtime import Schedule, ScheduleFormatError, ScheduleHandle, apply_schedule, check_model
 
 EVAL_SEED_START = 1_000_000  # evaluation seeds start here; calibration seeds start at 0
@@ -197,16 +198,19 @@ def generate_with(
 def blocks_skipped(adapter: ModelAdapter) -> Iterator[None]:
     """Every block returns its input: what a generation costs without any block work."""
     blocks = adapter.blocks()
+    skips = []
     for b, block in enumerate(blocks):
         io = BlockIO(block.forward, adapter.outputs_of(b))
         if not io.residual_ok:
             raise SchedcError(f"block {adapter.block_names[b]} changes its input's shape: it cannot be skipped")
-        block.forward = lambda *args, _io=io, **kwargs: _io.identity(args, kwargs, _io.outputs is not None and len(_io.outputs) > 1)
+        skips.append(CallHook(lambda inner, args, kwargs, _io=io: _io.identity(
+            args, kwargs, _io.outputs is not None and len(_io.outputs) > 1)))
+    handles = [add_hook(block, skip, "schedc.skip") for block, skip in zip(blocks, skips)]
     try:
         yield
     finally:
-        for block in blocks:
-            del block.forward
+        for handle in handles:
+            handle.remove()
 
 
 def time_interleaved(

@@ -1,6 +1,6 @@
 """The profiler: the only code that measures features. Runs calibration inputs at full compute.
 
-For each calibration batch it rolls out the sampler once with a forward hook on every block and
+For each calibration batch it rolls out the sampler once with a hook on every block and
 accumulates, as it goes, the relative error each block would make at step t by reusing (residual)
 its cache from any step s within the max age. Only a ring of the last `max_age` block residuals is
 held, so memory does not grow with the step count. Then it runs perturbation probes: for a few
@@ -27,6 +27,7 @@ from schedc.profile import Profile
 from schedc.profile_meta import ProfileMeta
 from schedc.sampling import SamplerConfig
 from schedc_runtime.blockio import BlockIO, flat_rows, map_tensors, tensors_in
+from schedc_runtime.hookcore import OutputHook, add_hook
 from schedc_runtime.modes import REUSE_MODES, RingView
 from schedc_runtime.quant import PRECISIONS, block_kernels, quantize_block
 
@@ -234,7 +235,7 @@ def _probe_gain(
 
         return fn
 
-    handles = [blk.register_forward_hook(make_hook(b), with_kwargs=True) for b, blk in enumerate(blocks)]
+    handles = [add_hook(blk, OutputHook(make_hook(b)), "schedc.probe") for b, blk in enumerate(blocks)]
     try:
         x_start = latents[t].repeat(nb, *ones)
         out = adapter.generate(rep, sampler, on_step=lambda i, x: state.update(step=i), start=t, x_start=x_start)
@@ -327,8 +328,8 @@ def profile_model(
                     captured[b] = (tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args), dict(kwargs))
             return fn
 
-        handles = [blk.register_forward_hook(recorder.hook(b), with_kwargs=True) for b, blk in enumerate(adapter.blocks())]
-        handles += [blk.register_forward_hook(capture(b), with_kwargs=True) for b, blk in enumerate(adapter.blocks())]
+        handles = [add_hook(blk, OutputHook(recorder.hook(b)), "schedc.record") for b, blk in enumerate(adapter.blocks())]
+        handles += [add_hook(blk, OutputHook(capture(b)), "schedc.capture") for b, blk in enumerate(adapter.blocks())]
         try:
             final = adapter.generate(inputs, sampler, on_step=on_step)
         finally:

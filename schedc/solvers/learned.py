@@ -28,10 +28,11 @@ from schedc.sampling import DDIMSampler, SamplerConfig
 from schedc.solvers.base import Constraints, Solution
 from schedc.solvers.context import SolveContext
 from schedc.solvers.dp import solve_dp
+from schedc_runtime.hookcore import CallHook, HookHandle, add_hook
 
 
 class _SoftRouter:
-    """Shadows each block's forward with the soft compute/reuse mix for the current step."""
+    """Hooks each block's call with the soft compute/reuse mix for the current step."""
 
     def __init__(self, adapter: ModelAdapter, logits: torch.Tensor, temperature: float) -> None:
         self.blocks = adapter.blocks()
@@ -39,19 +40,21 @@ class _SoftRouter:
         self.temperature = temperature
         self.step = -1
         self.cache: dict[int, torch.Tensor] = {}
+        self._handles: list[HookHandle] = []
 
     def __enter__(self) -> "_SoftRouter":
-        for b, block in enumerate(self.blocks):
-            block.forward = self._make(b, block.forward)
+        self._handles = [add_hook(block, CallHook(self._make(b)), "schedc.router") for b, block in enumerate(self.blocks)]
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for block in self.blocks:
-            del block.forward
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
 
-    def _make(self, b: int, original):
-        def forward(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-            y = original(x, *args, **kwargs)
+    def _make(self, b: int):
+        def forward(original, args: tuple, kwargs: dict) -> torch.Tensor:
+            x = args[0]
+            y = original(*args, **kwargs)
             delta = y - x
             if self.step == 0 or b not in self.cache:
                 self.cache[b] = delta
