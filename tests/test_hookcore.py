@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from schedc.evaluate import blocks_skipped
-from schedc.learned import _SoftRouter
+from schedc.solvers.learned import _SoftRouter
 from schedc_runtime import apply_schedule
 from schedc_runtime.blockio import BlockIO
 from schedc_runtime.hookcore import (

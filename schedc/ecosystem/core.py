@@ -12,6 +12,8 @@ from typing import Any, Callable, Iterator, Protocol
 import torch
 from torch import nn
 
+from schedc_runtime.hookcore import ModelHook, add_hook
+
 CONTEXT_NAME = "cond_uncond"  # one context: batched CFG runs cond then uncond rows in one model call
 
 APPLIED: weakref.WeakSet[nn.Module] = weakref.WeakSet()  # models with a live handle: one cache at a time
@@ -131,12 +133,13 @@ def timestep_reader(model: nn.Module) -> tuple[Callable[[], int | None], Any]:
     index = params.index(name)
     current: dict[str, int | None] = {"t": None}
 
-    def pre_hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-        t = kwargs[name] if name in kwargs else args[index] if len(args) > index else None
-        if t is not None:
-            current["t"] = int(t.reshape(-1)[0]) if torch.is_tensor(t) else int(t)
+    class _Timestep(ModelHook):
+        def pre_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+            t = kwargs[name] if name in kwargs else args[index] if len(args) > index else None
+            if t is not None:
+                current["t"] = int(t.reshape(-1)[0]) if torch.is_tensor(t) else int(t)
 
-    handle = model.register_forward_pre_hook(pre_hook, with_kwargs=True)
+    handle = add_hook(model, _Timestep(), "pab-timestep")  # the one hook core, like every other hook
     return (lambda: current["t"]), handle
 
 
