@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from schedc import __version__
+from schedc.version import __version__
 from schedc.errors import ProfileError
 from schedc.metrics import rel_l2
 from schedc.models.adapter import GenerationInputs, ModelAdapter

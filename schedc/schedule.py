@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from schedc import __version__
+from schedc.version import __version__
 from schedc.atomic import atomic_write_text
 from schedc.errors import ScheduleError
 from schedc.profile import Profile
