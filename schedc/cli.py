@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from schedc.atomic import check_output
 from schedc.errors import SchedcError
 
 PROFILES = Path("profiles")
@@ -84,6 +85,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else PROFILES / (
         f"{adapter.name}.profile.npz" if config.shard == (0, 1) else f"{adapter.name}.shard{config.shard[0]}of{config.shard[1]}.profile.npz"
     )
+    check_output(out, [p for p in (args.cond,) if p])  # before the work, not after it
     profile = profile_model(adapter, sampler, config, progress=not args.quiet)
     profile.save(out)
     print(f"wrote {out}: {profile.num_blocks} blocks x {profile.num_steps} steps, "
@@ -94,6 +96,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 def cmd_merge(args: argparse.Namespace) -> int:
     from schedc.profile import Profile
 
+    check_output(args.output, args.profiles)
     merged = Profile.load(args.profiles[0])
     for path in args.profiles[1:]:
         merged = merged.merge(Profile.load(path))
@@ -112,6 +115,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
         max_reuse=args.max_reuse, dependencies=args.depends, time_limit=args.time_limit,
         max_cache_bytes=None if args.max_cache_mb is None else args.max_cache_mb * 2**20,
     )
+    if args.output:
+        check_output(args.output, [args.profile])
     context = SolveContext(iterations=args.iterations, seed=args.seed)  # for the learned solver and refinement
     compiled = compile_solution(args.profile, args.budget, args.solver, constraints, args.allow, args.cost,
                                 args.refine, context)
@@ -121,6 +126,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     solution, schedule = compiled.solution, compiled.schedule
     suffix = "" if args.solver == "dp" else f"-{args.solver}"
     out = Path(args.output) if args.output else SCHEDULES / f"{schedule.model.name}{suffix}-b{args.budget:.2f}.yaml"
+    check_output(out, [args.profile])
     save_schedule(schedule, out)
     secs = solution.stats.get("solve_seconds", 0.0)
     print(f"wrote {out}: solver {solution.solver}, cost {solution.cost:.3f} of full (budget {args.budget:.2f}), "
@@ -158,6 +164,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     solvers = [s for s in args.solvers.split(",") if s]
     for name in solvers:
         get_solver(name)  # unknown solver: fail before any work
+    for suffix in (".md", ".csv", ".png"):
+        check_output(Path(args.output).with_suffix(suffix), [args.profile])
     profile = Profile.load(args.profile)
     adapter = load_recorded(profile.meta)
     config = _eval_config(args)
@@ -176,8 +184,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     from schedc.plots import schedule_heatmap
     from schedc.schedule import read_schedule
 
-    schedule = read_schedule(args.schedule)
     out = Path(args.output) if args.output else Path(args.schedule).with_suffix(".png")
+    check_output(out, [args.schedule])
+    schedule = read_schedule(args.schedule)
     schedule_heatmap(schedule, out)
     print(f"wrote {out}")
     return 0

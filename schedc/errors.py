@@ -25,3 +25,11 @@ class SolverError(SchedcError):
 
 class ModelError(SchedcError):
     """A model that cannot be found or loaded, or whose blocks cannot be identified."""
+
+
+class ReferenceSampleError(SchedcError):
+    """The full-compute reference is not a usable sample (NaN/inf, or far outside the data's range)."""
+
+
+class OutputError(SchedcError):
+    """An output path that cannot be written, or that would overwrite one of the command's inputs."""

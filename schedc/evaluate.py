@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from schedc.errors import SchedcError, ScheduleError
+from schedc.errors import ReferenceSampleError, SchedcError, ScheduleError
 from schedc.metrics import ideal_speedup, quality
 from schedc.models.adapter import GenerationInputs, ModelAdapter
 from schedc.problem import FLOP_COST, Problem
@@ -146,7 +146,47 @@ def held_out_reference(
     """Held-out inputs (seeds EVAL_SEED_START..) and their full-compute samples at the profile's sampler."""
     inputs = adapter.make_inputs(range(EVAL_SEED_START, EVAL_SEED_START + samples))
     full, _ = generate_with(adapter, None, inputs, batch, SamplerConfig(**profile.meta.sampler))
+    check_reference(adapter, full, inputs)
     return inputs, full
+
+
+REFERENCE_NOISE_FACTOR = 20.0  # a finished sample more than 20x the starting noise's magnitude has diverged
+
+
+def check_reference(adapter: ModelAdapter, full: torch.Tensor, inputs: GenerationInputs) -> None:
+    """Refuse to measure against a full-compute reference that is not a sample of the model's data.
+
+    A diverging sampler (e.g. DPM-Solver++ on a cosine schedule without lambda_min_clipped) gives
+    samples in the thousands; every schedule then "matches" it at ~100 dB. The reference must be
+    finite and inside the model's sample range (or, when unknown, within REFERENCE_NOISE_FACTOR x the
+    starting noise).
+    """
+    if not torch.isfinite(full).all():
+        raise ReferenceSampleError("the full-compute reference has NaN or inf values: the model or its sampler diverges, "
+                             "so no quality figure against it means anything")
+    lo, hi = float(full.min()), float(full.max())
+    if adapter.sample_range is not None:
+        a, b = adapter.sample_range
+        slack = 0.05 * (b - a)
+        if lo < a - slack or hi > b + slack:
+            raise ReferenceSampleError(f"the full-compute reference spans [{lo:.3g}, {hi:.3g}], outside the model's sample "
+                                 f"range [{a:g}, {b:g}]: the sampler diverges; check its scheduler settings")
+        return
+    bound = REFERENCE_NOISE_FACTOR * float(inputs.noise.abs().max())
+    if max(abs(lo), abs(hi)) > bound:
+        raise ReferenceSampleError(f"the full-compute reference reaches {max(abs(lo), abs(hi)):.3g}, over "
+                             f"{REFERENCE_NOISE_FACTOR:g}x the starting noise ({bound:.3g}): the sampler diverges; "
+                             "check its scheduler settings")
+
+
+def check_timesteps(adapter: ModelAdapter, schedule: Schedule, sampler: SamplerConfig) -> None:
+    """Before any model work: the timesteps the model will receive must be the schedule's own."""
+    expected = [round(float(t), 4) for t in adapter.model_timesteps(sampler)]
+    recorded = [round(float(t), 4) for t in schedule.model.timesteps]
+    if expected != recorded:
+        raise ScheduleError(f"the schedule was compiled for {len(recorded)} steps at timesteps {recorded[0]:g}..{recorded[-1]:g}, "
+                            f"but this model's sampler gives {len(expected)} steps at {expected[0]:g}..{expected[-1]:g}: "
+                            "compile a schedule for this sampler (schedc solve)")
 
 
 def sampler_of(schedule: Schedule) -> SamplerConfig:
@@ -275,6 +315,7 @@ def evaluate(
     except ScheduleFormatError as exc:
         raise ScheduleError(str(exc)) from None
     full_sampler = sampler_of(schedule)  # full compute uses the schedule's own sampling settings
+    check_timesteps(adapter, schedule, full_sampler)
     block_flops, _ = adapter.flops()
     full_steps = full_sampler.steps
     inputs = adapter.make_inputs(seeds)
@@ -282,6 +323,7 @@ def evaluate(
 
     log(f"generating {len(seeds)} held-out samples (seeds {seeds[0]}..{seeds[-1]}) at full compute")
     full, _ = generate_with(adapter, None, inputs, config.batch_size, full_sampler)
+    check_reference(adapter, full, inputs)
     variants: dict[str, Schedule | None] = {"full": None, "schedule": schedule}
     predicted: dict[str, float | None] = {"schedule": _predicted(schedule)}
     cost = block_cost(schedule, block_flops, full_steps)

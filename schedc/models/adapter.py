@@ -46,6 +46,10 @@ class ModelAdapter(ABC):
     block_outputs: tuple = ()
     source: "dict | None" = None  # how to load this model again (recorded in profiles): path and load options
 
+    # the range a finished sample lives in, if known (the reference model's images: [-1, 1]); None:
+    # judged against the starting noise (see schedc.evaluate.check_reference)
+    sample_range: "tuple[float, float] | None" = None
+
     def class_accuracy(self, samples: torch.Tensor, labels: torch.Tensor) -> float | None:
         """Share of samples a classifier recognises as their class, if this model has a judge."""
         return None

@@ -46,6 +46,7 @@ def load_reference_model(path: str | Path = WEIGHTS, dtype: torch.dtype = torch.
 class ReferenceAdapter(ModelAdapter):
     name = REFERENCE_NAME
     timestep_arg = "timestep"
+    sample_range = (-1.0, 1.0)  # DDIM clips x0: finished samples are images in [-1, 1]
 
     def __init__(self, model: ReferenceDiT | None = None) -> None:
         self.model = model if model is not None else load_reference_model()
