@@ -40,6 +40,7 @@ from schedc.models import ModelAdapter, load_recorded  # noqa: E402
 from schedc.plots import pareto_plot  # noqa: E402
 from schedc.problem import problem_from_profile, resolve_cost  # noqa: E402
 from schedc.profile import Profile  # noqa: E402
+from schedc.sampler_config import SamplerConfig  # noqa: E402
 from schedc.schedule import schedule_from_solution  # noqa: E402
 from schedc.solvers import Constraints, get_solver  # noqa: E402
 
@@ -126,7 +127,7 @@ def main() -> None:
 
     profile = Profile.load(args.profile or ROOT / "profiles" / f"{args.model}.profile.npz")
     adapter = load_recorded(profile.meta)
-    sampler = adapter.default_sampler
+    sampler = SamplerConfig(**profile.meta.sampler)  # the guidance, steps and CFG the profile was measured at
     steps = sampler.steps
     cost = resolve_cost(profile, "auto")
     problem = problem_from_profile(profile, None, cost)

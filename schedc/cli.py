@@ -204,10 +204,18 @@ def _add_eval_options(p: argparse.ArgumentParser, repeats: int) -> None:
 
 
 def _classes(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--classes takes class ids like 0,1,2, got {text!r}") from None
+    """'0,1,2', '0-9' or '0-3,7' -> class ids (ranges inclusive)."""
+    out: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        if not lo.isascii() or not lo.isdigit() or (sep and not (hi.isascii() and hi.isdigit())) or (sep and int(hi) < int(lo)):
+            raise argparse.ArgumentTypeError(f"--classes takes class ids like 0,1,2 or ranges like 0-9, got {text!r}")
+        out.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+    if not out:
+        raise argparse.ArgumentTypeError(f"--classes takes class ids like 0,1,2 or ranges like 0-9, got {text!r}")
+    return tuple(out)
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:

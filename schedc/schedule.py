@@ -23,9 +23,10 @@ from schedc_runtime import ModelInfo, Schedule, ScheduleFormatError, dump_schedu
 from schedc_runtime.format import format_ranges, is_reuse, parse_ranges
 
 
-def decisions_from_compute(compute: np.ndarray) -> tuple[tuple[str, ...], ...]:
-    """compute: bool [T, B] -> decisions[t][b] in {"native", "residual"}."""
-    return tuple(tuple("native" if c else "residual" for c in row) for row in compute.tolist())
+def decisions_from_compute(compute: np.ndarray, reuse: "Sequence[str] | None" = None) -> tuple[tuple[str, ...], ...]:
+    """compute: bool [T, B] -> decisions[t][b]: "native", or reuse[b] (default "residual") where it reuses."""
+    reuse = reuse or ["residual"] * compute.shape[1]
+    return tuple(tuple("native" if c else reuse[b] for b, c in enumerate(row)) for row in compute.tolist())
 
 
 def compute_from_schedule(schedule: Schedule) -> np.ndarray:
@@ -129,7 +130,9 @@ def derive_schedule(
     model = replace(base.model, steps=sampler.steps, timesteps=tuple(float(t) for t in timesteps), cfg=sampler.cfg)
     return Schedule(
         model=model,
-        decisions=decisions_from_compute(compute),
+        # blocks whose output is not a residual of their input (UNet down/up blocks) replay their output
+        decisions=decisions_from_compute(compute, ["residual" if base.residual_ok(b) else "output"
+                                                   for b in range(base.num_blocks)]),
         sampling=sampler.to_dict(),
         provenance={**{k: v for k, v in base.provenance.items() if k == "calibration_seeds"}, **provenance},
     )

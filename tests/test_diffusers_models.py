@@ -374,3 +374,17 @@ def test_load_model_folders(cases, cond_file, tmp_path):
         weights.unlink()  # config only
     with pytest.raises(ModelError, match="no weights"):
         load_model(str(tmp_path / "dit"))
+
+
+@pytest.mark.parametrize("name", UNETS)
+def test_unets_evaluate_with_baselines(cases, name):
+    """Output-only UNet blocks cannot return their input: the no-block timing replays their outputs."""
+    from schedc.compile import compile_schedule
+    from schedc.evaluate import EvalConfig, evaluate
+
+    case = cases(name)
+    schedule = compile_schedule(case.profile, 0.5, cost="flops")
+    report = evaluate(case.adapter, schedule, EvalConfig(samples=2, batch_size=2, timing_batch=2, repeats=1),
+                      baselines=True, progress=False)
+    assert 0 < report.nonblock_share < 1 and set(report.baselines) == {"fewer-steps", "uniform", "delta-dit"}
+    assert np.isfinite(report.schedule.rel_l2)
