@@ -288,7 +288,7 @@ def invalid_reason(profile: Profile, solve: bool = True) -> str | None:
     from schedc.solvers import get_solver
 
     for cost in ("flops", "latency") if latency else ("flops",):
-        for budget in (0.5, 1.0):
+        for budget in (0.4,):
             try:
                 solution = get_solver("dp")(problem_from_profile(profile, cost=cost), budget)
             except SchedcError:
