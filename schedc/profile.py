@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -14,6 +13,8 @@ import numpy as np
 from schedc.atomic import atomic_path
 from schedc.errors import ProfileError
 from schedc_runtime.modes import REUSE_MODES
+from schedc.profile_checks import (READ_ERRORS, NpzReader, as_counts, as_sums, check_dims, check_gain, check_shape,
+                                   check_sums, parse_meta)
 from schedc.profile_meta import PROFILE_VERSION, READABLE_VERSIONS, ProfileMeta  # noqa: F401  (re-exported)
 
 _ARRAYS = ("quant_err_sum", "quant_count", "probe_final_sum", "probe_local_sum", "probe_count", "block_flops")
@@ -46,24 +47,7 @@ class Profile:
     meta: ProfileMeta
 
     def __post_init__(self) -> None:
-        if not self.reuse_err_sum or set(self.reuse_err_sum) != set(self.reuse_count):
-            raise ProfileError("profile has no reuse tables, or sums and counts for different modes")
-        if not isinstance(self.meta, ProfileMeta):
-            raise ProfileError(f"profile meta must be a ProfileMeta, got {type(self.meta).__name__}")
-        b, t = self.quant_count.shape
-        for mode, table in self.reuse_err_sum.items():
-            k = len(_pattern_table(mode, self.meta.forecast_gap))
-            if table.shape != (b, k, t, t) or self.reuse_count[mode].shape != table.shape:
-                raise ProfileError(f"profile {mode} table must be [B, K, T, T] = {(b, k, t, t)}, got {table.shape}")
-        if self.quant_err_sum.shape != (b, t, len(self.meta.precisions)) or self.quant_count.shape != (b, t):
-            raise ProfileError("profile quantization arrays do not match meta.precisions")
-        for name in ("probe_final_sum", "probe_local_sum", "probe_count"):
-            if getattr(self, name).shape != (b, t):
-                raise ProfileError(f"profile array {name} must be [B, T] = {(b, t)}")
-        if self.block_flops.shape != (b,):
-            raise ProfileError("profile block_flops must be [B]")
-        if len(self.meta.blocks) != b or self.meta.steps != t:
-            raise ProfileError("profile metadata does not match its arrays")
+        _validate(self)
 
     # -- derived quantities -------------------------------------------------------------------
     @property
@@ -161,21 +145,85 @@ class Profile:
 
     @classmethod
     def load(cls, path: str | Path) -> "Profile":
+        """Any file -> a valid Profile or one ProfileError line, within the limits of schedc.profile_checks."""
         path = Path(path)
         if not path.exists():
             raise ProfileError(f"profile not found: {path} (run `schedc profile` first)")
+        where = f"profile {path}"
         try:
-            with np.load(path, allow_pickle=False) as data:
-                meta: dict[str, Any] = json.loads(str(data["meta_json"]))
-                version = meta.get("schedc_profile") if isinstance(meta, dict) else None
-                if version not in READABLE_VERSIONS:
-                    raise ProfileError(f"profile {path} has format version {version!r}; this schedc reads "
+            with NpzReader(path) as data:
+                meta = parse_meta(str(data["meta_json"]), where)
+                version = meta.get("schedc_profile")
+                if type(version) is not int or version not in READABLE_VERSIONS:  # not true, 1.0 or "1"
+                    raise ProfileError(f"{where} has format version {version!r}; this schedc reads "
                                        f"{', '.join(map(str, READABLE_VERSIONS))}: re-profile the model with `schedc profile`")
-                arrays = {name: np.array(data[name]) for name in _ARRAYS}
+                profile_meta = ProfileMeta.from_file_dict(meta, where=where)
+                _check_headers(data, profile_meta, version)
+                arrays = {name: data[name] for name in _ARRAYS}
                 tables = _tables_v1(data) if version == 1 else _tables(data)
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError, EOFError) as exc:
-            raise ProfileError(f"profile {path} is corrupt or not a schedc profile ({type(exc).__name__})") from None
-        return cls(meta=ProfileMeta.from_file_dict(meta, where=f"profile {path}"), **arrays, **tables)
+        except ProfileError:
+            raise
+        except READ_ERRORS as exc:
+            raise ProfileError(f"{where} is corrupt or not a schedc profile ({type(exc).__name__})") from None
+        try:
+            return cls(meta=profile_meta, **arrays, **tables)
+        except ProfileError as exc:
+            raise ProfileError(f"{where}: {exc}") from None
+
+
+def _validate(p: Profile) -> None:
+    """Types, shapes (from meta) and numbers of every array; coerces sums to float64, counts to int64."""
+    if not isinstance(p.meta, ProfileMeta):
+        raise ProfileError(f"profile meta must be a ProfileMeta, got {type(p.meta).__name__}")
+    if (not isinstance(p.reuse_err_sum, Mapping) or not isinstance(p.reuse_count, Mapping) or not p.reuse_err_sum
+            or set(p.reuse_err_sum) != set(p.reuse_count)):
+        raise ProfileError("profile has no reuse tables, or sums and counts for different modes")
+    b, t, n_p = len(p.meta.blocks), p.meta.steps, len(p.meta.precisions)
+    k = {mode: len(_pattern_table(mode, p.meta.forecast_gap)) for mode in p.reuse_err_sum}
+    check_dims(b, t, k)
+    put = object.__setattr__  # frozen dataclass: store the coerced arrays
+    put(p, "reuse_err_sum", {m: as_sums(f"reuse_err_sum.{m}", a) for m, a in p.reuse_err_sum.items()})
+    put(p, "reuse_count", {m: as_counts(f"reuse_count.{m}", a) for m, a in p.reuse_count.items()})
+    for name in ("quant_err_sum", "probe_final_sum", "probe_local_sum", "block_flops"):
+        put(p, name, as_sums(name, getattr(p, name)))
+    for name in ("quant_count", "probe_count"):
+        put(p, name, as_counts(name, getattr(p, name)))
+    for mode in p.reuse_err_sum:
+        check_shape(f"reuse_err_sum.{mode}", p.reuse_err_sum[mode], "B, K, T, T", (b, k[mode], t, t))
+        check_shape(f"reuse_count.{mode}", p.reuse_count[mode], "B, K, T, T", (b, k[mode], t, t))
+        check_sums(f"reuse_err_sum.{mode}", p.reuse_err_sum[mode])
+    check_shape("quant_err_sum", p.quant_err_sum, "B, T, P (P = meta.precisions)", (b, t, n_p))
+    for name in ("quant_count", "probe_final_sum", "probe_local_sum", "probe_count"):
+        check_shape(name, getattr(p, name), "B, T", (b, t))
+    check_shape("block_flops", p.block_flops, "B", (b,))
+    for name in ("quant_err_sum", "probe_final_sum", "probe_local_sum"):
+        check_sums(name, getattr(p, name))
+    if not np.all(np.isfinite(p.block_flops)) or not np.all(p.block_flops > 0):
+        raise ProfileError("profile block_flops must be finite and positive (every block does work)")
+    if n_p and np.any(p.quant_count == 0):
+        raise ProfileError("profile quant_count is 0 somewhere: every precision must be measured at every block and step")
+    check_gain(p.probe_final_sum, p.probe_local_sum, p.probe_count)
+
+
+def _check_headers(data: NpzReader, meta: ProfileMeta, version: int) -> None:
+    """Before any large array is read: every member it will read has the shape meta implies."""
+    b, t = len(meta.blocks), meta.steps
+    check_dims(b, t, {})
+    want = {"quant_err_sum": (b, t, len(meta.precisions)), "block_flops": (b,),
+            **{n: (b, t) for n in ("quant_count", "probe_final_sum", "probe_local_sum", "probe_count")}}
+    if version == 1:
+        want.update({"reuse_err_sum": (b, t, t), "output_err_sum": (b, t, t), "reuse_count": (b, t, t),
+                     "forecast_err_sum": (b, meta.forecast_gap, t, t), "forecast_count": (b, meta.forecast_gap, t, t)})
+    else:
+        for mode in (n.split(".", 1)[1] for n in data.files if n.startswith(("reuse_err_sum.", "reuse_count."))):
+            shape = (b, len(_pattern_table(mode, meta.forecast_gap)), t, t)
+            want.update({f"reuse_err_sum.{mode}": shape, f"reuse_count.{mode}": shape})
+    for name, shape in want.items():
+        if name not in data.files:
+            raise ProfileError(f"profile has no array {name!r}: it is incomplete or not a schedc profile")
+        got = data.header(name)[0]
+        if got != shape:
+            raise ProfileError(f"profile array {name} must have shape {shape} (from its metadata), got {got}")
 
 
 def _pattern_table(mode: str, gap: int) -> tuple[tuple[int, ...], ...]:
@@ -187,15 +235,15 @@ def _pattern_table(mode: str, gap: int) -> tuple[tuple[int, ...], ...]:
 def _tables(data: Any) -> dict[str, dict[str, np.ndarray]]:
     """Version 2: one sum and one count table per measured mode."""
     modes = [k.split(".", 1)[1] for k in data.files if k.startswith("reuse_err_sum.")]
-    return {"reuse_err_sum": {m: np.array(data[f"reuse_err_sum.{m}"]) for m in modes},
-            "reuse_count": {m: np.array(data[f"reuse_count.{m}"]) for m in modes}}
+    return {"reuse_err_sum": {m: data[f"reuse_err_sum.{m}"] for m in modes},
+            "reuse_count": {m: data[f"reuse_count.{m}"] for m in modes}}
 
 
 def _tables_v1(data: Any) -> dict[str, dict[str, np.ndarray]]:
     """Version 1 kept one field per mode (residual, output sharing its count, forecast): same numbers."""
-    count = np.array(data["reuse_count"])[:, None]
-    return {"reuse_err_sum": {"residual": np.array(data["reuse_err_sum"])[:, None],
-                              "output": np.array(data["output_err_sum"])[:, None],
-                              "forecast": np.array(data["forecast_err_sum"])},
-            "reuse_count": {"residual": count, "output": count.copy(), "forecast": np.array(data["forecast_count"])}}
+    count = data["reuse_count"][:, None]
+    return {"reuse_err_sum": {"residual": data["reuse_err_sum"][:, None],
+                              "output": data["output_err_sum"][:, None],
+                              "forecast": data["forecast_err_sum"]},
+            "reuse_count": {"residual": count, "output": count.copy(), "forecast": data["forecast_count"]}}
 

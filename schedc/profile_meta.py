@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from schedc.errors import ProfileError
+from schedc.profile_checks import MAX_BLOCKS, MAX_PATTERNS, MAX_STEPS
 
 PROFILE_VERSION = 2  # the "schedc_profile" key of a profile file's metadata (2: reuse tables keyed by mode)
 READABLE_VERSIONS = (1, 2)  # version 1 kept one array field per reuse mode; the metadata is the same
@@ -99,10 +100,10 @@ class ProfileMeta:
                 raise _bad(name, "a non-empty string", getattr(self, name))
         _seq("blocks", self.blocks, lambda x: isinstance(x, str) and x, "block names")
         b = len(self.blocks)
-        if b == 0 or len(set(self.blocks)) != b:
-            raise _bad("blocks", "distinct block names (at least one)", self.blocks)
-        if not _is_int(self.steps) or self.steps < 1:
-            raise _bad("steps", "a positive integer", self.steps)
+        if b == 0 or b > MAX_BLOCKS or len(set(self.blocks)) != b:
+            raise _bad("blocks", f"distinct block names (1 to {MAX_BLOCKS})", self.blocks)
+        if not _is_int(self.steps) or not 1 <= self.steps <= MAX_STEPS:
+            raise _bad("steps", f"a positive integer (at most {MAX_STEPS})", self.steps)
         _seq("timesteps", self.timesteps, _is_number, "numbers", self.steps)
         if not isinstance(self.sampler, Mapping) or self.sampler.get("steps", self.steps) != self.steps:
             raise _bad("sampler", f"sampler settings with steps = {self.steps}", self.sampler)
@@ -111,8 +112,8 @@ class ProfileMeta:
             raise _bad("calibration_seeds", "at least one seed", self.calibration_seeds)
         if not _is_int(self.max_age) or not 0 <= self.max_age < self.steps:
             raise _bad("max_age", f"an integer in [0, {self.steps - 1}]", self.max_age)
-        if not _is_int(self.forecast_gap) or self.forecast_gap < 0:
-            raise _bad("forecast_gap", "a non-negative integer", self.forecast_gap)
+        if not _is_int(self.forecast_gap) or not 0 <= self.forecast_gap <= MAX_PATTERNS:
+            raise _bad("forecast_gap", f"an integer in [0, {MAX_PATTERNS}]", self.forecast_gap)
         _seq("precisions", self.precisions, lambda x: isinstance(x, str) and x, "precision names")
         if len(set(self.precisions)) != len(self.precisions) or "native" in self.precisions:
             raise _bad("precisions", "distinct reduced precisions", self.precisions)
@@ -146,7 +147,7 @@ class ProfileMeta:
             if not isinstance(self.latency, Mapping) or "native" not in self.latency:
                 raise _bad("latency", "a table with a 'native' row", self.latency)
             for key, row in self.latency.items():
-                _seq(f"latency.{key}", row, lambda x: _is_number(x) and x >= 0, "seconds", b)
+                _seq(f"latency.{key}", row, lambda x: _is_number(x) and x > 0, "positive seconds", b)
         if self.device is not None and not isinstance(self.device, str):
             raise _bad("device", "a string", self.device)
 
@@ -184,7 +185,7 @@ class ProfileMeta:
         """Check the format version, then the fields; every failure says to re-profile."""
         data = dict(data)
         version = data.pop(_VERSION_KEY, None)
-        if version not in READABLE_VERSIONS:
+        if type(version) is not int or version not in READABLE_VERSIONS:  # not true, 1.0 or "1"
             raise ProfileError(f"{where} has format version {version!r}; this schedc reads {PROFILE_VERSION}: "
                                "re-profile the model with `schedc profile`")
         try:
