@@ -78,6 +78,7 @@ class ScheduleHandle:
         self._decisions = schedule.decisions
         self._cache_needed = schedule.cache_needed()
         self._history = [schedule.history_of(b) for b in range(len(self.blocks))]  # residuals kept per block
+        self._depth = _reuse_depths(schedule, self._cache_needed, self._history)
         self._keeps_output = [any(REUSE_MODES[m].reads == "output" for m in schedule.reuse_modes_of(b))
                               for b in range(len(self.blocks))]
         # quantized copies are built before any forward is shadowed (a deepcopy would copy the shadow)
@@ -304,6 +305,11 @@ class ScheduleHandle:
         if reads_output:
             return cached.output  # DeepCache: the cached output itself
         depth = min(mode.history, len(cached.deltas))  # a forecast right after step 0 has one point
+        if depth < self._depth[step][key[1]]:  # an uninterrupted generation would read more computes
+            raise ScheduleFormatError(
+                f"step {step}: block {self.schedule.model.blocks[key[1]]} holds {depth} of the "
+                f"{self._depth[step][key[1]]} computes its {action} reuse reads (the generation did not start at step 0)"
+            )
         steps = cached.steps[:depth]
         streams = []
         for i, (x, r) in enumerate(zip(ins, cached.is_delta)):
@@ -317,6 +323,20 @@ class ScheduleHandle:
                 )
             streams.append(mode.rebuild_residual(x, [c[i] for c in cached.deltas[:depth]], steps, step))
         return io.rebuild(streams, cached.like_tuple)
+
+
+def _reuse_depths(schedule: Schedule, needed: tuple, history: list[int]) -> tuple[tuple[int, ...], ...]:
+    """[T][B]: how many computes a residual reuse at (t, b) reads in a generation started at step 0
+    (fewer held means the generation started later: refused rather than silently extrapolated less)."""
+    depth = [[0] * schedule.num_blocks for _ in range(schedule.num_steps)]
+    for b in range(schedule.num_blocks):
+        held = 0
+        for t, row in enumerate(schedule.decisions):
+            if not is_reuse(row[b]):
+                held = min(history[b], held + 1) if needed[t][b] and history[b] else 0
+            elif REUSE_MODES[row[b]].reads != "output":
+                depth[t][b] = min(REUSE_MODES[row[b]].history, held)
+    return tuple(tuple(row) for row in depth)
 
 
 _REPLAY = "schedc.replay"  # hook names: one replay per block and per model
