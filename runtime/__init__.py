@@ -18,6 +18,8 @@ from .format import (
     model_fingerprint,
 )
 
+from .generation import ConcurrentUseError
+
 if TYPE_CHECKING:
     from .hooks import ScheduleHandle, apply_schedule, check_model
 
@@ -35,6 +37,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "SCHEDULE_VERSION",
+    "ConcurrentUseError",
     "ModelInfo",
     "Schedule",
     "ScheduleFormatError",

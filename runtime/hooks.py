@@ -4,12 +4,26 @@ How it works (through the hook core, hookcore.py): a hook on the model's call re
 argument of each denoiser call and maps it to the schedule's step index; a hook on each block looks
 up the decision for (step, block) and either runs the block or reuses its cache. Removing the hooks
 restores the model exactly.
+
+Generations: caches belong to one generation and one CFG branch. Where each denoiser call belongs, and
+when a call starts a new generation (dropping every cache), is decided by generation.py: a step that
+does not move forward, a branch served twice at a step, another batch shape, or an exception that
+propagated out of the last denoiser call or block. A generation interrupted at any point (Ctrl-C in a
+step callback, an error in a block) therefore never leaks into the next one.
+
+Threads: one handle runs one denoiser call at a time, for one thread's generation at a time; anything
+else raises `ConcurrentUseError` (generation.py) in the offending call, before it touches a cache.
+
+Exceptions raised here: `ScheduleFormatError` (a ValueError) when the schedule does not fit the model
+or the call (wrong model, unknown timestep, a reuse with no cache, applied twice); `ConcurrentUseError`
+(a RuntimeError) for concurrent or re-entrant use. Anything raised by the model itself passes through.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -18,17 +32,10 @@ from torch import nn
 
 from .blockio import BlockIO, tensors_in
 from .format import Schedule, ScheduleFormatError, is_reuse, load_schedule, model_fingerprint
+from .generation import ConcurrentUseError, GenerationTracker
 from .hookcore import HookHandle, ModelHook, add_hook, has_foreign_forward, hooks_of
 from .modes import REUSE_MODES
 from .quant import block_bytes, block_kernels, quantize_block
-
-
-@dataclass
-class _StepState:
-    step: int = -1
-    calls: int = 0  # denoiser calls in this generation (fallback step source)
-    call_in_step: int = 0  # 0 for the first call at a step, 1 for the second (two-call CFG), ...
-    batch_shape: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -53,7 +60,12 @@ class _BlockCache:
 
 
 class ScheduleHandle:
-    """What `apply_schedule` returns: `remove()` restores the model; `reset()` starts a new generation."""
+    """What `apply_schedule` returns: `remove()` restores the model; `reset()` starts a new generation.
+
+    Generations start by themselves (see generation.py for the rules); `reset()` is needed only after a
+    pipeline with unnamed two-call CFG stopped between a step's two branch calls without an exception
+    passing through the denoiser. Not for concurrent use: one handle per thread and model copy.
+    """
 
     def __init__(
         self, model: nn.Module, schedule: Schedule, timestep_position: int, step_source: str
@@ -66,6 +78,7 @@ class ScheduleHandle:
         self._decisions = schedule.decisions
         self._cache_needed = schedule.cache_needed()
         self._history = [schedule.history_of(b) for b in range(len(self.blocks))]  # residuals kept per block
+        self._depth = _reuse_depths(schedule, self._cache_needed, self._history)
         self._keeps_output = [any(REUSE_MODES[m].reads == "output" for m in schedule.reuse_modes_of(b))
                               for b in range(len(self.blocks))]
         # quantized copies are built before any forward is shadowed (a deepcopy would copy the shadow)
@@ -76,11 +89,11 @@ class ScheduleHandle:
         self.kernels = {p: sorted(set().union(*(block_kernels(m) for (b, q), m in self.quantized.items() if q == p)))
                         for p in sorted({p for _, p in self.quantized})}
         self._timestep_index = {round(float(t), 4): i for i, t in enumerate(schedule.model.timesteps)}
-        self._state = _StepState()
-        self._cache: dict[tuple[str | None, int], _BlockCache] = {}
-        # CFG branch of the current call: set by diffusers' `model.cache_context(name)` (shimmed below)
-        # or by hand; None = the call's position within its step (two calls per step = two branches)
-        self.branch: str | None = None
+        self._gen = GenerationTracker(schedule.num_steps, schedule.model.cfg, step_source == "counter")
+        self._lock = threading.Lock()  # held while a denoiser call is in flight
+        self._in_call = False  # blocks replay only inside a denoiser call
+        self._local = threading.local()  # per thread: the CFG branch name (see `branch`)
+        self._cache: dict[tuple[Any, int], _BlockCache] = {}
         self.block_calls = [0] * len(self.blocks)  # real block computations, for tests and reports
         self._cache_bytes = 0
         self.peak_cache_bytes = 0  # the most cache memory held at once, for reports
@@ -92,6 +105,16 @@ class ScheduleHandle:
         self._hooks += [add_hook(block, _BlockReplay(self, index), _REPLAY) for index, block in enumerate(self.blocks)]
         self._shimmed_context = self._shim_cache_context(model)
         self._removed = False
+
+    @property
+    def branch(self) -> str | None:
+        """This thread's CFG branch name, set by diffusers' `model.cache_context(name)` (shimmed below)
+        or by hand; None = the call's position within its step (two calls per step = two branches)."""
+        return getattr(self._local, "branch", None)
+
+    @branch.setter
+    def branch(self, name: str | None) -> None:
+        self._local.branch = name
 
     def _shim_cache_context(self, model: nn.Module) -> bool:
         """Follow diffusers' `cache_context("cond"/"uncond")` so two-call CFG keeps one cache per branch.
@@ -117,10 +140,21 @@ class ScheduleHandle:
 
     # -- lifecycle --------------------------------------------------------------------------
     def reset(self) -> None:
-        """Drop every cache: the next call starts a new generation."""
+        """Drop every cache: the next call starts a new generation. ConcurrentUseError during a call."""
+        if not self._lock.acquire(blocking=False):
+            raise ConcurrentUseError("reset() while a denoiser call is in flight on this schedule handle")
+        try:
+            self._clear()
+        finally:
+            self._lock.release()
+
+    def _clear(self) -> None:
+        self._drop_caches()
+        self._gen.clear()
+
+    def _drop_caches(self) -> None:
         self._cache.clear()
         self._cache_bytes = 0
-        self._state = _StepState()
 
     def remove(self) -> None:
         if self._removed:
@@ -129,7 +163,7 @@ class ScheduleHandle:
             hook.remove()  # the last hook off a module restores its forward
         if self._shimmed_context:
             del self.model.cache_context
-        self.reset()
+        self._clear()
         self._removed = True
 
     def __enter__(self) -> "ScheduleHandle":
@@ -140,7 +174,13 @@ class ScheduleHandle:
 
     @property
     def step(self) -> int:
-        return self._state.step
+        """The step of the denoiser call in progress (or of the last one); -1 before any."""
+        return self._gen.step
+
+    @property
+    def generations(self) -> int:
+        """How many generations this handle has started (each one began with empty caches)."""
+        return self._gen.generations
 
     def cache_bytes(self) -> int:
         """Bytes held by caches right now."""
@@ -164,27 +204,36 @@ class ScheduleHandle:
             return args[self.timestep_position]
         return None
 
-    def _on_model_call(self, args: tuple, kwargs: Mapping[str, Any]) -> None:
-        state = self._state
-        x = args[0] if args and isinstance(args[0], torch.Tensor) else next(
-            (kwargs[k] for k in ("hidden_states", "sample", "x") if isinstance(kwargs.get(k), torch.Tensor)), None)
-        shape = tuple(x.shape) if x is not None else None
-        step = self._resolve_step(args, kwargs)
-        new_generation = step < state.step or (shape != state.batch_shape and state.batch_shape is not None)
-        if new_generation:
-            self.reset()
-            state = self._state
-            if self.step_source == "counter":
-                step = 0
-        state.call_in_step = state.call_in_step + 1 if step == state.step else 0
-        state.step = step
-        state.calls += 1
-        state.batch_shape = shape
+    def _model_call(self, inner: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        """One denoiser call: place it in a generation (new one: drop every cache), then run it.
+
+        An exception propagating out of the call marks the generation aborted: the next call starts clean.
+        """
+        step = None if self.step_source == "counter" else self._resolve_step(args, kwargs)  # changes nothing
+        if not self._lock.acquire(blocking=False):
+            raise ConcurrentUseError(
+                "a denoiser call is already in flight on this schedule handle (another thread, or a "
+                "re-entrant call): use one handle (and model copy) per thread"
+            )
+        try:
+            x = args[0] if args and isinstance(args[0], torch.Tensor) else next(
+                (kwargs[k] for k in ("hidden_states", "sample", "x") if isinstance(kwargs.get(k), torch.Tensor)), None)
+            new = self._gen.admit(step, self.branch, None if x is None else x.shape, threading.get_ident())
+            try:  # (ConcurrentUseError above: refused before anything changed, the generation goes on)
+                if new:
+                    self._drop_caches()
+                self._in_call = True
+                return inner(*args, **kwargs)
+            except BaseException:
+                self._gen.aborted = True
+                raise
+            finally:
+                self._in_call = False
+        finally:
+            self._lock.release()
 
     def _resolve_step(self, args: tuple, kwargs: Mapping[str, Any]) -> int:
         steps = self.schedule.num_steps
-        if self.step_source == "counter":
-            return self._state.calls % steps
         t = self._timestep_arg(args, kwargs)
         if t is None:
             raise ScheduleFormatError(
@@ -202,15 +251,20 @@ class ScheduleHandle:
 
     # -- the block call ------------------------------------------------------------------------
     def _block_call(self, index: int, original: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-        step = self._state.step
-        if step < 0:  # called outside a denoiser call (e.g. by a test): run as usual
+        if not self._in_call:  # called outside a denoiser call (e.g. by a test): run as usual
             return original(*args, **kwargs)
+        gen = self._gen
+        step = gen.step
         action = self._decisions[step][index]
-        key = (self.branch if self.branch is not None else self._state.call_in_step, index)
-        if is_reuse(action):
-            return self._reuse(key, action, args, kwargs, step)
-        run = original if action == "native" else self.quantized[(index, action)]
-        out = run(*args, **kwargs)
+        key = (gen.key, index)
+        try:
+            if is_reuse(action):
+                return self._reuse(key, action, args, kwargs, step)
+            run = original if action == "native" else self.quantized[(index, action)]
+            out = run(*args, **kwargs)
+        except BaseException:  # even if the model swallows it, this generation's caches are suspect
+            gen.aborted = True
+            raise
         self.block_calls[index] += 1
         if self._cache_needed[step][index]:
             self._store(key, self._remember(index, self._cache.get(key), step, args, kwargs, out))
@@ -245,11 +299,17 @@ class ScheduleHandle:
         if not held or (batch is not None and held[0].shape[0] != batch):
             raise ScheduleFormatError(
                 f"step {step}: block {self.schedule.model.blocks[key[1]]} has no cache to reuse "
-                "(the generation did not start at step 0, or the batch changed mid-generation)"
+                f"(the generation did not start at step 0, the batch changed mid-generation, or the pipeline "
+                f"calls the denoiser more often per step than the schedule's cfg {self.schedule.model.cfg!r} does)"
             )
         if reads_output:
             return cached.output  # DeepCache: the cached output itself
         depth = min(mode.history, len(cached.deltas))  # a forecast right after step 0 has one point
+        if depth < self._depth[step][key[1]]:  # an uninterrupted generation would read more computes
+            raise ScheduleFormatError(
+                f"step {step}: block {self.schedule.model.blocks[key[1]]} holds {depth} of the "
+                f"{self._depth[step][key[1]]} computes its {action} reuse reads (the generation did not start at step 0)"
+            )
         steps = cached.steps[:depth]
         streams = []
         for i, (x, r) in enumerate(zip(ins, cached.is_delta)):
@@ -265,18 +325,32 @@ class ScheduleHandle:
         return io.rebuild(streams, cached.like_tuple)
 
 
+def _reuse_depths(schedule: Schedule, needed: tuple, history: list[int]) -> tuple[tuple[int, ...], ...]:
+    """[T][B]: how many computes a residual reuse at (t, b) reads in a generation started at step 0
+    (fewer held means the generation started later: refused rather than silently extrapolated less)."""
+    depth = [[0] * schedule.num_blocks for _ in range(schedule.num_steps)]
+    for b in range(schedule.num_blocks):
+        held = 0
+        for t, row in enumerate(schedule.decisions):
+            if not is_reuse(row[b]):
+                held = min(history[b], held + 1) if needed[t][b] and history[b] else 0
+            elif REUSE_MODES[row[b]].reads != "output":
+                depth[t][b] = min(REUSE_MODES[row[b]].history, held)
+    return tuple(tuple(row) for row in depth)
+
+
 _REPLAY = "schedc.replay"  # hook names: one replay per block and per model
 _REPLAY_STEP = "schedc.replay.step"
 
 
 class _StepTracker(ModelHook):
-    """On the denoiser's call: which step (and which call within it) the blocks are running at."""
+    """Around the denoiser's call: which generation, step and branch the blocks are running at."""
 
     def __init__(self, handle: ScheduleHandle) -> None:
         self.handle = handle
 
-    def pre_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        self.handle._on_model_call(args, kwargs)
+    def new_forward(self, module: nn.Module, inner: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        return self.handle._model_call(inner, args, kwargs)
 
 
 class _BlockReplay(ModelHook):
@@ -300,7 +374,9 @@ def apply_schedule(
     """Replay `schedule` inside `model` until `handle.remove()`.
 
     model: the denoiser (the module the pipeline calls once per step, e.g. `pipe.transformer`).
-    step_source: "timestep" maps the call's timestep to the step; "counter" counts calls instead.
+    step_source: "timestep" maps the call's timestep to the step; "counter" counts calls instead (one per
+        step, two with two-call CFG; see generation.py).
+    Raises ScheduleFormatError (a ValueError) when the schedule does not load or does not fit `model`.
     """
     sched = load_schedule(schedule)
     if step_source not in ("timestep", "counter"):

@@ -239,7 +239,7 @@ def test_reuse_runs_no_block_work(cases, name):
 @pytest.mark.parametrize("name", FAMILIES)
 def test_cfg_branches_and_batch_size(cases, name):
     case = cases(name)
-    schedule = _schedule(case, hand_decisions(case))
+    decisions = hand_decisions(case)
     model = case.adapter.model
     if case.sampler.cfg == "none":  # UNet2DModel: class labels but no null class to guide with
         with pytest.raises(ModelError, match="cfg 'none'"):
@@ -251,7 +251,8 @@ def test_cfg_branches_and_batch_size(cases, name):
     bare, out, branches = {}, {}, {}
     for key, sampler in runs.items():
         bare[key] = case.generate(sampler)
-        with apply_schedule(model, schedule) as handle:
+        # the schedule records its CFG mode: the runtime counts a step's denoiser calls by it
+        with apply_schedule(model, _schedule(case, decisions, sampler)) as handle:
             out[key] = case.generate(sampler)
             branches[key] = {k[0] for k in handle._cache}
         assert torch.isfinite(out[key]).all()
@@ -265,7 +266,7 @@ def test_cfg_branches_and_batch_size(cases, name):
         assert len(branches["cond-first"]) == 1
     # profiled at batch 2 (x2 CFG rows), replayed on 3 samples; samples never share a cache
     sampler = runs["two-call" if "two-call" in runs else "none"]
-    with apply_schedule(model, schedule) as handle:
+    with apply_schedule(model, _schedule(case, decisions, sampler)):
         alone = case.generate(sampler, seeds=SEEDS[1:2])
     assert _rel(alone[0], out["two-call" if "two-call" in runs else "none"][1]) < 1e-4  # batch numerics only
 
