@@ -18,7 +18,7 @@ message, in time linear in the input, which is capped (limits chosen with margin
 schedule, 1000 steps x 200 blocks, ~0.7 MB of YAML):
 - files: at most 4 MiB (`safeyaml.MAX_FILE_BYTES`, checked before reading), regular files only, UTF-8;
   YAML anchors, aliases, merge keys, duplicate keys (at any level), non-plain tags, nesting deeper
-  than 32 and documents over 500,000 nodes are refused (see safeyaml.py), so are integers not in plain
+  than 32 and documents over 100,000 nodes are refused (see safeyaml.py), so are integers not in plain
   decimal (`010`, `+1`, `1_0`, `0x1f`) and over 18 digits;
 - `model.steps` <= MAX_STEPS (4000), `model.blocks` <= MAX_BLOCKS (1000), steps x blocks <=
   MAX_DECISIONS (1,000,000); block names unique and non-empty;
