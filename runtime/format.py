@@ -14,37 +14,30 @@ one definition of the format, owned by the runtime so deployments need nothing e
       - {step: 1, reuse: 3-11}  # `reuse` means `defaults.reuse`; a mode name may be used instead
 
 Every input loads into a valid `Schedule` or raises `ScheduleFormatError` (a ValueError) with a one-line
-message, in time linear in the input, which is capped (limits chosen with margin over the largest real
-schedule, 1000 steps x 200 blocks, ~0.7 MB of YAML):
-- files: at most 4 MiB (`safeyaml.MAX_FILE_BYTES`, checked before reading), regular files only, UTF-8;
-  YAML anchors, aliases, merge keys, duplicate keys (at any level), non-plain tags, nesting deeper
-  than 32 and documents over 100,000 nodes are refused (see safeyaml.py), so are integers not in plain
-  decimal (`010`, `+1`, `1_0`, `0x1f`) and over 18 digits;
-- `model.steps` <= MAX_STEPS (4000), `model.blocks` <= MAX_BLOCKS (1000), steps x blocks <=
-  MAX_DECISIONS (1,000,000); block names unique and non-empty;
-- types are exact: mappings are mappings with string keys, lists are lists, strings are strings, ints
-  are ints and never bools; unknown keys in the top level, `model` and `defaults` are refused;
-- `model.timesteps`: finite and strictly decreasing (every diffusers scheduler runs downwards);
-- block ranges: ASCII `[0-9]+` or `a-b`, comma-separated, each block at most once per step;
-- `sampling` and `provenance`: mappings of plain data (str keys; str, int, finite float, bool, null,
-  lists, mappings) at most 16 deep and 100,000 items, so whatever loads dumps back identically.
-The same checks run when a `Schedule` is built in Python, so `dump_schedule` output always loads.
+message, in bounded time. Limits have margin over the largest real schedule (1000 steps x 200 blocks,
+~0.7 MB of YAML): files <= 4 MiB (checked before reading), <= 100,000 YAML nodes, nesting <= 32;
+`model.steps` <= MAX_STEPS (4000), `model.blocks` <= MAX_BLOCKS (1000), steps x blocks <= MAX_DECISIONS
+(1,000,000). YAML anchors, aliases, merge keys, duplicate keys at any level, non-plain tags and ints not
+in plain decimal (`010`, `+1`, `1_0`) are refused (safeyaml.py). Types are exact (mappings with string
+keys, lists, strings, ints that are not bools); unknown keys in the top level, `model`, `defaults` are
+refused; block names are distinct; timesteps finite and strictly decreasing (diffusers' schedulers run
+downwards); block ranges ASCII `a` or `a-b`, each block once per step; `sampling` and `provenance` hold
+plain data (<= 16 deep, 100,000 items). The same checks run when a `Schedule` is built in Python, so
+whatever `dump_schedule` writes loads back equal.
 """
 
 from __future__ import annotations
 
 import hashlib
-import numbers
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 import yaml
 
 from .modes import REUSE_MODES as _MODE_REGISTRY
-from .safeyaml import (ScheduleFormatError, YamlRefused, fail, integer, load_yaml, mapping, number, plain_mapping, read_capped,
-                       seq, short, string)
+from .safeyaml import (ScheduleFormatError, YamlRefused, dump_yaml, fail, format_ranges, integer,
+                       load_yaml, mapping, number, parse_ranges, plain_mapping, read_capped, seq, short, string)
 
 SCHEDULE_VERSION = 1
 COMPUTE_PRECISIONS = ("native", "int8", "fp8", "int4w")
@@ -56,7 +49,6 @@ CFG_MODES = ("batched", "two-call", "none")
 MAX_STEPS = 4000  # DDPM's 1000 steps, 4x
 MAX_BLOCKS = 1000  # 5x the finest real split (~200 hooked blocks)
 MAX_DECISIONS = 1_000_000  # steps x blocks: 5x the largest real schedule (1000 x 200)
-MAX_RANGE_INDICES = 1 << 20  # what one range list may expand to
 _TOP_KEYS = ("schedc_schedule", "model", "sampling", "provenance", "defaults", "steps")
 _MODEL_KEYS = ("name", "fingerprint", "blocks", "steps", "timesteps", "cfg", "timestep_arg", "block_outputs")
 _CANONICAL = {a: a for a in ACTIONS}
@@ -227,56 +219,6 @@ class Schedule:
 
 
 # ---------------------------------------------------------------------------------------------
-# block index ranges: "0-2,5,7-9" <-> [0, 1, 2, 5, 7, 8, 9]
-
-
-def format_ranges(indices: Iterable[int]) -> str:
-    items = sorted(set(indices))
-    parts: list[str] = []
-    i = 0
-    while i < len(items):
-        j = i
-        while j + 1 < len(items) and items[j + 1] == items[j] + 1:
-            j += 1
-        parts.append(str(items[i]) if i == j else f"{items[i]}-{items[j]}")
-        i = j + 1
-    return ",".join(parts)
-
-
-_RANGE = re.compile(r"([0-9]{1,18})(?:-([0-9]{1,18}))?")
-
-
-def parse_ranges(text: Any, limit: int, where: str) -> list[int]:
-    """"0-2,5" -> [0, 1, 2, 5]: ASCII digits only, each index in 0..limit-1 at most once."""
-    if isinstance(text, numbers.Integral) and not isinstance(text, bool):
-        text = str(int(text))
-    elif isinstance(text, (list, tuple)):
-        text = ",".join(str(integer(x, where) if not isinstance(x, str) else x) for x in text)
-    if not isinstance(text, str):
-        raise ScheduleFormatError(f"{where}: expected block ranges like '0-2,5', got {short(text)}")
-    out: list[int] = []
-    seen: set[int] = set()
-    for part in text.replace(" ", "").split(","):
-        if not part:
-            continue
-        match = _RANGE.fullmatch(part)
-        if match is None:
-            raise ScheduleFormatError(f"{where}: bad block range {short(part)} (expected ASCII digits: 'a' or 'a-b')")
-        first = int(match[1])
-        last = int(match[2]) if match[2] is not None else first
-        if not (0 <= first <= last < limit):
-            raise ScheduleFormatError(f"{where}: block range {part!r} outside 0..{limit - 1}")
-        if len(out) + last - first + 1 > MAX_RANGE_INDICES:
-            raise ScheduleFormatError(f"{where}: ranges cover more than {MAX_RANGE_INDICES} indices")
-        for i in range(first, last + 1):
-            if i in seen:
-                raise ScheduleFormatError(f"{where}: index {i} listed twice")
-            seen.add(i)
-            out.append(i)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
 # YAML
 
 
@@ -334,26 +276,8 @@ def _parse_outputs(groups: Any, blocks: int) -> tuple:
     return tuple(specs)
 
 
-class _FlowListDumper(yaml.SafeDumper):
-    """Block-style mappings, flow-style short lists and step entries: small, diff-friendly files."""
-
-
-def _represent_dict(dumper: yaml.SafeDumper, data: dict) -> yaml.Node:
-    flow = "step" in data or all(not isinstance(v, (dict, list)) for v in data.values()) and len(data) <= 6
-    return dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=flow)
-
-
-def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
-    flow = all(not isinstance(v, (dict, list)) for v in data)
-    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
-
-
-_FlowListDumper.add_representer(dict, _represent_dict)
-_FlowListDumper.add_representer(list, _represent_list)
-
-
 def dump_schedule(schedule: Schedule) -> str:
-    return yaml.dump(schedule_to_dict(schedule), Dumper=_FlowListDumper, sort_keys=False, width=100)
+    return dump_yaml(schedule_to_dict(schedule))
 
 
 def _require(section: Mapping, key: str, where: str) -> Any:

@@ -17,8 +17,9 @@ Timestamps load as the string they are written as. Every refusal is a `YamlRefus
 message. The work is linear in the capped input: at the caps, under 1.5 s with libyaml (used when
 pyyaml has it), a few seconds with the pure-Python parser.
 
-Also here: `ScheduleFormatError` and the exact type checks (`string`, `integer`, `number`, `seq`,
-`mapping`, `plain_mapping`) the format applies to every field: what YAML holds and gives back unchanged.
+Also here: `ScheduleFormatError`, the exact type checks (`string`, `integer`, `number`, `seq`,
+`mapping`, `plain_mapping`) the format applies to every field (what YAML holds and gives back
+unchanged), and the block-range grammar (`parse_ranges`: ASCII digits only, each index once).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numbers
 import os
 import re
 import stat
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import yaml
 
@@ -187,6 +188,31 @@ def read_capped(path: str, limit: int = MAX_FILE_BYTES) -> str:
     return data.decode("utf-8")
 
 
+class _FlowListDumper(yaml.SafeDumper):
+    """Block-style mappings, flow-style short lists and step entries: small, diff-friendly files.
+
+    A SafeDumper: it quotes every string its (YAML 1.1) resolver would read as another type, so the
+    strict loader reads back exactly what it wrote."""
+
+
+def _represent_dict(dumper: yaml.SafeDumper, data: dict) -> yaml.Node:
+    flow = "step" in data or all(not isinstance(v, (dict, list)) for v in data.values()) and len(data) <= 6
+    return dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=flow)
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
+    flow = all(not isinstance(v, (dict, list)) for v in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_FlowListDumper.add_representer(dict, _represent_dict)
+_FlowListDumper.add_representer(list, _represent_list)
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.dump(data, Dumper=_FlowListDumper, sort_keys=False, width=100)
+
+
 # ---------------------------------------------------------------------------------------------
 # exact types: what YAML holds and gives back unchanged; each check names the field in its message
 
@@ -263,3 +289,55 @@ def plain_mapping(value: Any, where: str) -> dict:
     if value is None:
         return {}
     return _plain(mapping(value, where), where, [MAX_PLAIN_ITEMS])
+
+
+# ---------------------------------------------------------------------------------------------
+# block index ranges: "0-2,5,7-9" <-> [0, 1, 2, 5, 7, 8, 9]; ASCII digits only, each index once
+
+MAX_RANGE_INDICES = 1 << 20  # what one range list may expand to
+
+
+def format_ranges(indices: Iterable[int]) -> str:
+    items = sorted(set(indices))
+    parts: list[str] = []
+    i = 0
+    while i < len(items):
+        j = i
+        while j + 1 < len(items) and items[j + 1] == items[j] + 1:
+            j += 1
+        parts.append(str(items[i]) if i == j else f"{items[i]}-{items[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+_RANGE = re.compile(r"([0-9]{1,18})(?:-([0-9]{1,18}))?")
+
+
+def parse_ranges(text: Any, limit: int, where: str) -> list[int]:
+    """"0-2,5" -> [0, 1, 2, 5]: ASCII digits only, each index in 0..limit-1 at most once."""
+    if isinstance(text, numbers.Integral) and not isinstance(text, bool):
+        text = str(int(text))
+    elif isinstance(text, (list, tuple)):
+        text = ",".join(str(integer(x, where) if not isinstance(x, str) else x) for x in text)
+    if not isinstance(text, str):
+        raise ScheduleFormatError(f"{where}: expected block ranges like '0-2,5', got {short(text)}")
+    out: list[int] = []
+    seen: set[int] = set()
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        match = _RANGE.fullmatch(part)
+        if match is None:
+            raise ScheduleFormatError(f"{where}: bad block range {short(part)} (expected ASCII digits: 'a' or 'a-b')")
+        first = int(match[1])
+        last = int(match[2]) if match[2] is not None else first
+        if not (0 <= first <= last < limit):
+            raise ScheduleFormatError(f"{where}: block range {part!r} outside 0..{limit - 1}")
+        if len(out) + last - first + 1 > MAX_RANGE_INDICES:
+            raise ScheduleFormatError(f"{where}: ranges cover more than {MAX_RANGE_INDICES} indices")
+        for i in range(first, last + 1):
+            if i in seen:
+                raise ScheduleFormatError(f"{where}: index {i} listed twice")
+            seen.add(i)
+            out.append(i)
+    return out
