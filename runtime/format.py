@@ -315,7 +315,7 @@ def schedule_from_dict(data: Any) -> Schedule:
     for name, value, allowed in (("compute", default_compute, COMPUTE_PRECISIONS), ("reuse", default_reuse, REUSE_MODES)):
         if not isinstance(value, str) or value not in allowed:
             raise ScheduleFormatError(f"defaults.{name}: unsupported {short(value)} (known: {', '.join(allowed)})")
-    entries = seq(_require(data, "steps", "schedule"), "'steps' (one entry per step)")
+    entries = seq(_require(data, "steps", "schedule"), "'steps' (one entry per step)", MAX_STEPS)
     nblocks = len(model.blocks)
     rows: dict[int, list[str]] = {}
     for i, entry in enumerate(entries):
