@@ -85,7 +85,11 @@ def test_oversized_file_is_refused_before_reading(tmp_path, monkeypatch):
 
 
 def test_many_step_entries_under_the_size_cap_are_refused_fast(tmp_path):
-    for entries, match in ((200_000, f"more than {MAX_NODES} YAML nodes"), (20_000, "step index 50 outside 0..49")):
+    for entries, match in (
+        (200_000, f"more than {MAX_NODES} YAML nodes"),
+        (20_000, f"has 20000 entries, more than the limit of {MAX_STEPS}"),
+        (3_000, "step index 50 outside 0..49"),
+    ):
         text = BASE + "".join(f"- {{step: {i}}}\n" for i in range(50, entries))
         assert len(text) < MAX_FILE_BYTES
         _refused(tmp_path, text, match)
