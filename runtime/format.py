@@ -12,6 +12,18 @@ one definition of the format, owned by the runtime so deployments need nothing e
     steps:                      # one entry per step; blocks not listed compute at `defaults.compute`
       - {step: 0}
       - {step: 1, reuse: 3-11}  # `reuse` means `defaults.reuse`; a mode name may be used instead
+
+Every input loads into a valid `Schedule` or raises `ScheduleFormatError` (a ValueError) with a one-line
+message, in bounded time. Limits have margin over the largest real schedule (1000 steps x 200 blocks,
+~0.7 MB of YAML): files <= 4 MiB (checked before reading), <= 100,000 YAML nodes, nesting <= 32;
+`model.steps` <= MAX_STEPS (4000), `model.blocks` <= MAX_BLOCKS (1000), steps x blocks <= MAX_DECISIONS
+(1,000,000). YAML anchors, aliases, merge keys, duplicate keys at any level, non-plain tags and ints not
+in plain decimal (`010`, `+1`, `1_0`) are refused (safeyaml.py). Types are exact (mappings with string
+keys, lists, strings, ints that are not bools); unknown keys in the top level, `model`, `defaults` are
+refused; block names are distinct; timesteps finite and strictly decreasing (diffusers' schedulers run
+downwards); block ranges ASCII `a` or `a-b`, each block once per step; `sampling` and `provenance` hold
+plain data (<= 16 deep, 100,000 items). The same checks run when a `Schedule` is built in Python, so
+whatever `dump_schedule` writes loads back equal.
 """
 
 from __future__ import annotations
@@ -24,6 +36,8 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from .modes import REUSE_MODES as _MODE_REGISTRY
+from .safeyaml import (ScheduleFormatError, YamlRefused, dump_yaml, fail, format_ranges, integer,
+                       load_yaml, mapping, number, parse_ranges, plain_mapping, read_capped, seq, short, string)
 
 SCHEDULE_VERSION = 1
 COMPUTE_PRECISIONS = ("native", "int8", "fp8", "int4w")
@@ -32,10 +46,12 @@ ACTIONS = COMPUTE_PRECISIONS + REUSE_MODES
 # batched: [cond, uncond] rows in one call (either order); two-call: one call per branch per step
 # (diffusers' cache_context("cond"/"uncond")); none: no guidance. Caches never mix branches.
 CFG_MODES = ("batched", "two-call", "none")
-
-
-class ScheduleFormatError(ValueError):
-    """The schedule cannot be used: the message says why in one line."""
+MAX_STEPS = 4000  # DDPM's 1000 steps, 4x
+MAX_BLOCKS = 1000  # 5x the finest real split (~200 hooked blocks)
+MAX_DECISIONS = 1_000_000  # steps x blocks: 5x the largest real schedule (1000 x 200)
+_TOP_KEYS = ("schedc_schedule", "model", "sampling", "provenance", "defaults", "steps")
+_MODEL_KEYS = ("name", "fingerprint", "blocks", "steps", "timesteps", "cfg", "timestep_arg", "block_outputs")
+_CANONICAL = {a: a for a in ACTIONS}
 
 
 def is_reuse(action: str) -> bool:
@@ -56,20 +72,42 @@ class ModelInfo:
     block_outputs: tuple["tuple[str, ...] | None", ...] = ()
 
     def __post_init__(self) -> None:
-        if self.block_outputs and len(self.block_outputs) != len(self.blocks):
-            raise ScheduleFormatError(
-                f"model.block_outputs describes {len(self.block_outputs)} blocks, model.blocks has {len(self.blocks)}"
-            )
-        if not self.blocks:
+        """Validates every field and normalises sequences to tuples, timesteps to floats."""
+        put = object.__setattr__
+        for name in ("name", "fingerprint", "cfg", "timestep_arg"):
+            put(self, name, string(getattr(self, name), f"model.{name}"))
+        blocks = tuple(string(b, f"model.blocks[{i}]") for i, b in enumerate(seq(self.blocks, "model.blocks", MAX_BLOCKS)))
+        if not blocks:
             raise ScheduleFormatError("model.blocks is empty")
-        if self.steps < 1:
-            raise ScheduleFormatError(f"model.steps must be >= 1, got {self.steps}")
-        if len(self.timesteps) != self.steps:
-            raise ScheduleFormatError(
-                f"model.timesteps has {len(self.timesteps)} entries but model.steps is {self.steps}"
-            )
+        if len(set(blocks)) != len(blocks) or "" in blocks:
+            raise ScheduleFormatError("model.blocks must be distinct, non-empty module names")
+        put(self, "blocks", blocks)
+        steps = integer(self.steps, "model.steps")
+        if not 1 <= steps <= MAX_STEPS:
+            raise ScheduleFormatError(f"model.steps must be in 1..{MAX_STEPS}, got {steps}")
+        if steps * len(blocks) > MAX_DECISIONS:
+            raise ScheduleFormatError(f"{steps} steps x {len(blocks)} blocks is over the limit of {MAX_DECISIONS} decisions")
+        put(self, "steps", steps)
+        timesteps = seq(self.timesteps, "model.timesteps", MAX_STEPS)
+        if len(timesteps) != steps:
+            raise ScheduleFormatError(f"model.timesteps has {len(timesteps)} entries but model.steps is {steps}")
+        timesteps = tuple(number(x, f"model.timesteps[{i}]") for i, x in enumerate(timesteps))
+        for i in range(1, steps):
+            if not timesteps[i] < timesteps[i - 1]:
+                raise ScheduleFormatError(
+                    f"model.timesteps must be strictly decreasing (diffusers' schedulers run downwards): "
+                    f"entry {i} is {timesteps[i]:g} after {timesteps[i - 1]:g}"
+                )
+        put(self, "timesteps", timesteps)
         if self.cfg not in CFG_MODES:
             raise ScheduleFormatError(f"model.cfg must be one of {CFG_MODES}, got {self.cfg!r}")
+        outputs = tuple(
+            None if spec is None else tuple(string(n, "model.block_outputs") for n in seq(spec, "model.block_outputs"))
+            for spec in seq(self.block_outputs, "model.block_outputs", MAX_BLOCKS)
+        )
+        if outputs and len(outputs) != len(blocks):
+            raise ScheduleFormatError(f"model.block_outputs describes {len(outputs)} blocks, model.blocks has {len(blocks)}")
+        put(self, "block_outputs", outputs if any(o is not None for o in outputs) else ())
 
 
 @dataclass(frozen=True)
@@ -82,17 +120,27 @@ class Schedule:
     provenance: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.model, ModelInfo):
+            raise fail("model", "a ModelInfo", self.model)
         steps, blocks = self.model.steps, len(self.model.blocks)
-        if len(self.decisions) != steps:
-            raise ScheduleFormatError(f"schedule has {len(self.decisions)} steps, model.steps is {steps}")
-        for t, row in enumerate(self.decisions):
+        rows = seq(self.decisions, "decisions", MAX_STEPS)
+        if len(rows) != steps:
+            raise ScheduleFormatError(f"schedule has {len(rows)} steps, model.steps is {steps}")
+        decisions = []
+        for t, row in enumerate(rows):
+            row = seq(row, f"step {t}", MAX_BLOCKS)
             if len(row) != blocks:
                 raise ScheduleFormatError(f"step {t} has {len(row)} decisions for {blocks} blocks")
-            for b, action in enumerate(row):
-                if action not in ACTIONS:
-                    raise ScheduleFormatError(
-                        f"step {t}, block {b}: unsupported decision {action!r} (known: {', '.join(ACTIONS)})"
-                    )
+            canonical = tuple(_CANONICAL.get(a) if isinstance(a, str) else None for a in row)
+            if None in canonical:
+                b = canonical.index(None)
+                raise ScheduleFormatError(
+                    f"step {t}, block {b}: unsupported decision {short(row[b])} (known: {', '.join(ACTIONS)})"
+                )
+            decisions.append(canonical)
+        object.__setattr__(self, "decisions", tuple(decisions))
+        object.__setattr__(self, "sampling", plain_mapping(self.sampling, "sampling"))
+        object.__setattr__(self, "provenance", plain_mapping(self.provenance, "provenance"))
         for b in range(blocks):
             if is_reuse(self.decisions[0][b]):
                 raise ScheduleFormatError(f"block {b} reuses at step 0, before any compute")
@@ -171,45 +219,6 @@ class Schedule:
 
 
 # ---------------------------------------------------------------------------------------------
-# block index ranges: "0-2,5,7-9" <-> [0, 1, 2, 5, 7, 8, 9]
-
-
-def format_ranges(indices: Iterable[int]) -> str:
-    items = sorted(set(indices))
-    parts: list[str] = []
-    i = 0
-    while i < len(items):
-        j = i
-        while j + 1 < len(items) and items[j + 1] == items[j] + 1:
-            j += 1
-        parts.append(str(items[i]) if i == j else f"{items[i]}-{items[j]}")
-        i = j + 1
-    return ",".join(parts)
-
-
-def parse_ranges(text: Any, limit: int, where: str) -> list[int]:
-    if isinstance(text, int):
-        text = str(text)
-    if isinstance(text, list):
-        text = ",".join(str(x) for x in text)
-    if not isinstance(text, str):
-        raise ScheduleFormatError(f"{where}: expected block ranges like '0-2,5', got {text!r}")
-    out: list[int] = []
-    for part in text.replace(" ", "").split(","):
-        if not part:
-            continue
-        try:
-            lo, _, hi = part.partition("-")
-            first, last = int(lo), int(hi) if hi else int(lo)
-        except ValueError:
-            raise ScheduleFormatError(f"{where}: bad block range {part!r}") from None
-        if not (0 <= first <= last < limit):
-            raise ScheduleFormatError(f"{where}: block range {part!r} outside 0..{limit - 1}")
-        out.extend(range(first, last + 1))
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
 # YAML
 
 
@@ -232,7 +241,7 @@ def schedule_to_dict(schedule: Schedule) -> dict:
             "fingerprint": m.fingerprint,
             "blocks": list(m.blocks),
             "steps": m.steps,
-            "timesteps": [float(x) if not float(x).is_integer() else int(x) for x in m.timesteps],
+            "timesteps": [int(x) if x.is_integer() and abs(x) < 1e15 else x for x in m.timesteps],
             "cfg": m.cfg,
             "timestep_arg": m.timestep_arg,
             **({"block_outputs": _group_outputs(m.block_outputs)} if any(o is not None for o in m.block_outputs) else {}),
@@ -254,100 +263,78 @@ def _group_outputs(outputs: tuple) -> list[dict]:
 
 
 def _parse_outputs(groups: Any, blocks: int) -> tuple:
-    if not groups:
+    if groups is None:
         return ()
-    if not isinstance(groups, list):
-        raise ScheduleFormatError("model.block_outputs must be a list of {blocks, outputs} entries")
     specs: list = [None] * blocks
-    for entry in groups:
-        names = _require(entry, "outputs", "model.block_outputs entry")
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise ScheduleFormatError("model.block_outputs: outputs must be a list of input argument names")
+    for i, entry in enumerate(seq(groups, "model.block_outputs", MAX_BLOCKS)):
+        entry = mapping(entry, f"model.block_outputs[{i}]", ("blocks", "outputs"))
+        names = seq(_require(entry, "outputs", "model.block_outputs entry"), "model.block_outputs outputs", 64)
         for b in parse_ranges(_require(entry, "blocks", "model.block_outputs entry"), blocks, "model.block_outputs"):
-            specs[b] = tuple(names)
+            if specs[b] is not None:
+                raise ScheduleFormatError(f"model.block_outputs: block {b} described twice")
+            specs[b] = tuple(string(n, "model.block_outputs outputs") for n in names)
     return tuple(specs)
 
 
-class _FlowListDumper(yaml.SafeDumper):
-    """Block-style mappings, flow-style short lists and step entries: small, diff-friendly files."""
-
-
-def _represent_dict(dumper: yaml.SafeDumper, data: dict) -> yaml.Node:
-    flow = "step" in data or all(not isinstance(v, (dict, list)) for v in data.values()) and len(data) <= 6
-    return dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=flow)
-
-
-def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
-    flow = all(not isinstance(v, (dict, list)) for v in data)
-    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
-
-
-_FlowListDumper.add_representer(dict, _represent_dict)
-_FlowListDumper.add_representer(list, _represent_list)
-
-
 def dump_schedule(schedule: Schedule) -> str:
-    return yaml.dump(schedule_to_dict(schedule), Dumper=_FlowListDumper, sort_keys=False, width=100)
+    return dump_yaml(schedule_to_dict(schedule))
 
 
-def _require(mapping: Any, key: str, where: str) -> Any:
-    if not isinstance(mapping, Mapping) or key not in mapping:
+def _require(section: Mapping, key: str, where: str) -> Any:
+    if key not in section:
         raise ScheduleFormatError(f"{where}: missing '{key}'")
-    return mapping[key]
+    return section[key]
 
 
 def schedule_from_dict(data: Any) -> Schedule:
     if not isinstance(data, Mapping):
         raise ScheduleFormatError("not a schedc schedule (expected a YAML mapping)")
-    version = data.get("schedc_schedule")
-    if version is None:
+    if "schedc_schedule" not in data:
         raise ScheduleFormatError("not a schedc schedule (no 'schedc_schedule' version key)")
-    if version != SCHEDULE_VERSION:
+    version = data["schedc_schedule"]
+    if isinstance(version, bool) or not isinstance(version, int) or version != SCHEDULE_VERSION:
         raise ScheduleFormatError(
-            f"schedule format version {version!r} is not supported (this runtime reads version {SCHEDULE_VERSION})"
+            f"schedule format version {short(version)} is not supported (this runtime reads version {SCHEDULE_VERSION})"
         )
-    m = _require(data, "model", "schedule")
-    try:
-        model = ModelInfo(
-            name=str(_require(m, "name", "model")),
-            fingerprint=str(_require(m, "fingerprint", "model")),
-            blocks=tuple(str(x) for x in _require(m, "blocks", "model")),
-            steps=int(_require(m, "steps", "model")),
-            timesteps=tuple(float(x) for x in _require(m, "timesteps", "model")),
-            cfg=str(m.get("cfg", "batched")),
-            timestep_arg=str(m.get("timestep_arg", "timestep")),
-            block_outputs=_parse_outputs(m.get("block_outputs"), len(_require(m, "blocks", "model"))),
-        )
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, ScheduleFormatError):
-            raise
-        raise ScheduleFormatError(f"model section is malformed: {exc}") from None
-    defaults = data.get("defaults") or {}
+    data = mapping(data, "schedule", _TOP_KEYS)
+    m = mapping(_require(data, "model", "schedule"), "model", _MODEL_KEYS)
+    blocks = seq(_require(m, "blocks", "model"), "model.blocks", MAX_BLOCKS)
+    model = ModelInfo(
+        name=_require(m, "name", "model"),
+        fingerprint=_require(m, "fingerprint", "model"),
+        blocks=blocks,
+        steps=_require(m, "steps", "model"),
+        timesteps=_require(m, "timesteps", "model"),
+        cfg=m.get("cfg", "batched"),
+        timestep_arg=m.get("timestep_arg", "timestep"),
+        block_outputs=_parse_outputs(m.get("block_outputs"), len(blocks)),
+    )
+    defaults = mapping(data.get("defaults") or {}, "defaults", ("compute", "reuse"))
     default_compute = defaults.get("compute", "native")
     default_reuse = defaults.get("reuse", "residual")
     for name, value, allowed in (("compute", default_compute, COMPUTE_PRECISIONS), ("reuse", default_reuse, REUSE_MODES)):
-        if value not in allowed:
-            raise ScheduleFormatError(f"defaults.{name}: unsupported {value!r} (known: {', '.join(allowed)})")
-    entries = _require(data, "steps", "schedule")
-    if not isinstance(entries, list):
-        raise ScheduleFormatError("'steps' must be a list with one entry per step")
-    blocks = len(model.blocks)
+        if not isinstance(value, str) or value not in allowed:
+            raise ScheduleFormatError(f"defaults.{name}: unsupported {short(value)} (known: {', '.join(allowed)})")
+    entries = seq(_require(data, "steps", "schedule"), "'steps' (one entry per step)", MAX_STEPS)
+    nblocks = len(model.blocks)
     rows: dict[int, list[str]] = {}
-    for entry in entries:
+    for i, entry in enumerate(entries):
+        entry = mapping(entry, f"steps[{i}]")
         t = _require(entry, "step", "steps entry")
-        if not isinstance(t, int) or not 0 <= t < model.steps:
-            raise ScheduleFormatError(f"step index {t!r} outside 0..{model.steps - 1}")
+        t = integer(t, f"steps[{i}].step")
+        if not 0 <= t < model.steps:
+            raise ScheduleFormatError(f"step index {t} outside 0..{model.steps - 1}")
         if t in rows:
             raise ScheduleFormatError(f"step {t} appears twice")
-        row = [default_compute] * blocks
+        row = [default_compute] * nblocks
         seen: set[int] = set()
         for key, value in entry.items():
             if key == "step":
                 continue
             action = default_reuse if key == "reuse" else key
             if action not in ACTIONS:
-                raise ScheduleFormatError(f"step {t}: unsupported decision {key!r} (known: reuse, {', '.join(ACTIONS)})")
-            for b in parse_ranges(value, blocks, f"step {t}, {key}"):
+                raise ScheduleFormatError(f"step {t}: unsupported decision {short(key)} (known: reuse, {', '.join(ACTIONS)})")
+            for b in parse_ranges(value, nblocks, f"step {t}, {key}"):
                 if b in seen:
                     raise ScheduleFormatError(f"step {t}: block {b} has two decisions")
                 seen.add(b)
@@ -356,35 +343,38 @@ def schedule_from_dict(data: Any) -> Schedule:
     missing = [t for t in range(model.steps) if t not in rows]
     if missing:
         raise ScheduleFormatError(f"schedule has no entry for step(s) {format_ranges(missing)}")
-    decisions = tuple(tuple(rows[t]) for t in range(model.steps))
     return Schedule(
         model=model,
-        decisions=decisions,
-        sampling=dict(data.get("sampling") or {}),
-        provenance=dict(data.get("provenance") or {}),
+        decisions=tuple(tuple(rows[t]) for t in range(model.steps)),
+        sampling=data.get("sampling"),
+        provenance=data.get("provenance"),
     )
 
 
 def load_schedule(source: "str | os.PathLike | Mapping | Schedule") -> Schedule:
-    """Load and validate a schedule from a path, a parsed mapping, or pass a Schedule through."""
+    """Load and validate a schedule from a path, a parsed mapping, or pass a Schedule through.
+
+    Raises ScheduleFormatError (one line) for anything that is not a valid schedule."""
     if isinstance(source, Schedule):
         return source
     if isinstance(source, Mapping):
         return schedule_from_dict(source)
-    path = os.fspath(source)
     try:
-        with open(path, "r", encoding="utf-8") as fh:
-            text = fh.read()
+        path = os.fspath(source)
+    except TypeError:
+        raise fail("a schedule source", "a path, a mapping or a Schedule", source) from None
+    try:
+        data = load_yaml(read_capped(path))
     except FileNotFoundError:
         raise ScheduleFormatError(f"schedule file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScheduleFormatError(f"cannot read schedule {path}: {exc}") from None
-    try:
-        data = yaml.safe_load(text)
+    except YamlRefused as exc:
+        raise ScheduleFormatError(f"schedule {path}: {exc}") from None
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         where = f" (line {line + 1})" if line is not None else ""
         raise ScheduleFormatError(f"schedule {path} is not valid YAML{where}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ScheduleFormatError(f"cannot read schedule {path}: {short(str(exc), 200)}") from None
     try:
         return schedule_from_dict(data)
     except ScheduleFormatError as exc:

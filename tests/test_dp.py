@@ -177,7 +177,7 @@ def test_every_registered_solver_meets_the_budget_and_validates():
     age = np.arange(steps)[None, :] - np.arange(steps)[:, None]
     err = np.where((age >= 1)[None], rng.uniform(0.01, 1, (blocks, steps, steps)) * age.clip(min=1), np.inf)
     problem = Problem.residual_only(reuse_error=err, gain=rng.uniform(0.5, 2, (blocks, steps)), block_cost=np.ones(blocks))
-    info = ModelInfo(name="m", fingerprint="sha256:0", blocks=("a", "b", "c"), steps=steps, timesteps=tuple(range(steps)))
+    info = ModelInfo(name="m", fingerprint="sha256:0", blocks=("a", "b", "c"), steps=steps, timesteps=tuple(range(steps, 0, -1)))
     assert {"dp", "ilp", "learned", "uniform", "delta-dit"} <= set(SOLVERS)
     for name, solver in SOLVERS.items():
         if solver.needs_model:
