@@ -114,7 +114,10 @@ def calibration_seeds(schedule: Schedule) -> set[int]:
     text = schedule.provenance.get("calibration_seeds", "")
     if not text:
         return set()
-    return set(parse_ranges(str(text), 1 << 62, "provenance.calibration_seeds"))
+    try:
+        return set(parse_ranges(str(text), 1 << 62, "provenance.calibration_seeds"))
+    except ScheduleFormatError as exc:
+        raise ScheduleError(str(exc)) from None
 
 
 def derive_schedule(
