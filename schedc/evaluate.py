@@ -17,8 +17,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from schedc.errors import ReferenceSampleError, SchedcError, ScheduleError
-from schedc.metrics import ideal_speedup, quality
+from schedc.errors import SchedcError, ScheduleError
+from schedc.metrics import check_reference, ideal_speedup, quality
 from schedc.models.adapter import GenerationInputs, ModelAdapter
 from schedc.problem import FLOP_COST, Problem
 from schedc.profile import Profile
@@ -148,35 +148,6 @@ def held_out_reference(
     full, _ = generate_with(adapter, None, inputs, batch, SamplerConfig(**profile.meta.sampler))
     check_reference(adapter, full, inputs)
     return inputs, full
-
-
-REFERENCE_NOISE_FACTOR = 20.0  # a finished sample more than 20x the starting noise's magnitude has diverged
-
-
-def check_reference(adapter: ModelAdapter, full: torch.Tensor, inputs: GenerationInputs) -> None:
-    """Refuse to measure against a full-compute reference that is not a sample of the model's data.
-
-    A diverging sampler (e.g. DPM-Solver++ on a cosine schedule without lambda_min_clipped) gives
-    samples in the thousands; every schedule then "matches" it at ~100 dB. The reference must be
-    finite and inside the model's sample range (or, when unknown, within REFERENCE_NOISE_FACTOR x the
-    starting noise).
-    """
-    if not torch.isfinite(full).all():
-        raise ReferenceSampleError("the full-compute reference has NaN or inf values: the model or its sampler diverges, "
-                             "so no quality figure against it means anything")
-    lo, hi = float(full.min()), float(full.max())
-    if adapter.sample_range is not None:
-        a, b = adapter.sample_range
-        slack = 0.05 * (b - a)
-        if lo < a - slack or hi > b + slack:
-            raise ReferenceSampleError(f"the full-compute reference spans [{lo:.3g}, {hi:.3g}], outside the model's sample "
-                                 f"range [{a:g}, {b:g}]: the sampler diverges; check its scheduler settings")
-        return
-    bound = REFERENCE_NOISE_FACTOR * float(inputs.noise.abs().max())
-    if max(abs(lo), abs(hi)) > bound:
-        raise ReferenceSampleError(f"the full-compute reference reaches {max(abs(lo), abs(hi)):.3g}, over "
-                             f"{REFERENCE_NOISE_FACTOR:g}x the starting noise ({bound:.3g}): the sampler diverges; "
-                             "check its scheduler settings")
 
 
 def check_timesteps(adapter: ModelAdapter, schedule: Schedule, sampler: SamplerConfig) -> None:

@@ -8,9 +8,12 @@ window would not fit.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from schedc.errors import ReferenceSampleError
 
 DATA_RANGE = 2.0
 PSNR_CAP = 100.0  # identical images: report a finite cap instead of +inf (JSON-friendly)
@@ -64,3 +67,32 @@ def ideal_speedup(cost: float, nonblock_share: float) -> float:
     """1 / (o + (1 - o) c): the best a schedule at block cost c can do when the rest costs o."""
     denom = nonblock_share + (1.0 - nonblock_share) * cost
     return math.inf if denom <= 0 else 1.0 / denom
+
+
+REFERENCE_NOISE_FACTOR = 20.0  # a finished sample more than 20x the starting noise's magnitude has diverged
+
+
+def check_reference(adapter: Any, full: torch.Tensor, inputs: Any) -> None:
+    """Refuse to measure against a full-compute reference that is not a sample of the model's data.
+
+    A diverging sampler (e.g. DPM-Solver++ on a cosine schedule without lambda_min_clipped) gives
+    samples in the thousands; every schedule then "matches" it at ~100 dB. The reference must be
+    finite and inside the model's sample range (or, when unknown, within REFERENCE_NOISE_FACTOR x the
+    starting noise). adapter: anything with `sample_range`; inputs: anything with `noise`.
+    """
+    if not torch.isfinite(full).all():
+        raise ReferenceSampleError("the full-compute reference has NaN or inf values: the model or its sampler diverges, "
+                             "so no quality figure against it means anything")
+    lo, hi = float(full.min()), float(full.max())
+    if adapter.sample_range is not None:
+        a, b = adapter.sample_range
+        slack = 0.05 * (b - a)
+        if lo < a - slack or hi > b + slack:
+            raise ReferenceSampleError(f"the full-compute reference spans [{lo:.3g}, {hi:.3g}], outside the model's sample "
+                                 f"range [{a:g}, {b:g}]: the sampler diverges; check its scheduler settings")
+        return
+    bound = REFERENCE_NOISE_FACTOR * float(inputs.noise.abs().max())
+    if max(abs(lo), abs(hi)) > bound:
+        raise ReferenceSampleError(f"the full-compute reference reaches {max(abs(lo), abs(hi)):.3g}, over "
+                             f"{REFERENCE_NOISE_FACTOR:g}x the starting noise ({bound:.3g}): the sampler diverges; "
+                             "check its scheduler settings")

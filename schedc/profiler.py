@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from schedc.version import __version__
 from schedc.errors import ProfileError
-from schedc.metrics import rel_l2
+from schedc.metrics import check_reference, rel_l2
 from schedc.models.adapter import GenerationInputs, ModelAdapter
 from schedc.profile import Profile
 from schedc.profile_meta import ProfileMeta
@@ -335,6 +335,7 @@ def profile_model(
         finally:
             for h in handles:
                 h.remove()
+        check_reference(adapter, final, inputs)  # errors relative to a diverged trajectory mean nothing
         for name, value in (("quant_err_sum", recorder.q_sum), ("quant_count", recorder.q_count)):
             sums[name] = sums[name] + value if name in sums else value
         for mode in recorder.modes:

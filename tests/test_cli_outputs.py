@@ -11,7 +11,7 @@ import yaml
 
 from schedc.cli import main
 from schedc.errors import ReferenceSampleError
-from schedc.evaluate import check_reference
+from schedc.metrics import check_reference
 from schedc.models.adapter import GenerationInputs
 from schedc.schedule import save_schedule
 from tests.conftest import schedule_for
@@ -86,3 +86,22 @@ def test_a_diverged_reference_is_refused():
         check_reference(_Adapter((-1.0, 1.0)), 5 * noise, inputs)
     with pytest.raises(ReferenceSampleError, match="the sampler diverges"):
         check_reference(_Adapter(None), 9700 * noise, inputs)
+
+
+def test_a_diverging_diffusers_scheduler_is_refused_before_any_figure(tmp_path, capsys):
+    """DPM-Solver++ on a cosine schedule without lambda_min_clipped reaches thousands: profile says so."""
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    model = diffusers.DiTTransformer2DModel(
+        sample_size=8, patch_size=2, in_channels=1, out_channels=1, num_layers=2, num_attention_heads=2,
+        attention_head_dim=8, norm_type="ada_norm_zero", num_embeds_ada_norm=4,
+    )
+    model.save_pretrained(tmp_path / "folder" / "transformer")
+    diffusers.DPMSolverMultistepScheduler(beta_schedule="squaredcos_cap_v2", algorithm_type="dpmsolver++",
+                                          timestep_spacing="trailing").save_pretrained(tmp_path / "folder" / "scheduler")
+    out = tmp_path / "p.npz"
+    code, err = run(["profile", tmp_path / "folder", "--steps", "10", "--calib", "2", "--batch-size", "2",
+                     "--probe-steps", "0", "--precisions", "none", "--no-latency", "--classes", "1,2", "-q",
+                     "-o", out], capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and "the sampler diverges" in err, err
+    assert not out.exists()
