@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from schedc.compare import NO_FORECAST
+from schedc.compare import ilp_options
 from schedc.datasets import class_accuracy
 from schedc.errors import SchedcError, ScheduleError
 from schedc.evaluate import (BASELINES, EvalConfig, baseline_schedule, block_cost, generate_with, interleaved_times,
@@ -229,7 +229,7 @@ class SpeedMatcher:
         cfg = self.config
         allow = set(cfg.allow) if cfg.allow is not None else None
         if allow is None and cfg.solver == "ilp":
-            allow = NO_FORECAST & {"residual", "output", *self.profile.precisions}
+            allow = ilp_options(self.profile)
         problem = problem_from_profile(self.profile, allow, self.cost_model)
         solve = get_solver(cfg.solver)
         solved: dict[float, tuple[float, Schedule]] = {}
