@@ -13,16 +13,16 @@ declare -A CMD=(
   [joint]="python bench/bench_joint.py"
   [digits]="schedc eval schedules/digits-dit-b0.40.yaml --baselines"
   [refine]="python bench/bench_refine.py"
-  [compare]="schedc compare"
+  [compare]="schedc compare --repeats 7"
   [dp]="python bench/bench_dp.py"
   [ilp]="python bench/bench_ilp.py"
   [overhead]="python bench/bench_overhead.py --rounds 30"
-  [learned]="python bench/bench_learned.py"
+  [learned]="python bench/bench_learned.py --budgets 0.3 0.4"
   [matched]="python bench/bench_matched.py"
   [eco-digits]="python bench/bench_ecosystem.py --model digits-dit"
-  [eco-reference]="python bench/bench_ecosystem.py --model reference-dit"
+  [eco-reference]="python bench/bench_ecosystem.py --model reference-dit --threads 1"
 )
-ORDER=(forecast2 budgets joint digits refine compare dp ilp overhead learned matched eco-digits eco-reference)
+ORDER=(forecast2 budgets joint digits dp ilp overhead refine eco-digits matched compare learned eco-reference)
 steps=("${@:-${ORDER[@]}}")
 for step in "${steps[@]}"; do
   [ -n "${CMD[$step]:-}" ] || { echo "unknown step $step (known: ${ORDER[*]})"; exit 2; }
