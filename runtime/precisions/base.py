@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -61,10 +62,13 @@ class Precision:
 
     name: str
     flop_cost: float
+    linear_class: ClassVar["type[QuantLinear] | None"] = None  # the nn.Linear replacement this precision runs
 
     def quantize_linear(self, linear: nn.Linear) -> nn.Module:
         """The replacement of `linear` at this precision (weights prepared here, once)."""
-        raise NotImplementedError
+        if self.linear_class is None:
+            raise NotImplementedError(f"precision {self.name} names no linear_class")
+        return self.linear_class(linear, self.name, self.kernel(linear.weight.device))
 
     def kernel(self, device: torch.device) -> str:
         """Which kernel the replacement runs on `device`."""

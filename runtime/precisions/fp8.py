@@ -42,9 +42,7 @@ class Fp8(Precision):
     # Half a native compute: fp8 tensor cores (Hopper, Ada) run at twice the dense throughput of bf16.
     # This is the cost of a real fp8 kernel; the simulated one here is not faster.
     flop_cost: float = 0.5
-
-    def quantize_linear(self, linear: nn.Linear) -> nn.Module:
-        return Fp8Linear(linear, self.name, self.kernel(linear.weight.device))
+    linear_class = Fp8Linear
 
     def kernel(self, device: torch.device) -> str:
         return "simulated"

@@ -54,9 +54,7 @@ class Int4w(Precision):
     # A full native compute: the weights are dequantised to the activation dtype before a float matmul,
     # so the FLOPs are unchanged; weight-only quantization saves memory and bandwidth only.
     flop_cost: float = 1.0
-
-    def quantize_linear(self, linear: nn.Linear) -> nn.Module:
-        return Int4wLinear(linear, self.name, self.kernel(linear.weight.device))
+    linear_class = Int4wLinear
 
     def kernel(self, device: torch.device) -> str:
         return "weight-only"

@@ -63,9 +63,7 @@ class Int8(Precision):
     # Half a native compute: int8 tensor cores run at twice the dense throughput of bf16 on current
     # GPUs, and W8A8 puts the whole matmul in int8.
     flop_cost: float = 0.5
-
-    def quantize_linear(self, linear: nn.Linear) -> nn.Module:
-        return Int8Linear(linear, self.name, self.kernel(linear.weight.device))
+    linear_class = Int8Linear
 
     def kernel(self, device: torch.device) -> str:
         return "int8-matmul" if _int_mm_works(torch.device(device)) else "simulated"
