@@ -217,11 +217,13 @@ def resolve_cost(profile: "Profile", cost: str) -> str:
 def problem_from_profile(profile: "Profile", allow: "set[str] | None" = None, cost: str = "flops") -> Problem:
     """The profile's error model restricted to the `allow`ed options, with a FLOP or latency cost model.
 
-    allow: reuse modes and precisions; None = every one the profile measured.
+    allow: reuse modes and precisions; None = every precision and every default mode the profile measured
+        (opt-in modes such as forecast2 only when named).
     cost: "flops" or "latency" (see schedc.costmodel).
     """
     measured = {*profile.modes, *profile.precisions}
-    allow = set(measured if allow is None else allow)
+    default = {m for m in profile.modes if REUSE_MODES[m].default} | set(profile.precisions)
+    allow = set(default if allow is None else allow)
     unknown = allow - set(REUSE_MODES) - set(PRECISION_NAMES)
     if unknown:
         raise SolverError(f"unknown option(s) {', '.join(sorted(unknown))}: choose from "

@@ -46,6 +46,9 @@ class ReuseMode:
     history: int = 1
     reads: str = "residual"
     summary: str = ""
+    # in the solvers' default decision set; False = measured by the profiler and used only when asked
+    # for (an opt-in mode whose additive-model predictions have not held up on every model yet)
+    default: bool = True
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():

@@ -15,4 +15,7 @@ class Forecast2(ReuseMode):
         return tuple((g, g) for g in range(1, max_gap + 1))
 
 
-FORECAST2 = Forecast2(name="forecast2", history=3, summary="residual extrapolated quadratically from the last three computes")
+# Opt-in: on the reference DiT the additive model predicts gains from it at budgets <= 0.2 that do not
+# happen (README section 2b); `allow` it explicitly until a closed-loop solver checks its picks.
+FORECAST2 = Forecast2(name="forecast2", history=3, default=False,
+                      summary="residual extrapolated quadratically from the last three computes")
