@@ -18,12 +18,13 @@ import numpy as np
 from schedc import costmodel
 from schedc.costmodel import FLOP_COST  # noqa: F401  (re-exported: the cost model lives in schedc.costmodel)
 from schedc.errors import BudgetError, ProfileError, SolverError
+from schedc_runtime.format import COMPUTE_PRECISIONS
 from schedc_runtime.modes import REUSE_MODES
 
 if TYPE_CHECKING:
     from schedc.profile import Profile
 
-PRECISION_NAMES = ("int8", "fp8", "int4w")
+PRECISION_NAMES = tuple(p for p in COMPUTE_PRECISIONS if p != "native")  # the reduced precisions the format knows
 
 
 def check_budget(budget: float) -> float:
