@@ -54,6 +54,11 @@ _MODEL_KEYS = ("name", "fingerprint", "blocks", "steps", "timesteps", "cfg", "ti
 _CANONICAL = {a: a for a in ACTIONS}
 
 
+def timestep_key(t: float) -> float:
+    """How a timestep is matched to a schedule's step (the runtime and eval's early check agree)."""
+    return round(float(t), 4)
+
+
 def is_reuse(action: str) -> bool:
     return action in REUSE_MODES
 

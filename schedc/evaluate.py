@@ -26,6 +26,7 @@ from schedc.sampling import SamplerConfig
 from schedc.schedule import calibration_seeds, compute_from_schedule, derive_schedule
 from schedc.solvers.baselines import delta_dit_compute, fewer_steps_count, uniform_compute_steps
 from schedc_runtime.blockio import BlockIO
+from schedc_runtime.format import timestep_key
 from schedc_runtime.hookcore import CallHook, add_hook
 from schedc_runtime import Schedule, ScheduleFormatError, ScheduleHandle, apply_schedule, check_model
 
@@ -152,8 +153,8 @@ def held_out_reference(
 
 def check_timesteps(adapter: ModelAdapter, schedule: Schedule, sampler: SamplerConfig) -> None:
     """Before any model work: the timesteps the model will receive must be the schedule's own."""
-    expected = [round(float(t), 4) for t in adapter.model_timesteps(sampler)]
-    recorded = [round(float(t), 4) for t in schedule.model.timesteps]
+    expected = [timestep_key(t) for t in adapter.model_timesteps(sampler)]
+    recorded = [timestep_key(t) for t in schedule.model.timesteps]
     if expected != recorded:
         raise ScheduleError(f"the schedule was compiled for {len(recorded)} steps at timesteps {recorded[0]:g}..{recorded[-1]:g}, "
                             f"but this model's sampler gives {len(expected)} steps at {expected[0]:g}..{expected[-1]:g}: "
