@@ -117,21 +117,51 @@ def cmd_solve(args: argparse.Namespace) -> int:
     )
     if args.output:
         check_output(args.output, [args.profile])
-    context = SolveContext(iterations=args.iterations, seed=args.seed)  # for the learned solver and refinement
-    compiled = compile_solution(args.profile, args.budget, args.solver, constraints, args.allow, args.cost,
+    context = SolveContext(iterations=args.iterations, seed=args.seed, evaluations=args.evaluations,
+                           progress=not args.quiet)  # for the model-in-the-loop solvers and refinement
+    solver, context = _resolve_solver(args, context)
+    compiled = compile_solution(args.profile, args.budget, solver, constraints, args.allow, args.cost,
                                 args.refine, context)
     for i, r in enumerate(compiled.refine_history):
         print(f"refine round {i}: reuse x{r.reuse_scale:.3f}, quant x{r.quant_scale:.3f}: "
               f"predicted {r.predicted:.4f}, measured {r.measured:.4f} (calibration seeds)")
     solution, schedule = compiled.solution, compiled.schedule
-    suffix = "" if args.solver == "dp" else f"-{args.solver}"
+    suffix = "" if args.solver == "auto" else f"-{args.solver}"
     out = Path(args.output) if args.output else SCHEDULES / f"{schedule.model.name}{suffix}-b{args.budget:.2f}.yaml"
     check_output(out, [args.profile])
     save_schedule(schedule, out)
     secs = solution.stats.get("solve_seconds", 0.0)
+    measured = solution.stats.get("predicted_psnr")
+    predicted = (f"predicted PSNR {measured:.2f} dB / rel L2 {solution.predicted_error:.4f} (measured on "
+                 f"{solution.stats.get('predict_seeds')} calibration seeds it did not search on)" if measured is not None
+                 else f"predicted rel L2 {solution.predicted_error:.4f} (additive model)")
     print(f"wrote {out}: solver {solution.solver}, cost {solution.cost:.3f} of full (budget {args.budget:.2f}), "
-          f"predicted rel L2 {solution.predicted_error:.4f}, solved in {secs * 1000:.1f} ms")
+          f"{predicted}, solved in {secs:.2f} s")
     return 0
+
+
+def _resolve_solver(args: argparse.Namespace, context):
+    """`auto`: the closed-loop search when the profiled model loads here, else the DP (saying so).
+
+    Returns (solver name, context holding the loaded model so it is not loaded twice)."""
+    from dataclasses import replace
+
+    if args.solver != "auto":
+        return args.solver, context
+    if args.refine:
+        return "dp", context
+    from schedc.errors import ModelError
+    from schedc.models import load_recorded
+    from schedc.profile import Profile
+
+    meta = Profile.load(args.profile).meta
+    try:
+        adapter = load_recorded(meta)
+    except ModelError as exc:
+        print(f"schedc: the profiled model does not load here ({exc}): solving with the dp on the additive error model "
+              "(the closed-loop search needs the model)", file=sys.stderr)
+        return "dp", context
+    return "search", replace(context, adapter=adapter)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -275,9 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("profile", nargs="?", default=str(PROFILES / "reference-dit.profile.npz"),
                    help="profile file (default profiles/reference-dit.profile.npz)")
     p.add_argument("--budget", type=_budget, required=True, help="block compute as a fraction of full, in (0, 1]")
-    p.add_argument("--solver", default="dp", help="dp (default; exact for the additive error model, joint decisions "
-                   "included), ilp (CP-SAT with deployment constraints; no forecast), learned (router trained "
+    p.add_argument("--solver", default="auto", help="auto (default: search when the profiled model loads here, else dp), "
+                   "search (closed loop: DP and structured families as warm starts, local search on the final-sample "
+                   "error measured on calibration seeds), dp (exact for the additive error model, joint decisions "
+                   "included), ilp (CP-SAT with deployment constraints), learned (router trained "
                    "through rollouts; residual only), uniform or delta-dit")
+    p.add_argument("--evaluations", type=int, default=None, metavar="N",
+                   help="rollouts of the search's local search (default 80; it stops earlier at --time-limit)")
     p.add_argument("--allow", type=_options, default=None, metavar="OPTIONS",
                    help="decision set, comma-separated from residual,output,forecast,int8,fp8,int4w (default: all the profile measured)")
     p.add_argument("--cost", choices=("auto", "flops", "latency"), default="auto",
@@ -294,9 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-cache-mb", type=float, default=None, help="cache memory limit in MiB at calibration batch size (ilp)")
     p.add_argument("--depends", type=_depends, default=(), metavar="UP>DOWN,...",
                    help="block dependencies: when block UP refreshes, DOWN refreshes too, e.g. 0>1>2,4>5 (ilp)")
-    p.add_argument("--time-limit", type=float, default=30.0, help="solver time limit in seconds (ilp, default 30)")
+    p.add_argument("--time-limit", type=float, default=60.0, help="solver time limit in seconds (search, ilp; default 60)")
     p.add_argument("--first-full", type=int, default=1, help="the first K steps compute every block (default 1)")
     p.add_argument("-o", "--output", help="schedule file (default schedules/<model>-b<budget>.yaml)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_solve)
 
     p = sub.add_parser("eval", help="quality and measured speed of a schedule vs full compute (held-out seeds)")

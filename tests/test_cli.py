@@ -50,7 +50,7 @@ def run(argv, capsys):
         (["profile", "no-such-model"], "unknown model"),
         (["solve", "{profile}", "--budget", "0.1", "--solver", "ilp", "--allow", "residual", "--max-reuse", "1"],
          "infeasible: budget 0.1 is below the minimum"),
-        (["solve", "{profile}", "--budget", "0.5", "--max-reuse", "1"], "dp solver does not model max_reuse: use the ilp solver"),
+        (["solve", "{profile}", "--budget", "0.5", "--max-reuse", "1"], "solver does not model max_reuse: use the ilp solver"),
         (["solve", "{profile}", "--budget", "0.5", "--allow", "teleport"], "unknown option"),
         (["merge", "{profile}", "{profile}", "-o", "{root}/m.npz"], "sharing calibration seeds"),
     ],

@@ -43,7 +43,7 @@ def run(argv, capsys):
         (["solve", "{profile}", "--budget", "0.4", "-o", "{root}/a-directory"], "is a directory"),
         (["show", "{schedule}", "-o", "{root}/a-directory"], "is a directory"),
         (["solve", "{profile}", "--budget", "0.4", "-o", "{root}/a-file.txt/x.yaml"], "not a writable directory"),
-        (["solve", "{profile}", "--budget", "0.4", "-o", "/proc/schedc-test.yaml"], "cannot write"),
+        (["solve", "{profile}", "--budget", "0.4", "--solver", "dp", "-o", "/proc/schedc-test.yaml"], "cannot write"),
     ],
 )
 def test_outputs_never_clobber_inputs_or_trace_back(files, capsys, argv, message):

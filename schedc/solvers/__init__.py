@@ -62,6 +62,8 @@ SOLVERS: dict[str, Solver] = {s.name: s for s in (
            summary="CP-SAT with deployment constraints; no forecast"),
     Solver("learned", "schedc.solvers.learned:solve_learned", needs_model=True,
            summary="router trained through rollouts; residual only"),
+    Solver("search", "schedc.solvers.search:solve_search", needs_model=True,
+           summary="closed loop: DP and structured families as warm starts, local search on measured final error"),
     Solver("uniform", "schedc.solvers.baselines:solve_uniform", summary="every block refreshes at even intervals"),
     Solver("delta-dit", "schedc.solvers.baselines:solve_delta_dit", summary="Δ-DiT's stage-wise block caching"),
 )}

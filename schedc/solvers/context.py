@@ -23,7 +23,8 @@ class SolveContext:
         calibration seeds are the only inputs a solver may run, so evaluation's seeds stay disjoint.
     adapter / adapter_loader: the model, or how to load it; neither = the model the profile recorded.
     samples: calibration samples per rollout; None = the solver's default (learned 4, refine 8).
-    iterations, seed: training rollouts and seed of the learned router.
+    iterations, seed: training rollouts and seed of the learned router (seed: of the search's moves too).
+    evaluations: local-search rollouts of the closed-loop search; None = its default.
     progress: show progress bars.
     """
 
@@ -32,6 +33,7 @@ class SolveContext:
     adapter_loader: "Callable[[], ModelAdapter] | None" = None
     samples: int | None = None
     iterations: int = 60
+    evaluations: int | None = None
     seed: int = 0
     progress: bool = True
 
@@ -42,6 +44,8 @@ class SolveContext:
             raise SolverError("give a solve context either an adapter or an adapter_loader, not both")
         if self.samples is not None and self.samples < 1:
             raise SolverError(f"a solve context's samples must be >= 1, got {self.samples}")
+        if self.evaluations is not None and self.evaluations < 0:
+            raise SolverError(f"a solve context's evaluations must be >= 0, got {self.evaluations}")
         if self.iterations < 1:
             raise SolverError(f"a solve context's iterations must be >= 1, got {self.iterations}")
 
