@@ -161,6 +161,11 @@ def _resolve_solver(args: argparse.Namespace, context):
         print(f"schedc: the profiled model does not load here ({exc}): solving with the dp on the additive error model "
               "(the closed-loop search needs the model)", file=sys.stderr)
         return "dp", context
+    if adapter.fingerprint() != meta.fingerprint:
+        print(f"schedc: the model that loads as {meta.model!r} is not the profiled one (its blocks or weights' shapes "
+              "differ): solving with the dp on the additive error model (the closed-loop search needs the model)",
+              file=sys.stderr)
+        return "dp", context
     return "search", replace(context, adapter=adapter)
 
 

@@ -79,7 +79,7 @@ class RolloutScorer:
         if decisions not in self._memo:
             self.calls += 1
             schedule = build_schedule(self.profile, decisions, {"solver": "search"})
-            with apply_schedule(self.adapter.model, schedule, check_fingerprint=False):
+            with apply_schedule(self.adapter.model, schedule):
                 out = self.adapter.generate(self.inputs, self.sampler).float().clamp(-1, 1)
             if not torch.isfinite(out).all():
                 self._memo[decisions] = Score(-math.inf, math.inf)
@@ -226,6 +226,9 @@ def search_schedule(
     budget = check_budget(budget)
     if evaluations < 0 or samples < 1 or predict_samples < 0 or time_limit <= 0:
         raise SolverError("search needs evaluations >= 0, samples >= 1, predict_samples >= 0 and a positive time limit")
+    if adapter.fingerprint() != profile.meta.fingerprint:
+        raise SolverError(f"the search runs the profiled model, and {adapter.name} is not it (its blocks or weights' "
+                          "shapes differ): give the solve context the model the profile was made from")
     started = time.perf_counter()
     first = min(constraints.first_full, problem.num_steps)
     seeds = list(profile.meta.calibration_seeds)

@@ -1,0 +1,115 @@
+"""The closed-loop search solver and the structured families it starts from (tiny random DiT, 8 steps)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from schedc.cli import main
+from schedc.errors import SolverError
+from schedc.problem import problem_from_profile
+from schedc.schedule import read_schedule
+from schedc.solvers import SolveContext, get_solver
+from schedc.solvers.families import family_candidates, step_dp, warmup_interval
+from schedc.solvers.search import RolloutScorer, search_schedule
+from schedc_runtime.modes import REUSE_MODES
+
+from conftest import make_tiny_adapter
+
+
+def _search(adapter, profile, budget=0.5, seed=0, evaluations=12):
+    problem = problem_from_profile(profile)
+    return problem, search_schedule(adapter, profile, problem, budget, evaluations=evaluations, samples=3,
+                                    predict_samples=3, seed=seed, progress=False)
+
+
+def test_search_is_never_worse_than_any_warm_start_and_fits_the_budget(tiny_profile):
+    adapter = make_tiny_adapter()
+    problem, sol = _search(adapter, tiny_profile)
+    assert sol.cost <= 0.5 + 1e-9 and sol.solver == "search"
+    starts = sol.stats["warm_starts"]
+    assert {"dp", "warmup1/residual", "delta-dit/residual"} <= set(starts)
+    assert sol.stats["search_psnr"] >= max(starts.values()) - 1e-3
+    # re-scored independently on the same calibration samples: the winner beats every family
+    scorer = RolloutScorer(adapter, tiny_profile, list(tiny_profile.meta.calibration_seeds[:3]))
+    winner = scorer(sol.actions()).psnr
+    for cand in family_candidates(problem, 0.5):
+        assert winner >= scorer(cand.decisions).psnr - 1e-3, cand.name
+
+
+def test_search_is_deterministic_by_seed_and_predicts_on_unsearched_seeds(tiny_profile):
+    adapter = make_tiny_adapter()
+    _, a = _search(adapter, tiny_profile, seed=3)
+    _, b = _search(adapter, tiny_profile, seed=3)
+    assert a.actions() == b.actions() and a.stats["stopped_by"] == "evaluations"
+    held = list(tiny_profile.meta.calibration_seeds[3:6])
+    assert a.stats["predict_seeds"] == len(held) == 3
+    again = RolloutScorer(adapter, tiny_profile, held)(a.actions())
+    assert a.stats["predicted_psnr"] == pytest.approx(again.psnr, abs=1e-4)
+    assert a.predicted_error == pytest.approx(again.rel_l2, rel=1e-4)
+
+
+def test_search_refuses_a_model_that_is_not_the_profiled_one(tiny_profile):
+    with pytest.raises(SolverError, match="not it"):
+        _search(make_tiny_adapter(depth=3), tiny_profile)
+
+
+def test_registry_entry_takes_the_model_from_the_context(tiny_profile):
+    problem = problem_from_profile(tiny_profile)
+    context = SolveContext(profile=tiny_profile, adapter=make_tiny_adapter(), samples=2, evaluations=3, progress=False)
+    sol = get_solver("search")(problem, 0.4, context=context)
+    assert sol.cost <= 0.4 + 1e-9 and sol.stats["rollouts"] >= 1
+
+
+@pytest.mark.parametrize("budget", [0.2, 0.35, 0.6, 0.9])
+def test_families_fit_the_budget_and_keep_their_pattern(tiny_profile, budget):
+    problem = problem_from_profile(tiny_profile)
+    cands = family_candidates(problem, budget)
+    assert cands
+    for cand in cands:
+        _, cost = problem.evaluate_decisions(cand.decisions)
+        assert cost <= budget + 1e-9, cand.name
+        assert all(a == "native" for a in cand.decisions[0])
+        # a multi-compute mode is only used once its block has the history it reads
+        for b in range(problem.num_blocks):
+            computed = 0
+            for row in cand.decisions:
+                if row[b] in REUSE_MODES:
+                    assert REUSE_MODES[row[b]].history <= computed, cand.name
+                else:
+                    computed += 1
+    fb = warmup_interval(problem, budget, 1, first=1)
+    if fb is not None:
+        assert fb[:, 0].all()  # FirstBlockCache-like: the first block computes every step
+    warm = warmup_interval(problem, budget, 3)
+    if warm is not None:
+        assert warm[:3].all()
+
+
+def test_step_dp_is_optimal_for_the_summed_additive_error(tiny_profile):
+    problem = problem_from_profile(tiny_profile)
+    steps, blocks = problem.num_steps, problem.num_blocks
+
+    def error(chosen) -> float:
+        compute = np.zeros((steps, blocks), dtype=bool)
+        compute[list(chosen)] = True
+        return problem.predicted_error(compute)
+
+    for budget in (0.3, 0.5):
+        got = step_dp(problem, budget)
+        n = int(got.any(axis=1).sum())
+        assert problem.cost_of(got) <= budget + 1e-9
+        best = min(error((0, *rest)) for k in range(n) for rest in itertools.combinations(range(1, steps), k))
+        assert error(np.flatnonzero(got.any(axis=1))) == pytest.approx(best, rel=1e-9)
+
+
+def test_cli_falls_back_to_the_dp_when_the_profiled_model_is_not_here(tiny_profile, tmp_path, capsys):
+    path = tmp_path / "tiny.profile.npz"
+    tiny_profile.save(path)  # records the built-in reference-dit, whose shapes differ from the tiny model's
+    out = tmp_path / "s.yaml"
+    assert main(["solve", str(path), "--budget", "0.5", "-o", str(out)]) == 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "solving with the dp" in err
+    assert read_schedule(out).provenance["solver"] == "dp"
