@@ -84,10 +84,13 @@ def build_schedule(
 
 def schedule_from_solution(profile: Profile, solution: Solution, budget: float, extra: Mapping[str, Any] | None = None) -> Schedule:
     stats = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in solution.stats.items()}
+    # seeds a model-in-the-loop solver ran beyond the profile's are calibration seeds too (never evaluated on)
+    extra_seeds = parse_ranges(str(stats["prediction_seeds"]), 1 << 62, "prediction_seeds") if "prediction_seeds" in stats else []
     return build_schedule(
         profile,
         solution.actions(),
         {
+            "calibration_seeds": format_ranges([*profile.meta.calibration_seeds, *extra_seeds]),
             "solver": solution.solver,
             "budget": round(float(budget), 4),
             "predicted": {"cost": round(solution.cost, 4), "rel_l2": round(solution.predicted_error, 5)},

@@ -13,7 +13,7 @@ from schedc.problem import problem_from_profile
 from schedc.schedule import read_schedule
 from schedc.solvers import SolveContext, get_solver
 from schedc.solvers.families import family_candidates, step_dp, warmup_interval
-from schedc.solvers.search import RolloutScorer, search_schedule
+from schedc.solvers.search import RolloutScorer, prediction_seeds, search_schedule
 from schedc_runtime.modes import REUSE_MODES
 
 from conftest import make_tiny_adapter
@@ -44,8 +44,9 @@ def test_search_is_deterministic_by_seed_and_predicts_on_unsearched_seeds(tiny_p
     _, a = _search(adapter, tiny_profile, seed=3)
     _, b = _search(adapter, tiny_profile, seed=3)
     assert a.actions() == b.actions() and a.stats["stopped_by"] == "evaluations"
-    held = list(tiny_profile.meta.calibration_seeds[3:6])
-    assert a.stats["predict_seeds"] == len(held) == 3
+    calib = list(tiny_profile.meta.calibration_seeds)
+    held = prediction_seeds(calib, 3)
+    assert a.stats["predict_seeds"] == len(held) == 3 and not set(held) & set(calib)
     again = RolloutScorer(adapter, tiny_profile, held)(a.actions())
     assert a.stats["predicted_psnr"] == pytest.approx(again.psnr, abs=1e-4)
     assert a.predicted_error == pytest.approx(again.rel_l2, rel=1e-4)
@@ -113,3 +114,12 @@ def test_cli_falls_back_to_the_dp_when_the_profiled_model_is_not_here(tiny_profi
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "solving with the dp" in err
     assert read_schedule(out).provenance["solver"] == "dp"
+
+
+def test_the_schedule_records_the_prediction_seeds_as_calibration_seeds(tiny_profile):
+    from schedc.schedule import calibration_seeds, schedule_from_solution
+
+    _, sol = _search(make_tiny_adapter(), tiny_profile, evaluations=2)
+    schedule = schedule_from_solution(tiny_profile, sol, 0.5)
+    calib = set(tiny_profile.meta.calibration_seeds)
+    assert calibration_seeds(schedule) == calib | set(prediction_seeds(sorted(calib), 3))

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class SolveContext:
     """profile: the profile the Problem was built from (None: the one `compile_schedule` compiles); its
-        calibration seeds are the only inputs a solver may run, so evaluation's seeds stay disjoint.
+        calibration seeds are the only inputs a solver may run (the search also runs fresh seeds right after
+        them, which its schedule records as calibration seeds), so evaluation's seeds stay disjoint.
     adapter / adapter_loader: the model, or how to load it; neither = the model the profile recorded.
     samples: calibration samples per rollout; None = the solver's default (learned 4, refine 8).
     iterations, seed: training rollouts and seed of the learned router (seed: of the search's moves too).

@@ -168,7 +168,9 @@ def family_candidates(problem: Problem, budget: float, first_full: int = 1) -> l
     """Every structured family at `budget`, in each reuse mode the problem allows; deduplicated."""
     out: dict[Decisions, str] = {}
     patterns = list(_structured(problem, budget, first_full))
-    for mode in problem.reuse_modes:
+    # output reuse only where a block has nothing better (UNet blocks): elsewhere it is dominated by residual reuse
+    modes = [m for m in problem.reuse_modes if m != "output" or not any("residual" in ms for ms in block_modes(problem))]
+    for mode in modes:
         for name, compute in patterns:
             if compute is not None:
                 out.setdefault(grid_from_compute(problem, compute, mode), f"{name}/{mode}")
@@ -177,7 +179,7 @@ def family_candidates(problem: Problem, budget: float, first_full: int = 1) -> l
         if compute is not None:
             compute[:first_full] = True
             if problem.cost_of(compute) <= budget * (1 + 1e-9):
-                for reuse in problem.reuse_modes:
+                for reuse in modes:
                     out.setdefault(grid_from_compute(problem, compute, reuse), f"step-dp/{reuse}")
     return [Candidate(name, grid) for grid, name in out.items()]
 

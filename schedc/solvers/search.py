@@ -13,8 +13,9 @@ interaction is in the score.
 2. Local search from the best: budget-feasible moves (shift a block's compute to a nearby step,
    move a whole refresh step, trade a compute between blocks, switch the reuse mode of a step or a
    block, spend leftover budget), first improvement, deterministic by seed.
-3. Prediction: the winner is measured again on calibration seeds the search never scored, so the
-   predicted PSNR / rel L2 in the schedule is an unbiased estimate for new inputs.
+3. Prediction: the winner is measured again on fresh seeds right after the profile's calibration seeds
+   (the schedule records them as calibration seeds, so evaluation never uses them) that the search never
+   scored, so the predicted PSNR / rel L2 in the schedule is an unbiased estimate for new inputs.
 
 The result is never worse on the search's calibration samples than any warm start. Deterministic by
 seed as long as the evaluation budget (`evaluations`) ends the search; the time limit is a guard
@@ -32,6 +33,7 @@ import torch
 from tqdm import tqdm
 
 from schedc.errors import SolverError
+from schedc.evaluate import EVAL_SEED_START
 from schedc.metrics import psnr, rel_l2
 from schedc.models.adapter import ModelAdapter
 from schedc.problem import Problem, check_budget
@@ -43,9 +45,10 @@ from schedc.solvers.context import SolveContext
 from schedc.solvers.families import Candidate, Decisions, block_modes, family_candidates
 from schedc_runtime import apply_schedule
 from schedc_runtime.modes import REUSE_MODES
+from schedc_runtime.safeyaml import format_ranges
 
 SEARCH_SAMPLES = 16  # calibration samples each candidate is scored on
-PREDICT_SAMPLES = 16  # further calibration samples the winner's prediction is measured on
+PREDICT_SAMPLES = 32  # fresh calibration-side samples the winner's prediction is measured on
 EVALUATIONS = 80  # rollouts of the local search (the deterministic stopping rule)
 
 
@@ -217,6 +220,15 @@ def _dp_candidates(problem: Problem, budget: float, constraints: Constraints) ->
     return out, failures
 
 
+def prediction_seeds(calibration: list[int], count: int) -> list[int]:
+    """`count` seeds right after the profile's calibration seeds: calibration-side (recorded as such in the
+    schedule, so evaluation refuses them), never scored by the search, so the prediction is unbiased."""
+    start = max(calibration) + 1
+    if start + count > EVAL_SEED_START:
+        raise SolverError(f"prediction seeds {start}..{start + count - 1} would reach the evaluation seeds ({EVAL_SEED_START}..)")
+    return list(range(start, start + count))
+
+
 def search_schedule(
     adapter: ModelAdapter, profile: Profile, problem: Problem, budget: float, constraints: Constraints = Constraints(),
     *, evaluations: int = EVALUATIONS, samples: int = SEARCH_SAMPLES, predict_samples: int = PREDICT_SAMPLES,
@@ -265,12 +277,13 @@ def search_schedule(
             bar.set_postfix(psnr=f"{best_score.psnr:.2f}")
     bar.close()
     predicted = best_score
-    held = seeds[samples: samples + predict_samples]
+    held = prediction_seeds(seeds, predict_samples)
     if held:
         predicted = RolloutScorer(adapter, profile, held)(best.decisions)
     pred_error, cost = problem.evaluate_decisions(best.decisions)
     stats = {"solve_seconds": time.perf_counter() - started, "start": start_name, "search_psnr": best_score.psnr,
-             "predicted_psnr": predicted.psnr, "predict_seeds": len(held), "search_seeds": samples,
+             "predicted_psnr": predicted.psnr, "predict_seeds": len(held), "search_seeds": min(samples, len(seeds)),
+             **({"prediction_seeds": format_ranges(held)} if held else {}),
              "rollouts": scorer.calls, "accepted": sum(accepted.values()), "stopped_by": stopped, "seed": seed,
              "additive_rel_l2": pred_error if math.isfinite(pred_error) else None, "warm_starts": start_scores}
     compute = np.array([[a not in REUSE_MODES for a in row] for row in best.decisions], dtype=bool)
