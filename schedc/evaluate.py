@@ -61,6 +61,7 @@ class Metrics:
     ideal_speedup: float
     predicted_rel_l2: float | None
     steps: int
+    predicted_psnr: float | None = None  # the closed-loop search's measurement on fresh calibration seeds
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -85,12 +86,14 @@ class EvalReport:
         }
 
     def table(self) -> str:
-        header = f"{'variant':<14}{'steps':>6}{'cost':>7}{'PSNR':>8}{'SSIM':>7}{'relL2':>8}{'pred':>8}{'acc':>6}{'speedup':>9}{'ideal':>7}{'meas/ideal':>11}"
+        header = (f"{'variant':<14}{'steps':>6}{'cost':>7}{'PSNR':>8}{'predPSNR':>9}{'SSIM':>7}{'relL2':>8}{'pred':>8}{'acc':>6}"
+                  f"{'speedup':>9}{'ideal':>7}{'meas/ideal':>11}")
         rows = [header, "-" * len(header)]
         for name, m in [("schedule", self.schedule), *self.baselines.items()]:
             pred = f"{m.predicted_rel_l2:.4f}" if m.predicted_rel_l2 is not None else "-"
+            pred_psnr = f"{m.predicted_psnr:.2f}" if m.predicted_psnr is not None else "-"
             rows.append(
-                f"{name:<14}{m.steps:>6}{m.cost:>7.3f}{m.psnr:>8.2f}{m.ssim:>7.3f}{m.rel_l2:>8.4f}{pred:>8}"
+                f"{name:<14}{m.steps:>6}{m.cost:>7.3f}{m.psnr:>8.2f}{pred_psnr:>9}{m.ssim:>7.3f}{m.rel_l2:>8.4f}{pred:>8}"
                 f"{_acc(m.class_acc):>6}{m.speedup:>8.2f}x{m.ideal_speedup:>6.2f}x{m.speedup / m.ideal_speedup:>11.2f}"
             )
         kernels = self.settings.get("runtime", {}).get("kernels")
@@ -346,6 +349,7 @@ def evaluate(
             class_acc=adapter.class_accuracy(samples[name], inputs.labels),
             cost=c, speedup=speedups[name], ideal_speedup=ideal,
             predicted_rel_l2=predicted.get(name), steps=variant.num_steps,
+            predicted_psnr=_predicted_psnr(variant) if name == "schedule" else None,
         )
 
     return EvalReport(
@@ -369,6 +373,11 @@ def _acc(value: float | None) -> str:
 
 def _finite(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
+
+
+def _predicted_psnr(schedule: Schedule) -> float | None:
+    value = (schedule.provenance.get("stats") or {}).get("predicted_psnr")
+    return float(value) if value is not None else None
 
 
 def _predicted(schedule: Schedule) -> float | None:
