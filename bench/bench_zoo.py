@@ -583,7 +583,8 @@ def update_readme(summary: str) -> None:
     start, end = (text.find(m) for m in README_MARKERS)
     if start < 0 or end < start:
         raise SchedcError(f"README.md has no {README_MARKERS[0]} ... {README_MARKERS[1]} block")
-    table = "\n".join(line for line in summary.splitlines() if line.startswith("|") or line.startswith("Settings:"))
+    table = "\n".join(line for line in summary.splitlines() if line.startswith("|"))
+    table += "\n\n" + next(line for line in summary.splitlines() if line.startswith("Settings:"))
     atomic_write_text(path, text[: start + len(README_MARKERS[0])] + "\n" + table + "\n" + text[end:])
 
 
