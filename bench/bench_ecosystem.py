@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from schedc.atomic import atomic_write_text  # noqa: E402
 from schedc.ecosystem import ECOSYSTEM_CACHES, NotApplicable, apply_ecosystem_cache  # noqa: E402
-from schedc.evaluate import EVAL_SEED_START, replaying  # noqa: E402
+from schedc.evaluate import EVAL_SEED_START, replaying, sampler_of  # noqa: E402
 from schedc.metrics import quality  # noqa: E402
 from schedc.models import ModelAdapter, load_recorded  # noqa: E402
 from schedc.plots import pareto_plot  # noqa: E402
@@ -46,13 +46,15 @@ from schedc.solvers import Constraints, get_solver  # noqa: E402
 
 # Attached: enter -> a factory of per-generation contexts; exit detaches.
 Attach = Callable[[], ContextManager[Callable[[], ContextManager[None]]]]
+Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class Variant:
-    family: str  # "full", "schedc" or an ecosystem cache name
+    family: str  # "full", "schedc", a baseline name or an ecosystem cache name
     setting: str
     attach: Attach
+    sampler: SamplerConfig | None = None  # None: the bench's sampler; a fewer-steps baseline brings its own
 
 
 @contextlib.contextmanager
@@ -60,15 +62,24 @@ def _bare() -> Iterator[Callable[[], ContextManager[None]]]:
     yield contextlib.nullcontext
 
 
-def _schedc_variant(adapter: ModelAdapter, schedule, budget: float) -> Variant:
+def full_variant() -> Variant:
+    return Variant("full", "full compute", _bare)
+
+
+def schedule_variant(adapter: ModelAdapter, schedule, family: str, setting: str) -> Variant:
+    """A schedc-format schedule (a solver's, or a baseline's) replayed by the runtime, at its own sampler."""
     @contextlib.contextmanager
     def attach():
         with replaying(adapter, schedule):
             yield contextlib.nullcontext
-    return Variant("schedc", f"dp b={budget:.2f}", attach)
+    return Variant(family, setting, attach, sampler_of(schedule))
 
 
-def _eco_variant(adapter: ModelAdapter, name: str, settings: dict, steps: int) -> Variant:
+def _schedc_variant(adapter: ModelAdapter, schedule, budget: float) -> Variant:
+    return schedule_variant(adapter, schedule, "schedc", f"dp b={budget:.2f}")
+
+
+def eco_variant(adapter: ModelAdapter, name: str, settings: dict, steps: int) -> Variant:
     @contextlib.contextmanager
     def attach():
         handle = apply_ecosystem_cache(adapter.model, name, settings, num_steps=steps)
@@ -80,7 +91,48 @@ def _eco_variant(adapter: ModelAdapter, name: str, settings: dict, steps: int) -
     return Variant(name, label, attach)
 
 
-def _generate(adapter: ModelAdapter, variant: Variant, inputs, sampler, batch: int) -> torch.Tensor:
+_eco_variant = eco_variant
+
+
+def calibrate_magcache(adapter: ModelAdapter, sampler: SamplerConfig, calib_seeds, settings: dict) -> list[float]:
+    """MagCache's own calibration mode, one generation on `calib_seeds` (calibration seeds, never held-out)."""
+    calib = adapter.make_inputs(list(calib_seeds))
+    handle = apply_ecosystem_cache(adapter.model, "magcache", dict(settings), num_steps=sampler.steps,
+                                   calibrate=lambda: adapter.generate(calib, sampler))
+    try:
+        return list(handle.info["mag_ratios"])
+    finally:
+        handle.remove()
+
+
+def ecosystem_variants(
+    adapter: ModelAdapter, sampler: SamplerConfig, caches, calib_seeds, mag_ratios: list[float] | None = None,
+) -> tuple[list[Variant], list[str], list[float] | None]:
+    """Every applicable setting of every cache in `caches` (keys of ECOSYSTEM_CACHES).
+
+    A cache whose first setting raises NotApplicable is skipped whole (the reason is in the second
+    return value). MagCache is calibrated once on `calib_seeds` unless `mag_ratios` is given; the
+    ratios used come back third, so a caller can keep them.
+    """
+    variants, skipped = [], []
+    for name in caches:
+        for settings in ECOSYSTEM_CACHES[name]:
+            settings = dict(settings)
+            try:
+                if name == "magcache":
+                    if mag_ratios is None:
+                        mag_ratios = calibrate_magcache(adapter, sampler, calib_seeds, settings)
+                    settings["mag_ratios"] = mag_ratios
+                apply_ecosystem_cache(adapter.model, name, settings, num_steps=sampler.steps).remove()
+            except NotApplicable as exc:
+                skipped.append(f"{name}: {exc}")
+                break
+            variants.append(eco_variant(adapter, name, settings, sampler.steps))
+    return variants, skipped, mag_ratios
+
+
+def generate_variant(adapter: ModelAdapter, variant: Variant, inputs, sampler, batch: int) -> torch.Tensor:
+    sampler = variant.sampler or sampler
     out = []
     with variant.attach() as generation:
         for i in range(0, len(inputs), batch):
@@ -89,14 +141,20 @@ def _generate(adapter: ModelAdapter, variant: Variant, inputs, sampler, batch: i
     return torch.cat(out)
 
 
-def _time_rounds(adapter: ModelAdapter, variants: list[Variant], inputs, sampler, rounds: int, log) -> list[float]:
-    """Median over rounds of full time / variant time; every variant once per round, order rotating."""
+_generate = generate_variant
+
+
+def time_rounds(adapter: ModelAdapter, variants: list[Variant], inputs, sampler, rounds: int, log: Log) -> list[float]:
+    """Median over rounds of full time / variant time; every variant once per round, order rotating.
+
+    variants[0] must be full compute. A variant with its own sampler (fewer steps) generates with it.
+    """
     times = [[] for _ in variants]
 
     def run(i: int) -> float:
         with variants[i].attach() as generation, generation():
             started = time.perf_counter()
-            adapter.generate(inputs, sampler)
+            adapter.generate(inputs, variants[i].sampler or sampler)
             return time.perf_counter() - started
 
     for i in range(len(variants)):  # warm-up
@@ -108,6 +166,24 @@ def _time_rounds(adapter: ModelAdapter, variants: list[Variant], inputs, sampler
             times[i].append(run(i))
         log(f"timing round {r + 1}/{rounds} done")
     return [statistics.median(f / v for f, v in zip(times[0], t)) for t in times]
+
+
+_time_rounds = time_rounds
+
+
+def match_rows(rows: list[dict], ours: str = "schedc", skip: tuple[str, ...] = ("full",)) -> None:
+    """For every other row: the `ours` row with the best PSNR among those at least as fast.
+
+    Sets row["schedc"] (its setting, psnr, speedup; None when none is as fast) and row["delta_psnr"].
+    """
+    mine = [r for r in rows if r["family"] == ours]
+    for r in rows:
+        if r["family"] == ours or r["family"] in skip:
+            continue
+        faster = [o for o in mine if o["speedup"] >= r["speedup"]]
+        best = max(faster, key=lambda o: o["psnr"]) if faster else None
+        r["schedc"] = None if best is None else {k: best[k] for k in ("setting", "psnr", "speedup")}
+        r["delta_psnr"] = None if best is None else best["psnr"] - r["psnr"]
 
 
 def main() -> None:
@@ -128,55 +204,32 @@ def main() -> None:
     profile = Profile.load(args.profile or ROOT / "profiles" / f"{args.model}.profile.npz")
     adapter = load_recorded(profile.meta)
     sampler = SamplerConfig(**profile.meta.sampler)  # the guidance, steps and CFG the profile was measured at
-    steps = sampler.steps
     cost = resolve_cost(profile, "auto")
     problem = problem_from_profile(profile, None, cost)
-    variants = [Variant("full", "full compute", _bare)]
+    variants = [full_variant()]
     for budget in (float(b) for b in args.budgets.split(",")):
         solution = get_solver("dp")(problem, budget, Constraints())
         schedule = schedule_from_solution(profile, solution, budget, {"cost_model": cost})
         variants.append(_schedc_variant(adapter, schedule, budget))
-    calib = adapter.make_inputs(profile.meta.calibration_seeds[:16])
-    mag_ratios = None
-    skipped = []
-    for name in args.caches.split(","):
-        for settings in ECOSYSTEM_CACHES[name]:
-            settings = dict(settings)
-            if name == "magcache":
-                if mag_ratios is None:  # MagCache's own calibration mode, once, on calibration seeds
-                    handle = apply_ecosystem_cache(adapter.model, name, settings, num_steps=steps,
-                                                   calibrate=lambda: adapter.generate(calib, sampler))
-                    mag_ratios = handle.info["mag_ratios"]
-                    handle.remove()
-                settings["mag_ratios"] = mag_ratios
-            try:
-                apply_ecosystem_cache(adapter.model, name, settings, num_steps=steps).remove()
-            except NotApplicable as exc:
-                skipped.append(f"{name}: {exc}")
-                break
-            variants.append(_eco_variant(adapter, name, settings, steps))
+    eco, skipped, _ = ecosystem_variants(adapter, sampler, args.caches.split(","),
+                                         profile.meta.calibration_seeds[:16])
+    variants += eco
 
     seeds = list(range(EVAL_SEED_START, EVAL_SEED_START + args.samples))
     inputs = adapter.make_inputs(seeds)
     log(f"{adapter.name}: {len(variants)} variants, quality on {len(seeds)} held-out samples")
-    samples = [_generate(adapter, v, inputs, sampler, 32) for v in variants]
+    samples = [generate_variant(adapter, v, inputs, sampler, 32) for v in variants]
     full = samples[0]
     timing_inputs = adapter.make_inputs(seeds[: args.timing_batch])
-    speedups = _time_rounds(adapter, variants, timing_inputs, sampler, args.rounds, log)
+    speedups = time_rounds(adapter, variants, timing_inputs, sampler, args.rounds, log)
 
     rows = []
     for v, s, speed in zip(variants, samples, speedups):
         q = quality(s, full)
         rows.append({"family": v.family, "setting": v.setting, "psnr": q["psnr"], "rel_l2": q["rel_l2"],
                      "speedup": speed, "class_acc": adapter.class_accuracy(s, inputs.labels)})
+    match_rows(rows)
     ours = [r for r in rows if r["family"] == "schedc"]
-    for r in rows:
-        if r["family"] in ("full", "schedc"):
-            continue
-        faster = [o for o in ours if o["speedup"] >= r["speedup"]]
-        best = max(faster, key=lambda o: o["psnr"]) if faster else None
-        r["schedc"] = None if best is None else {k: best[k] for k in ("setting", "psnr", "speedup")}
-        r["delta_psnr"] = None if best is None else best["psnr"] - r["psnr"]
 
     out = Path(args.out or ROOT / "bench" / "results" / f"ecosystem-{adapter.name}")
     settings = {"model": adapter.name, "sampler": sampler.to_dict(), "eval_seeds": f"{seeds[0]}-{seeds[-1]}",

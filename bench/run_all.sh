@@ -21,8 +21,9 @@ declare -A CMD=(
   [matched]="python bench/bench_matched.py"
   [eco-digits]="python bench/bench_ecosystem.py --model digits-dit"
   [eco-reference]="python bench/bench_ecosystem.py --model reference-dit --threads 1"
+  [zoo]="python bench/bench_zoo.py --readme"
 )
-ORDER=(forecast2 budgets joint digits dp ilp overhead refine eco-digits matched compare learned eco-reference)
+ORDER=(forecast2 budgets joint digits dp ilp overhead refine eco-digits matched compare learned eco-reference zoo)
 steps=("${@:-${ORDER[@]}}")
 for step in "${steps[@]}"; do
   [ -n "${CMD[$step]:-}" ] || { echo "unknown step $step (known: ${ORDER[*]})"; exit 2; }

@@ -1,0 +1,660 @@
+"""schedc's default solver vs every baseline and ecosystem cache, on every zoo model, at matched measured speed.
+
+    python bench/bench_zoo.py                                   # every zoo/NAME with a zoo.json, plus digits-dit
+    python bench/bench_zoo.py --models zoo/pixart-cross,digits-dit --solver dp
+    python bench/bench_zoo.py --summary-only                    # rebuild summary.md from the per-model JSONs
+
+Per model (issue #11, deliverable 5), each stage cached under --work/<model>/ so a rerun resumes:
+
+1. profile (`schedc.profiler.profile_model`, calibration seeds 0..--calib-1) at the sampler the model
+   names: zoo.json's steps / guidance_scale / cfg for a zoo folder, the built-in's default otherwise;
+   everything after runs at the sampler recorded in that profile;
+2. schedc schedules at every --budgets with --solver (default: the closed-loop search, --evaluations
+   rollouts, on the profile's calibration seeds), saved as <solver>-b0.30.yaml;
+3. baselines at --baseline-budgets as `schedc eval --baselines` builds them (fewer steps, with its own
+   sampler; uniform; Δ-DiT);
+4. the ecosystem's caches over their settings grids (schedc.ecosystem.ECOSYSTEM_CACHES; MagCache
+   calibrated on this model on calibration seeds 0-15); a cache that cannot run here is listed, not run;
+5. quality: PSNR / SSIM / rel L2 vs full compute on held-out seeds 1000000.. (--samples);
+6. speed: every variant in the same interleaved rounds (--rounds x --timing-batch samples, order
+   rotating), speedup = median over rounds of full time / variant time;
+7. matching: for every baseline and ecosystem row, the schedc schedule with the best PSNR among those
+   measured at least as fast in those rounds; the row is lost when ΔPSNR <= 0 or none is as fast.
+
+Acceptance checks reported per model: (a) the search's predicted PSNR (provenance stats
+`predicted_psnr`, measured on calibration seeds it did not search on) within ±1 dB of the held-out
+PSNR; (b) held-out PSNR rises with budget over 0.1-0.9 (no drop, and no stretch longer than 0.1
+rising by less than --flat-db).
+
+Writes <out>/<model>.{json,md,png} and <out>/summary.md (default out: bench/results/zoo).
+The machinery shared with bench_ecosystem.py (variants, MagCache calibration, interleaved timing,
+matching) is imported from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import shlex
+import statistics
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_ecosystem import (Variant, ecosystem_variants, full_variant, generate_variant, match_rows,  # noqa: E402
+                             schedule_variant, time_rounds)
+from schedc.atomic import atomic_write_text  # noqa: E402
+from schedc.errors import SchedcError  # noqa: E402
+from schedc.ecosystem import ECOSYSTEM_CACHES  # noqa: E402
+from schedc.evaluate import BASELINES, EVAL_SEED_START, baseline_schedule, block_cost, time_interleaved  # noqa: E402
+from schedc.metrics import check_reference, quality  # noqa: E402
+from schedc.models import BUILTIN_MODELS, ModelAdapter, load_model  # noqa: E402
+from schedc.plots import pareto_plot  # noqa: E402
+from schedc.profile import Profile  # noqa: E402
+from schedc.sampler_config import SamplerConfig  # noqa: E402
+from schedc.schedule import build_schedule, read_schedule, save_schedule  # noqa: E402
+from schedc_runtime import dump_schedule  # noqa: E402
+
+DEFAULT_BUDGETS = "0.1,0.15,0.2,0.25,0.3,0.4,0.5,0.6,0.7,0.8,0.9"
+DEFAULT_BASELINE_BUDGETS = "0.15,0.2,0.3,0.4,0.5,0.6"
+MAGCACHE_CALIB = 16  # calibration seeds 0..15 for MagCache's own calibration mode
+PREDICTION_DB = 1.0  # acceptance (a): |predicted - measured| PSNR within this
+PREDICTION_SHARE = 0.8  # ... for at least this share of the schedc rows
+MONOTONE_RANGE = (0.1, 0.9)  # acceptance (b): budgets checked
+MONOTONE_STRETCH = 0.1  # ... no flat stretch longer than this
+
+
+# -- models ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model as the bench takes it: a built-in name or a zoo folder (with its zoo.json)."""
+
+    spec: str  # as given on the command line
+    name: str
+    source: str  # what load_model takes
+    classes: tuple[int, ...] | None = None
+    cond: str | None = None
+    steps: int | None = None
+    guidance_scale: float | None = None
+    cfg: str | None = None
+    zoo: dict | None = None
+
+    def load(self) -> ModelAdapter:
+        return load_model(self.source, classes=self.classes, cond=self.cond)
+
+    def sampler(self, adapter: ModelAdapter) -> SamplerConfig:
+        return adapter.default_sampler.with_changes(steps=self.steps, guidance_scale=self.guidance_scale, cfg=self.cfg)
+
+
+def _classes(value) -> tuple[int, ...] | None:
+    """zoo.json's classes: null, a list of ids, or ranges like "0-9" / "0-4,7" (as `schedc profile --classes`)."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return tuple(int(v) for v in value)
+    from schedc.cli import _classes as parse  # the CLI's own parser, so the bench reads ranges as it does
+
+    return tuple(parse(str(value)))
+
+
+def model_spec(spec: str, zoo_root: Path) -> ModelSpec:
+    if spec in BUILTIN_MODELS:
+        return ModelSpec(spec, spec, spec)
+    candidates = [Path(spec), ROOT / spec, zoo_root / spec]
+    if spec.startswith("zoo/"):
+        candidates.append(zoo_root / spec[len("zoo/"):])
+    folder = next((c for c in candidates if (c / "zoo.json").is_file()), None)
+    if folder is None:
+        raise SchedcError(f"model {spec!r}: not a built-in ({', '.join(BUILTIN_MODELS)}) and no zoo.json in any of "
+                          + ", ".join(str(c) for c in candidates))
+    folder = folder.resolve()
+    try:
+        zoo = json.loads((folder / "zoo.json").read_text())
+    except ValueError as exc:
+        raise SchedcError(f"{folder / 'zoo.json'} is not valid JSON ({exc})") from None
+    cond = zoo.get("cond")
+    return ModelSpec(spec, folder.name, str(folder), classes=_classes(zoo.get("classes")),
+                     cond=str(folder / cond) if cond else None, steps=zoo.get("steps"),
+                     guidance_scale=zoo.get("guidance_scale"), cfg=zoo.get("cfg"), zoo=zoo)
+
+
+def default_models(zoo_root: Path) -> list[str]:
+    zoo = sorted(f"zoo/{p.parent.name}" for p in zoo_root.glob("*/zoo.json")) if zoo_root.is_dir() else []
+    return zoo + ["digits-dit"]
+
+
+# -- cached stages -----------------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _write_json(path: Path, data) -> None:
+    atomic_write_text(path, json.dumps(data, indent=1, default=_jsonable))
+
+
+def _jsonable(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class Bench:
+    """One model through every stage; each stage reads its cache under `work` or writes it."""
+
+    def __init__(self, spec: ModelSpec, args: argparse.Namespace, log) -> None:
+        self.spec, self.args = spec, args
+        self.work = Path(args.work) / spec.name
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.started = time.perf_counter()
+        self._log = log
+        self.log("loading model")
+        self.adapter = spec.load()
+
+    def log(self, message: str, stage: str = "") -> None:
+        self._log(f"[{time.perf_counter() - self.started:7.1f}s] {self.spec.name}: {stage + ': ' if stage else ''}{message}")
+
+    # (i) profile
+    def profile(self) -> Profile:
+        from schedc.profiler import ProfileConfig, profile_model
+
+        path = self.work / "profile.npz"
+        sampler = self.spec.sampler(self.adapter)
+        if path.exists():
+            profile = Profile.load(path)
+            meta = profile.meta
+            if (meta.fingerprint == self.adapter.fingerprint() and meta.sampler == sampler.to_dict()
+                    and len(meta.calibration_seeds) == self.args.calib):
+                self.log(f"cached {path}", "profile")
+                self.profile_path = path
+                return profile
+            self.log(f"{path} is for another model, sampler or calibration size: profiling again", "profile")
+        self.log(f"{self.args.calib} calibration samples, sampler {sampler.to_dict()}", "profile")
+        profile = profile_model(self.adapter, sampler, ProfileConfig(calib_samples=self.args.calib), progress=False)
+        profile.save(path)
+        self.log(f"wrote {path} ({profile.meta.profile_seconds:.0f}s)", "profile")
+        self.profile_path = path
+        return profile
+
+    # (ii) schedc schedules
+    def schedules(self, profile: Profile) -> tuple[dict[float, object], list[str]]:
+        from schedc.compile import compile_solution
+        from schedc.solvers import Constraints, SolveContext
+
+        args = self.args
+        index_path = self.work / "schedules.json"
+        index = _read_json(index_path) or {}
+        settings = {"solver": args.solver, "evaluations": args.evaluations, "time_limit": args.time_limit,
+                    "profile": profile.digest()}
+        out, failed = {}, []
+        for budget in args.budgets:
+            path = self.work / f"{args.solver}-b{budget:.2f}.yaml"
+            entry = index.get(path.name)
+            if path.exists() and entry and entry.get("settings") == settings:
+                out[budget] = read_schedule(path)
+                continue
+            self.log(f"budget {budget:.2f} ({args.solver}, {args.evaluations} evaluations)", "solve")
+            started = time.perf_counter()
+            try:
+                compiled = compile_solution(
+                    self.profile_path, budget, solver=args.solver, constraints=Constraints(time_limit=args.time_limit),
+                    context=SolveContext(adapter=self.adapter, evaluations=args.evaluations, progress=False))
+            except SchedcError as exc:
+                self.log(f"budget {budget:.2f}: no schedule ({exc})", "solve")
+                failed.append(f"{args.solver} b={budget:.2f}: {exc}")
+                continue
+            save_schedule(compiled.schedule, path)
+            index[path.name] = {"settings": settings, "seconds": round(time.perf_counter() - started, 2)}
+            _write_json(index_path, index)
+            stats = compiled.schedule.provenance.get("stats") or {}
+            self.log(f"budget {budget:.2f}: {time.perf_counter() - started:.1f}s"
+                     + (f", predicted PSNR {stats['predicted_psnr']:.2f} dB (start {stats.get('start')}, "
+                        f"stopped by {stats.get('stopped_by')})" if "predicted_psnr" in stats else ""), "solve")
+            out[budget] = read_schedule(path)
+        return out, failed
+
+    # non-block share: sizes the fewer-steps baseline
+    def nonblock_share(self, sampler: SamplerConfig, timing_inputs) -> float:
+        path = self.work / "nonblock.json"
+        key = {"threads": torch.get_num_threads(), "timing_batch": self.args.timing_batch, "sampler": sampler.to_dict()}
+        cached = _read_json(path)
+        if cached and cached.get("key") == key:
+            return float(cached["nonblock_share"])
+        self.log("timing the non-block share (3 rounds)", "baselines")
+        speedups, _ = time_interleaved(self.adapter, {"full": None}, timing_inputs, 3, sampler)
+        share = 1.0 / speedups["skip"]
+        _write_json(path, {"key": key, "nonblock_share": share})
+        return share
+
+    # (iii) baselines
+    def baselines(self, profile: Profile, sampler: SamplerConfig, nonblock: float) -> tuple[list[tuple], list[str]]:
+        full = build_schedule(profile, np.ones((profile.num_steps, profile.num_blocks), dtype=bool),
+                              {"solver": "full"}, sampler)
+        out, failed = [], []
+        for budget in self.args.baseline_budgets:
+            for name in BASELINES:
+                try:
+                    schedule = baseline_schedule(name, full, budget, nonblock, self.adapter)
+                except SchedcError as exc:
+                    failed.append(f"{name} b={budget:.2f}: {exc}")
+                    continue
+                setting = f"b={budget:.2f}" + (f" ({schedule.num_steps} steps)" if name == "fewer-steps" else "")
+                out.append((name, setting, budget, schedule))
+        return out, failed
+
+    # (iv) ecosystem caches
+    def ecosystem(self, profile: Profile, sampler: SamplerConfig) -> tuple[list[Variant], list[str]]:
+        path = self.work / "magcache.json"
+        key = {"sampler": sampler.to_dict(), "seeds": MAGCACHE_CALIB, "fingerprint": self.adapter.fingerprint()}
+        cached = _read_json(path)
+        ratios = cached["mag_ratios"] if cached and cached.get("key") == key else None
+        caches = [c for c in self.args.caches.split(",") if c]
+        variants, skipped, ratios = ecosystem_variants(self.adapter, sampler, caches,
+                                                       profile.meta.calibration_seeds[:MAGCACHE_CALIB], ratios)
+        if ratios is not None:
+            _write_json(path, {"key": key, "mag_ratios": ratios})
+        self.mag_digest = _digest(json.dumps(ratios))
+        self.log(f"{len(variants)} settings" + (f"; not applicable: {'; '.join(skipped)}" if skipped else ""), "ecosystem")
+        return variants, skipped
+
+    def run(self) -> dict:
+        args = self.args
+        profile = self.profile()
+        sampler = SamplerConfig(**profile.meta.sampler)  # every later stage runs at the profile's sampler
+        block_flops, _ = self.adapter.flops()
+        schedules, failed = self.schedules(profile)
+        seeds = list(range(EVAL_SEED_START, EVAL_SEED_START + args.samples))
+        timing_inputs = self.adapter.make_inputs(seeds[: args.timing_batch])
+        nonblock = self.nonblock_share(sampler, timing_inputs)
+        baselines, baseline_failed = self.baselines(profile, sampler, nonblock)
+        failed += baseline_failed
+        eco, skipped = self.ecosystem(profile, sampler)
+
+        # every variant with the facts the tables need; key: what makes its samples what they are
+        variants: list[tuple[Variant, dict]] = [(full_variant(), {"key": "full"})]
+        for budget, schedule in sorted(schedules.items()):
+            stats = schedule.provenance.get("stats") or {}
+            variants.append((schedule_variant(self.adapter, schedule, "schedc", f"{args.solver} b={budget:.2f}"), {
+                "budget": budget, "cost": block_cost(schedule, block_flops, sampler.steps),
+                "model_cost": (schedule.provenance.get("predicted") or {}).get("cost"),
+                "cost_model": schedule.provenance.get("cost_model"),
+                "predicted_psnr": stats.get("predicted_psnr"), "search_psnr": stats.get("search_psnr"),
+                "predicted_rel_l2": (schedule.provenance.get("predicted") or {}).get("rel_l2"),
+                "stopped_by": stats.get("stopped_by"), "start": stats.get("start"),
+                "key": _digest(dump_schedule(schedule))}))
+        for name, setting, budget, schedule in baselines:
+            variants.append((schedule_variant(self.adapter, schedule, name, setting), {
+                "budget": budget, "cost": block_cost(schedule, block_flops, sampler.steps), "steps": schedule.num_steps,
+                "key": _digest(dump_schedule(schedule))}))
+        for v in eco:
+            extra = self.mag_digest if v.family == "magcache" else ""
+            variants.append((v, {"key": _digest(f"{v.family}|{v.setting}|{extra}")}))
+
+        # (v) quality on held-out seeds
+        quality_path = self.work / "quality.json"
+        qkey = {"samples": args.samples, "sampler": sampler.to_dict(), "profile": profile.digest()}
+        cache = _read_json(quality_path) or {}
+        if cache.get("key") != qkey:
+            cache = {"key": qkey, "rows": {}}
+        inputs = self.adapter.make_inputs(seeds)
+        missing = [(v, f) for v, f in variants[1:] if f["key"] not in cache["rows"]]
+        self.log(f"{len(variants)} variants; quality of {len(missing)} not cached, on {len(seeds)} held-out samples "
+                 f"(seeds {seeds[0]}..{seeds[-1]})", "quality")
+        if missing:
+            full = generate_variant(self.adapter, variants[0][0], inputs, sampler, 32)
+            check_reference(self.adapter, full, inputs)
+            cache["full_class_acc"] = self.adapter.class_accuracy(full, inputs.labels)
+            for i, (v, facts) in enumerate(missing):
+                try:
+                    samples = generate_variant(self.adapter, v, inputs, sampler, 32)
+                except Exception as exc:  # noqa: BLE001 -- one failing variant must not stop the bench
+                    failed.append(f"{v.family} {v.setting}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                    self.log(f"{v.family} {v.setting} failed: {exc}", "quality")
+                    continue
+                q = quality(samples, full)
+                q["class_acc"] = self.adapter.class_accuracy(samples, inputs.labels)
+                cache["rows"][facts["key"]] = q
+                _write_json(quality_path, cache)
+                if (i + 1) % 10 == 0 or i + 1 == len(missing):
+                    self.log(f"{i + 1}/{len(missing)} variants", "quality")
+        variants = [variants[0]] + [(v, f) for v, f in variants[1:] if f["key"] in cache["rows"]]
+
+        # (vi) timing: all variants in the same interleaved rounds
+        timing_path = self.work / "timing.json"
+        tkey = {"variants": [f["key"] for _, f in variants], "rounds": args.rounds, "timing_batch": args.timing_batch,
+                "threads": torch.get_num_threads(), "sampler": sampler.to_dict()}
+        timing = _read_json(timing_path)
+        if timing and timing.get("key") == tkey:
+            speedups = timing["speedups"]
+            self.log("cached", "timing")
+        else:
+            self.log(f"{len(variants)} variants x {args.rounds} interleaved rounds of {args.timing_batch} samples", "timing")
+            speedups = time_rounds(self.adapter, [v for v, _ in variants], timing_inputs, sampler, args.rounds,
+                                   lambda m: self.log(m, "timing"))
+            _write_json(timing_path, {"key": tkey, "speedups": speedups})
+
+        # (vii) matching
+        rows = []
+        for (v, facts), speed in zip(variants, speedups):
+            q = cache["rows"].get(facts["key"], {"psnr": math.inf, "ssim": 1.0, "rel_l2": 0.0,
+                                                 "class_acc": cache.get("full_class_acc")})
+            rows.append({"family": v.family, "setting": v.setting, "speedup": speed, **q,
+                         **{k: val for k, val in facts.items() if k != "key"}})
+        match_rows(rows)
+        for r in rows:
+            if r["family"] not in ("full", "schedc"):
+                r["lost"] = r["delta_psnr"] is None or r["delta_psnr"] <= 0
+                if r["schedc"] is not None:
+                    mine = next(o for o in rows if o["family"] == "schedc" and o["setting"] == r["schedc"]["setting"])
+                    r["schedc"]["budget"] = mine["budget"]
+        ours = [r for r in rows if r["family"] == "schedc"]
+        for r in ours:
+            p = r.get("predicted_psnr")
+            r["prediction_error_db"] = None if p is None else p - r["psnr"]
+        settings = {
+            "model": self.spec.name, "spec": self.spec.spec, "source": self.spec.source, "zoo": self.spec.zoo,
+            "classes": list(self.spec.classes) if self.spec.classes else None, "cond": self.spec.cond,
+            "sampler": sampler.to_dict(), "eval_seeds": f"{seeds[0]}-{seeds[-1]}", "samples": len(seeds),
+            "calibration_seeds": f"0-{args.calib - 1} (profile; the search scores on its first 16 and predicts on the "
+                                 f"rest); 0-{MAGCACHE_CALIB - 1} (MagCache's calibration)",
+            "solver": args.solver, "evaluations": args.evaluations, "time_limit": args.time_limit,
+            "budgets": args.budgets, "baseline_budgets": args.baseline_budgets, "timing_batch": args.timing_batch,
+            "rounds": args.rounds, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "nonblock_share": nonblock, "full_class_acc": cache.get("full_class_acc"), "skipped": skipped,
+            "failed": failed, "flat_db": args.flat_db, "work": str(self.work),
+            "seconds": round(time.perf_counter() - self.started, 1),
+        }
+        result = {"settings": settings, "rows": rows, "checks": checks(rows, args.flat_db)}
+        return result
+
+
+# -- checks and reports ------------------------------------------------------------------------------
+
+
+def monotone_check(ours: list[dict], flat_db: float) -> dict:
+    """Acceptance (b): held-out PSNR rises with budget over 0.1-0.9.
+
+    Violations: a drop between any two budgets, or a stretch longer than 0.1 whose PSNR rises by less
+    than `flat_db` (a flat stretch)."""
+    pts = sorted((r["budget"], r["psnr"]) for r in ours
+                 if MONOTONE_RANGE[0] - 1e-9 <= r["budget"] <= MONOTONE_RANGE[1] + 1e-9)
+    problems = []
+    for i, (b0, p0) in enumerate(pts):
+        for b1, p1 in pts[i + 1:]:
+            if p1 < p0:
+                problems.append(f"drop {b0:.2f}->{b1:.2f}: {p0:.2f} -> {p1:.2f} dB")
+            elif b1 - b0 > MONOTONE_STRETCH + 1e-9 and p1 - p0 < flat_db:
+                problems.append(f"flat {b0:.2f}->{b1:.2f}: +{p1 - p0:.2f} dB")
+    covered = bool(pts) and pts[0][0] <= MONOTONE_RANGE[0] + 1e-9 and pts[-1][0] >= MONOTONE_RANGE[1] - 1e-9
+    # True / False; None: not established (the budgets measured do not span the range, and nothing failed)
+    verdict = False if problems else (True if covered and len(pts) >= 2 else None)
+    return {"monotone": verdict, "covers_range": covered, "points": len(pts), "problems": problems}
+
+
+def checks(rows: list[dict], flat_db: float) -> dict:
+    ours = [r for r in rows if r["family"] == "schedc"]
+    others = [r for r in rows if r["family"] not in ("full", "schedc")]
+    deltas = [r["delta_psnr"] for r in others if r["delta_psnr"] is not None]
+    predicted = [r for r in ours if r.get("prediction_error_db") is not None]
+    within = [r for r in predicted if abs(r["prediction_error_db"]) <= PREDICTION_DB]
+    return {
+        "rows": len(others), "won": sum(not r["lost"] for r in others), "lost": sum(r["lost"] for r in others),
+        "none_as_fast": sum(r["delta_psnr"] is None for r in others),
+        "median_delta": statistics.median(deltas) if deltas else None, "worst_delta": min(deltas) if deltas else None,
+        "predicted_rows": len(predicted), "predicted_within": len(within),
+        "prediction_share": len(within) / len(predicted) if predicted else None,
+        **monotone_check(ours, flat_db),
+    }
+
+
+def _f(value, fmt: str = ".2f", none: str = "-") -> str:
+    return none if value is None else format(value, fmt)
+
+
+def _verdict(monotone: bool | None) -> str:
+    return {True: "yes", False: "**no**", None: "n/a (budgets do not span 0.1-0.9)"}[monotone]
+
+
+def command_for(spec: str) -> str:
+    """The command line that reproduces one model's table: this run's options, with --models set to it."""
+    argv, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if a in ("--models", "--summary-only", "--readme"):
+            skip = a == "--models"
+            continue
+        if a.startswith("--models="):
+            continue
+        argv.append(a)
+    return " ".join(["python bench/bench_zoo.py", "--models", shlex.quote(spec), *map(shlex.quote, argv)])
+
+
+def model_markdown(result: dict, command: str) -> str:
+    s, rows, c = result["settings"], result["rows"], result["checks"]
+    sampler = s["sampler"]
+    ours = [r for r in rows if r["family"] == "schedc"]
+    lines = [
+        f"# {s['model']}: schedc ({s['solver']}) vs baselines and the ecosystem's caches at matched measured speed", "",
+        f"`{command}`", "",
+        f"Model `{s['source']}`" + (f", classes {s['classes']}" if s["classes"] else "")
+        + (f", conditioning `{s['cond']}`" if s["cond"] else "") + f". Sampler (recorded in the profile): "
+        f"{sampler['steps']} steps, {sampler['scheduler']}, CFG {sampler['cfg']} g={sampler['guidance_scale']}. "
+        f"Calibration seeds {s['calibration_seeds']}; quality: PSNR vs full compute on held-out seeds "
+        f"{s['eval_seeds']} ({s['samples']} samples); speed: every variant in the same {s['rounds']} interleaved "
+        f"rounds of {s['timing_batch']} samples (order rotating), median over rounds of full time / variant time; "
+        f"{s['threads']} threads, torch {s['torch']}. schedc: {s['solver']} solver"
+        + (f", {s['evaluations']} evaluations, time limit {s['time_limit']:g} s" if s["solver"] == "search" else "")
+        + f"; non-block share {s['nonblock_share']:.3f}; full-compute class accuracy {_f(s['full_class_acc'])}. "
+        "Matched schedc row: the best PSNR among schedc schedules measured at least as fast in the same rounds; "
+        "a row is lost when ΔPSNR <= 0 or none is as fast.", "",
+        f"**{c['won']} won, {c['lost']} lost** of {c['rows']} rows"
+        + (f" ({c['none_as_fast']} with no schedc schedule as fast)" if c["none_as_fast"] else "")
+        + f"; median ΔPSNR {_f(c['median_delta'], '+.2f')} dB, worst {_f(c['worst_delta'], '+.2f')} dB.", "",
+        "| baseline | setting | speedup | PSNR dB | matched schedc budget | its speedup | its PSNR dB | ΔPSNR dB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r["family"] in ("full", "schedc"):
+            continue
+        m = r["schedc"]
+        head = f"| {r['family']} | {r['setting']} | {r['speedup']:.2f}x | {r['psnr']:.2f} | "
+        if m is None:
+            lines.append(head + "none as fast | - | - | **lost** |")
+        else:
+            d = f"{r['delta_psnr']:+.2f}"
+            lines.append(head + f"{m['budget']:.2f} | {m['speedup']:.2f}x | {m['psnr']:.2f} | "
+                         + (f"**{d}** (lost) |" if r["lost"] else f"{d} |"))
+    lines += ["", f"schedc schedules ({s['solver']}); predicted PSNR = the search's measurement on calibration seeds "
+              "it did not search on:", "",
+              "| budget | FLOP cost | speedup | predicted PSNR dB | measured PSNR dB | predicted - measured | within ±1 dB |",
+              "|---|---|---|---|---|---|---|"]
+    for r in sorted(ours, key=lambda r: r["budget"]):
+        e = r.get("prediction_error_db")
+        lines.append(f"| {r['budget']:.2f} | {r['cost']:.3f} | {r['speedup']:.2f}x | {_f(r.get('predicted_psnr'))} | "
+                     f"{r['psnr']:.2f} | {_f(e, '+.2f')} | {'-' if e is None else ('yes' if abs(e) <= PREDICTION_DB else '**no**')} |")
+    share = c["prediction_share"]
+    lines += ["",
+              f"Prediction within ±{PREDICTION_DB:g} dB: " + ("n/a (the solver records no predicted PSNR)" if share is None
+              else f"{c['predicted_within']}/{c['predicted_rows']} = {share:.0%} "
+              f"({'meets' if share >= PREDICTION_SHARE else '**misses**'} the {PREDICTION_SHARE:.0%} bar)."),
+              f"Monotone in budget over {MONOTONE_RANGE[0]:g}-{MONOTONE_RANGE[1]:g} (no drop; every stretch longer than "
+              f"{MONOTONE_STRETCH:g} rises by >= {s['flat_db']:g} dB): " + _verdict(c["monotone"])
+              + ("" if c["covers_range"] else " (only budgets " + ", ".join(f"{r['budget']:.2f}" for r in ours) + " measured)")
+              + ("" if not c["problems"] else "; " + "; ".join(c["problems"][:12])
+                 + (f"; ... ({len(c['problems'])} in all)" if len(c["problems"]) > 12 else "")) + "."]
+    if s["skipped"]:
+        lines += ["", "Not applicable here: " + "; ".join(s["skipped"])]
+    if s["failed"]:
+        lines += ["", "Failed (not in the table): " + "; ".join(s["failed"])]
+    return "\n".join(lines) + "\n"
+
+
+def summary_markdown(results: list[dict]) -> str:
+    lines = ["# schedc on the zoo: summary", "",
+             "Per model: baseline and ecosystem rows won / lost at matched measured speed (lost: ΔPSNR <= 0 or no "
+             "schedc schedule as fast), median and worst ΔPSNR over the matched rows, share of schedc schedules "
+             f"whose predicted PSNR is within ±{PREDICTION_DB:g} dB of the held-out PSNR, and whether held-out PSNR "
+             f"rises with budget over {MONOTONE_RANGE[0]:g}-{MONOTONE_RANGE[1]:g}. Details and settings: "
+             "`<model>.md` next to this file.", "",
+             "| model | solver | sampler | rows | won | lost | median ΔPSNR dB | worst ΔPSNR dB | prediction ±1 dB | monotone |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    deltas, won, lost, rows, within, predicted, monotone = [], 0, 0, 0, 0, 0, 0
+    for res in results:
+        s, c = res["settings"], res["checks"]
+        sm = s["sampler"]
+        share = "n/a" if c["prediction_share"] is None else f"{c['predicted_within']}/{c['predicted_rows']} ({c['prediction_share']:.0%})"
+        lines.append(f"| {s['model']} | {s['solver']} | {sm['steps']} steps {sm['scheduler']}, CFG {sm['cfg']} "
+                     f"g={sm['guidance_scale']:g} | {c['rows']} | {c['won']} | {c['lost']} | {_f(c['median_delta'], '+.2f')} | "
+                     f"{_f(c['worst_delta'], '+.2f')} | {share} | {_verdict(c['monotone'])} |")
+        deltas += [r["delta_psnr"] for r in res["rows"] if r["family"] not in ("full", "schedc") and r["delta_psnr"] is not None]
+        won, lost, rows = won + c["won"], lost + c["lost"], rows + c["rows"]
+        within, predicted = within + c["predicted_within"], predicted + c["predicted_rows"]
+        monotone += c["monotone"] is True
+    if results:
+        lines.append(f"| **all {len(results)} models** | | | {rows} | {won} | {lost} | "
+                     f"{_f(statistics.median(deltas) if deltas else None, '+.2f')} | {_f(min(deltas) if deltas else None, '+.2f')} | "
+                     + (f"{within}/{predicted} ({within / predicted:.0%})" if predicted else "n/a")
+                     + f" | {monotone}/{len(results)} |")
+    settings = {(r["settings"]["samples"], r["settings"]["rounds"], r["settings"]["timing_batch"], r["settings"]["threads"],
+                 r["settings"]["evaluations"], r["settings"]["torch"]) for r in results}
+    lines += ["", "Settings: " + "; ".join(f"held-out seeds 1000000.. ({n} samples), {k} interleaved rounds of {b} samples, "
+                                          f"{t} threads, {e} search evaluations, torch {tv}" for n, k, b, t, e, tv in sorted(settings))
+              + ". Acceptance (issue #11): no lost row; prediction within ±1 dB for >= 80% of rows; monotone on every model."]
+    return "\n".join(lines) + "\n"
+
+
+def write_model(result: dict, out: Path, command: str) -> None:
+    name = result["settings"]["model"]
+    result["settings"]["command"] = command
+    _write_json(out / f"{name}.json", result)
+    atomic_write_text(out / f"{name}.md", model_markdown(result, command))
+    rows = [r for r in result["rows"] if r["family"] != "full"]
+    pareto_plot([{"variant": r["family"] if r["family"] != "schedc" else f"schedc ({result['settings']['solver']})",
+                  "speedup": r["speedup"], "psnr": r["psnr"]} for r in rows],
+                out / f"{name}.png", f"{name}: PSNR vs measured speedup (held-out seeds)")
+
+
+def write_summary(out: Path, readme: bool) -> str:
+    results = []
+    for path in sorted(out.glob("*.json")):
+        data = _read_json(path)
+        if data and "rows" in data and "settings" in data:
+            data["checks"] = checks(data["rows"], data["settings"].get("flat_db", 0.1))  # today's rules
+            results.append(data)
+    text = summary_markdown(results)
+    atomic_write_text(out / "summary.md", text)
+    if readme:
+        update_readme(text)
+    return text
+
+
+README_MARKERS = ("<!-- bench_zoo summary: start -->", "<!-- bench_zoo summary: end -->")
+
+
+def update_readme(summary: str) -> None:
+    """Replace the text between the README's bench_zoo markers with the summary table (--readme)."""
+    path = ROOT / "README.md"
+    text = path.read_text()
+    start, end = (text.find(m) for m in README_MARKERS)
+    if start < 0 or end < start:
+        raise SchedcError(f"README.md has no {README_MARKERS[0]} ... {README_MARKERS[1]} block")
+    table = "\n".join(line for line in summary.splitlines() if line.startswith("|"))
+    table += "\n\n" + next(line for line in summary.splitlines() if line.startswith("Settings:"))
+    atomic_write_text(path, text[: start + len(README_MARKERS[0])] + "\n" + table + "\n" + text[end:])
+
+
+# -- main --------------------------------------------------------------------------------------------
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=None,
+                        help="comma-separated: zoo/NAME folders (with zoo.json) and built-ins (digits-dit, reference-dit); "
+                             "default every zoo/NAME with a zoo.json, plus digits-dit")
+    parser.add_argument("--zoo-root", default=str(ROOT / "zoo"), help="where zoo/NAME resolves (default <repo>/zoo)")
+    parser.add_argument("--work", default="/tmp/schedc-zoo", help="stage caches, one folder per model (default /tmp/schedc-zoo)")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "zoo"), help="results folder")
+    parser.add_argument("--budgets", type=_floats, default=_floats(DEFAULT_BUDGETS), help=f"schedc budgets ({DEFAULT_BUDGETS})")
+    parser.add_argument("--baseline-budgets", type=_floats, default=_floats(DEFAULT_BASELINE_BUDGETS),
+                        help=f"fewer steps / uniform / Δ-DiT budgets ({DEFAULT_BASELINE_BUDGETS})")
+    parser.add_argument("--solver", default="search", help="schedc solver (default search; dp to compare)")
+    parser.add_argument("--evaluations", type=int, default=40, help="the search's local-search rollouts (default 40)")
+    parser.add_argument("--time-limit", type=float, default=300.0,
+                        help="solver time limit per budget in seconds (default 300: the evaluations end the search)")
+    parser.add_argument("--calib", type=int, default=32, help="profile calibration samples (default 32)")
+    parser.add_argument("--caches", default=",".join(ECOSYSTEM_CACHES), help="ecosystem caches (default all)")
+    parser.add_argument("--samples", type=int, default=64, help="held-out samples for quality (default 64)")
+    parser.add_argument("--timing-batch", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--flat-db", type=float, default=0.1,
+                        help="a budget stretch longer than 0.1 rising by less than this is flat (default 0.1 dB)")
+    parser.add_argument("--summary-only", action="store_true", help="rebuild summary.md from <out>/*.json and stop")
+    parser.add_argument("--readme", action="store_true", help="also write the summary table into README.md's zoo block")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    if args.summary_only:
+        print(write_summary(out, args.readme))
+        return 0
+    torch.set_num_threads(args.threads)
+    zoo_root = Path(args.zoo_root)
+    names = [m.strip() for m in (args.models.split(",") if args.models else default_models(zoo_root)) if m.strip()]
+    specs = [model_spec(n, zoo_root) for n in names]  # every spec resolves before any work
+    log(f"bench_zoo: {len(specs)} models ({', '.join(s.name for s in specs)}), solver {args.solver}, "
+        f"budgets {args.budgets}, baseline budgets {args.baseline_budgets}, {args.samples} held-out samples, "
+        f"{args.rounds} rounds x {args.timing_batch}, {torch.get_num_threads()} threads")
+    failures = []
+    for spec in specs:
+        try:
+            result = Bench(spec, args, log).run()
+        except Exception as exc:  # noqa: BLE001 -- report and go on to the next model
+            traceback.print_exc()
+            failures.append(f"{spec.name}: {type(exc).__name__}: {exc}")
+            continue
+        write_model(result, out, command_for(spec.spec))
+        c = result["checks"]
+        log(f"{spec.name}: {c['won']} won, {c['lost']} lost of {c['rows']}; median ΔPSNR {_f(c['median_delta'], '+.2f')}, "
+            f"worst {_f(c['worst_delta'], '+.2f')}; prediction ±1 dB {_f(c['prediction_share'], '.0%', 'n/a')}; "
+            f"monotone {_verdict(c['monotone'])} -> {out / (spec.name + '.md')}")
+    print(write_summary(out, args.readme))
+    for f in failures:
+        print(f"bench_zoo: model failed: {f}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
