@@ -49,6 +49,8 @@ def last_computes(decisions: Sequence[Sequence[str]], reuse: "frozenset[str] | S
 
 def parse_spans(value: Any, blocks: int, where: str) -> tuple[Span, ...]:
     """ "1-5,7-11" (or a list of such strings) -> ((1, 5), (7, 11)): each comma-separated range one span."""
+    if not isinstance(value, (str, list, tuple)):
+        raise ScheduleFormatError(f"{where}: expected span ranges like '1-11', got {short(value)}")
     parts = [value] if isinstance(value, str) else seq(value, where, blocks)
     spans: list[Span] = []
     for part in parts:
