@@ -221,22 +221,19 @@ class Schedule:
     def peak_cache_tensors(self) -> int:
         """Most cached tensors alive at once in one generation (per CFG branch): memory known in advance.
 
-        A span's combined residual counts as one tensor from the compute step it sums to its last read.
-        Exact without spans; with them an upper bound (the runtime's measured peak never exceeds it)."""
+        Counted at step boundaries; a span's combined residual is one tensor from the compute step it sums
+        to its last read."""
         needed = self.cache_needed()
         plan = plan_spans(self.spans, self.decisions, REUSE_MODES)
         sizes = [self.cache_tensors(b) for b in range(self.num_blocks)]
         peak = 0
         live = [False] * self.num_blocks
         for t in range(self.num_steps):
-            # a span's sum starts at its head's compute while later blocks of its run may still hold old
-            # caches they free at their own compute (counted in full: an upper bound)
-            held = sum(sizes[b] for b in plan.builds[t] if live[b] and not needed[t][b])
             for b in range(self.num_blocks):
                 if not is_reuse(self.decisions[t][b]):
                     live[b] = needed[t][b]
             alive = sum(size for size, alive in zip(sizes, live) if alive)
-            peak = max(peak, alive + plan.live_at(t) + held)
+            peak = max(peak, alive + plan.live_at(t))
         return peak
 
     def precisions_used(self) -> frozenset[tuple[int, str]]:

@@ -130,8 +130,9 @@ class SpanPlan:
     last_read: Mapping[SpanKey, int]
 
     def live_at(self, t: int) -> int:
-        """Span caches alive during step t (built at s <= t, read again at or after t)."""
-        return sum(1 for (_, _, s), last in self.last_read.items() if s <= t <= last)
+        """Span caches alive at the end of step t (built at s <= t, read again after t; the runtime frees
+        one at its last read), the boundary at which per-block caches are counted too."""
+        return sum(1 for (_, _, s), last in self.last_read.items() if s <= t < last)
 
 
 def plan_spans(spans: Sequence[Sequence[Span]], decisions: Sequence[Sequence[str]],

@@ -59,8 +59,21 @@ def fuse_spans(
 
 
 def with_spans(schedule: Schedule, min_length: int = MIN_SPAN) -> Schedule:
-    """`schedule` with every eligible run fused into a span (its decisions unchanged)."""
-    return replace(schedule, spans=fuse_spans(schedule.decisions, schedule.model.block_outputs, min_length))
+    """`schedule` with every eligible run fused into a span (its decisions unchanged), never more cache.
+
+    A span's sum is one more tensor; it frees the per-block caches of its blocks only where no reuse
+    outside a span reads them. When fusing everything would raise the peak cache (reference DiT, DP at
+    0.4), spans that free no per-block cache are dropped, and if that is not enough, all of them.
+    """
+    fused = replace(schedule, spans=fuse_spans(schedule.decisions, schedule.model.block_outputs, min_length))
+    limit = schedule.peak_cache_tensors()
+    if not fused.spans or fused.peak_cache_tensors() <= limit:
+        return fused
+    needed, last = fused.cache_needed(), last_computes(fused.decisions, REUSE_MODES)
+    frees = [tuple((a, e) for a, e in row if not all(needed[last[t][a]][b] for b in range(a, e + 1)))
+             for t, row in enumerate(fused.spans)]
+    lean = replace(schedule, spans=tuple(frees) if any(frees) else ())
+    return lean if lean.peak_cache_tensors() <= limit else schedule
 
 
 def without_spans(schedule: Schedule) -> Schedule:
