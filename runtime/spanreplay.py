@@ -93,6 +93,9 @@ class SpanReplay:
         deltas = [o - x for x, o in zip(ins, outs)]
         for key in keys:
             if index == key[0]:
+                for b in range(key[0] + 1, key[1] + 1):  # they compute later this step: their old caches are
+                    if not handle._cache_needed[step][b]:  # read by nothing, free them before the sum appears
+                        handle._store((branch, b), None)
                 sums = deltas if len(keys) == 1 else [d.clone() for d in deltas]
                 entry = SpanCache(step=step, upto=index, like_tuple=isinstance(out, tuple), sums=sums, outs=outs)
                 handle._store((branch, key), entry)
