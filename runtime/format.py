@@ -12,6 +12,7 @@ one definition of the format, owned by the runtime so deployments need nothing e
     steps:                      # one entry per step; blocks not listed compute at `defaults.compute`
       - {step: 0}
       - {step: 1, reuse: 3-11}  # `reuse` means `defaults.reuse`; a mode name may be used instead
+      - {step: 2, span: 1-11}   # blocks 1..11 reuse residuals as one span (one combined residual, spans.py)
 
 Every input loads into a valid `Schedule` or raises `ScheduleFormatError` (a ValueError) with a one-line
 message, in bounded time. Limits have margin over the largest real schedule (1000 steps x 200 blocks,
@@ -36,6 +37,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from .modes import REUSE_MODES as _MODE_REGISTRY
+from .spans import Span, check_spans, format_spans, parse_spans, plan_spans
 from .safeyaml import (ScheduleFormatError, YamlRefused, dump_yaml, fail, format_ranges, integer,
                        load_yaml, mapping, number, parse_ranges, plain_mapping, read_capped, seq, short, string)
 
@@ -117,12 +119,17 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class Schedule:
-    """decisions[t][b] is an action name: a compute precision or a reuse mode."""
+    """decisions[t][b] is an action name: a compute precision or a reuse mode.
+
+    spans: () or, per step, the (first, last) block runs whose residual reuses replay as one combined
+    residual (spans.py); they change how a reuse runs, not what it computes.
+    """
 
     model: ModelInfo
     decisions: tuple[tuple[str, ...], ...]  # [T][B]
     sampling: Mapping[str, Any] = field(default_factory=dict)
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    spans: tuple[tuple[Span, ...], ...] = ()  # [T] sorted, non-overlapping; () = no spans
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, ModelInfo):
@@ -153,6 +160,11 @@ class Schedule:
                 raise ScheduleFormatError(
                     f"block {self.model.blocks[b]} can only replay its output (its output is not a residual of its input)"
                 )
+        object.__setattr__(self, "spans", check_spans(self.spans, self.decisions, self.model.block_outputs, REUSE_MODES))
+
+    def in_span(self, step: int, block: int) -> bool:
+        """Whether (step, block) reuses through a span (its per-block cache is not read)."""
+        return bool(self.spans) and any(a <= block <= e for a, e in self.spans[step])
 
     def outputs_of(self, block: int) -> "tuple[str, ...] | None":
         return self.model.block_outputs[block] if self.model.block_outputs else None
@@ -181,7 +193,8 @@ class Schedule:
         """[T][B]: whether the compute at (t, b) must leave a cache behind.
 
         True when block b reuses before it computes again, and at every compute of a block with a
-        mode that reads more than the last compute (a forecast extrapolates from several).
+        mode that reads more than the last compute (a forecast extrapolates from several). A reuse in a
+        span reads the span's combined residual, not the block's own cache.
         """
         steps, blocks = self.num_steps, self.num_blocks
         needed = [[False] * blocks for _ in range(steps)]
@@ -190,7 +203,7 @@ class Schedule:
             reused_later = False
             for t in range(steps - 1, -1, -1):
                 if is_reuse(self.decisions[t][b]):
-                    reused_later = True
+                    reused_later = reused_later or not self.in_span(t, b)
                 else:
                     needed[t][b] = reused_later or forecasts
                     reused_later = False
@@ -206,8 +219,12 @@ class Schedule:
         return self.history_of(block) + max((m.cache_tensors()[1] for m in modes), default=0)
 
     def peak_cache_tensors(self) -> int:
-        """Most cached tensors alive at once in one generation (per CFG branch): memory known in advance."""
+        """Most cached tensors alive at once in one generation (per CFG branch): memory known in advance.
+
+        Counted at step boundaries; a span's combined residual is one tensor from the compute step it sums
+        to its last read."""
         needed = self.cache_needed()
+        plan = plan_spans(self.spans, self.decisions, REUSE_MODES)
         sizes = [self.cache_tensors(b) for b in range(self.num_blocks)]
         peak = 0
         live = [False] * self.num_blocks
@@ -215,7 +232,8 @@ class Schedule:
             for b in range(self.num_blocks):
                 if not is_reuse(self.decisions[t][b]):
                     live[b] = needed[t][b]
-            peak = max(peak, sum(size for size, alive in zip(sizes, live) if alive))
+            alive = sum(size for size, alive in zip(sizes, live) if alive)
+            peak = max(peak, alive + plan.live_at(t))
         return peak
 
     def precisions_used(self) -> frozenset[tuple[int, str]]:
@@ -235,9 +253,11 @@ def schedule_to_dict(schedule: Schedule) -> dict:
         for action in ACTIONS:
             if action == "native":
                 continue
-            blocks = [b for b, a in enumerate(row) if a == action]
+            blocks = [b for b, a in enumerate(row) if a == action and not schedule.in_span(t, b)]
             if blocks:
                 entry["reuse" if action == "residual" else action] = format_ranges(blocks)
+        if schedule.spans and schedule.spans[t]:
+            entry["span"] = format_spans(schedule.spans[t])
         steps.append(entry)
     return {
         "schedc_schedule": SCHEDULE_VERSION,
@@ -323,6 +343,7 @@ def schedule_from_dict(data: Any) -> Schedule:
     entries = seq(_require(data, "steps", "schedule"), "'steps' (one entry per step)", MAX_STEPS)
     nblocks = len(model.blocks)
     rows: dict[int, list[str]] = {}
+    spans: dict[int, tuple] = {}
     for i, entry in enumerate(entries):
         entry = mapping(entry, f"steps[{i}]")
         t = _require(entry, "step", "steps entry")
@@ -336,9 +357,18 @@ def schedule_from_dict(data: Any) -> Schedule:
         for key, value in entry.items():
             if key == "step":
                 continue
+            if key == "span":  # its blocks reuse residuals, through one combined residual per span
+                spans[t] = parse_spans(value, nblocks, f"step {t}, span")
+                for a, e in spans[t]:
+                    for b in range(a, e + 1):
+                        if b in seen:
+                            raise ScheduleFormatError(f"step {t}: block {b} has two decisions")
+                        seen.add(b)
+                        row[b] = "residual"
+                continue
             action = default_reuse if key == "reuse" else key
             if action not in ACTIONS:
-                raise ScheduleFormatError(f"step {t}: unsupported decision {short(key)} (known: reuse, {', '.join(ACTIONS)})")
+                raise ScheduleFormatError(f"step {t}: unsupported decision {short(key)} (known: reuse, span, {', '.join(ACTIONS)})")
             for b in parse_ranges(value, nblocks, f"step {t}, {key}"):
                 if b in seen:
                     raise ScheduleFormatError(f"step {t}: block {b} has two decisions")
@@ -353,6 +383,7 @@ def schedule_from_dict(data: Any) -> Schedule:
         decisions=tuple(tuple(rows[t]) for t in range(model.steps)),
         sampling=data.get("sampling"),
         provenance=data.get("provenance"),
+        spans=tuple(spans.get(t, ()) for t in range(model.steps)) if spans else (),
     )
 
 

@@ -36,6 +36,7 @@ from .generation import ConcurrentUseError, GenerationTracker
 from .hookcore import HookHandle, ModelHook, add_hook, has_foreign_forward, hooks_of
 from .modes import REUSE_MODES
 from .quant import block_bytes, block_kernels, quantize_block
+from .spanreplay import SpanReplay
 
 
 @dataclass
@@ -93,7 +94,7 @@ class ScheduleHandle:
         self._lock = threading.Lock()  # held while a denoiser call is in flight
         self._in_call = False  # blocks replay only inside a denoiser call
         self._local = threading.local()  # per thread: the CFG branch name (see `branch`)
-        self._cache: dict[tuple[Any, int], _BlockCache] = {}
+        self._cache: dict[tuple[Any, Any], Any] = {}  # (branch, block) -> _BlockCache; (branch, span key) -> SpanCache
         self.block_calls = [0] * len(self.blocks)  # real block computations, for tests and reports
         self._cache_bytes = 0
         self.peak_cache_bytes = 0  # the most cache memory held at once, for reports
@@ -101,6 +102,7 @@ class ScheduleHandle:
             if has_foreign_forward(block) or _REPLAY in hooks_of(block):
                 raise ScheduleFormatError(f"block {schedule.model.blocks[index]} already has a patched forward")
         self._io = [BlockIO(block.forward, schedule.outputs_of(i)) for i, block in enumerate(self.blocks)]
+        self._spans = SpanReplay(schedule, self._io) if schedule.spans else None  # spanreplay.py
         self._hooks: list[HookHandle] = [add_hook(model, _StepTracker(self), _REPLAY_STEP)]
         self._hooks += [add_hook(block, _BlockReplay(self, index), _REPLAY) for index, block in enumerate(self.blocks)]
         self._shimmed_context = self._shim_cache_context(model)
@@ -258,18 +260,23 @@ class ScheduleHandle:
         action = self._decisions[step][index]
         key = (gen.key, index)
         try:
+            spans = self._spans
             if is_reuse(action):
+                if spans is not None and spans.serves(step, index):
+                    return spans.reuse(self, gen.key, index, step, args, kwargs)
                 return self._reuse(key, action, args, kwargs, step)
             run = original if action == "native" else self.quantized[(index, action)]
             out = run(*args, **kwargs)
+            self.block_calls[index] += 1
+            if self._cache_needed[step][index]:
+                self._store(key, self._remember(index, self._cache.get(key), step, args, kwargs, out))
+            elif key in self._cache:
+                self._store(key, None)  # no later reuse reads it: free it now
+            if spans is not None:  # after the old per-block cache is gone (the peak stays as predicted)
+                spans.build(self, gen.key, index, step, args, kwargs, out)
         except BaseException:  # even if the model swallows it, this generation's caches are suspect
             gen.aborted = True
             raise
-        self.block_calls[index] += 1
-        if self._cache_needed[step][index]:
-            self._store(key, self._remember(index, self._cache.get(key), step, args, kwargs, out))
-        elif key in self._cache:
-            self._store(key, None)  # no later reuse reads it: free it now
         return out
 
     def _remember(self, index: int, old: _BlockCache | None, step: int, args: tuple, kwargs: Mapping[str, Any],

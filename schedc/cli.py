@@ -121,7 +121,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
                            progress=not args.quiet)  # for the model-in-the-loop solvers and refinement
     solver, context = _resolve_solver(args, context)
     compiled = compile_solution(args.profile, args.budget, solver, constraints, args.allow, args.cost,
-                                args.refine, context)
+                                args.refine, context, spans=not args.no_spans)
     for i, r in enumerate(compiled.refine_history):
         print(f"refine round {i}: reuse x{r.reuse_scale:.3f}, quant x{r.quant_scale:.3f}: "
               f"predicted {r.predicted:.4f}, measured {r.measured:.4f} (calibration seeds)")
@@ -135,8 +135,10 @@ def cmd_solve(args: argparse.Namespace) -> int:
     predicted = (f"predicted PSNR {measured:.2f} dB / rel L2 {solution.predicted_error:.4f} (measured on "
                  f"{solution.stats.get('predict_seeds')} calibration seeds it did not search on)" if measured is not None
                  else f"predicted rel L2 {solution.predicted_error:.4f} (additive model)")
+    fused = schedule.provenance.get("spans")
+    spans = f", {fused['spans']} spans fusing {fused['fused_reuses']} reuses" if isinstance(fused, dict) and fused["spans"] else ""
     print(f"wrote {out}: solver {solution.solver}, cost {solution.cost:.3f} of full (budget {args.budget:.2f}), "
-          f"{predicted}, solved in {secs:.2f} s")
+          f"{predicted}, solved in {secs:.2f} s{spans}")
     return 0
 
 
@@ -335,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="block dependencies: when block UP refreshes, DOWN refreshes too, e.g. 0>1>2,4>5 (ilp)")
     p.add_argument("--time-limit", type=float, default=60.0, help="solver time limit in seconds (search, ilp; default 60)")
     p.add_argument("--first-full", type=int, default=1, help="the first K steps compute every block (default 1)")
+    p.add_argument("--no-spans", action="store_true",
+                   help="keep every reuse per block (default: runs of residual reuses of one compute step replay as "
+                        "one span, one add per run, as FirstBlockCache/DBCache do)")
     p.add_argument("-o", "--output", help="schedule file (default schedules/<model>-b<budget>.yaml)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_solve)

@@ -8,14 +8,16 @@ only when a solver or refinement runs the model.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
+from schedc import costmodel
 from schedc.errors import SchedcError, SolverError
 from schedc.problem import Problem, check_budget, problem_from_profile, resolve_cost
 from schedc.profile import Profile
 from schedc.schedule import schedule_from_solution
+from schedc.spans import span_stats, with_spans
 from schedc.solvers import Constraints, Solution, SolveContext, get_solver
 from schedc_runtime import Schedule
 
@@ -39,7 +41,7 @@ class Compiled:
 def compile_solution(
     profile: "Profile | str | os.PathLike[str]", budget: float, solver: str = "dp",
     constraints: Constraints = Constraints(), allow: Iterable[str] | None = None, cost: str = "auto",
-    refine: int = 0, context: SolveContext | None = None,
+    refine: int = 0, context: SolveContext | None = None, spans: bool = True,
 ) -> Compiled:
     """`compile_schedule`, also returning the Solution and refinement history (for reporting)."""
     spec = get_solver(solver)  # an unknown solver fails before any work
@@ -72,13 +74,33 @@ def compile_solution(
     extra.update({"cost_model": cost_model, "allowed": sorted(allowed) if allowed else "all profiled"})
     if used:
         extra["kernels_at_profile"] = {p: list(profile.meta.kernels.get(p, ["?"])) for p in used}
-    return Compiled(schedule_from_solution(profile, solution, budget, extra), solution, history)
+    schedule = schedule_from_solution(profile, solution, budget, extra)
+    return Compiled(_fuse_pass(schedule, profile, problem, cost_model, spans), solution, history)
+
+
+def _fuse_pass(schedule: Schedule, profile: Profile, problem: Problem, cost_model: str, spans: bool) -> Schedule:
+    """The span pass every solver's schedule goes through: fuse eligible runs of residual reuses into
+    spans (schedc.spans; same decisions, same numbers) and record the reuse overhead they save.
+
+    predicted.reuse_overhead: what the reuses themselves cost (fraction of full compute, on top of
+    predicted.cost, which counts block computes as the budget does); 0 under the FLOP model.
+    """
+    fused = with_spans(schedule) if spans else schedule
+    predicted = dict(schedule.provenance.get("predicted") or {})
+    reuse = costmodel.reuse_costs(profile.meta, profile.block_flops, cost_model)
+    if reuse is not None:
+        per_block = lambda s: round(costmodel.reuse_overhead(s.decisions, s.spans, problem.block_cost, reuse), 5)  # noqa: E731
+        predicted["reuse_overhead"] = per_block(fused)
+        if spans:
+            predicted["reuse_overhead_without_spans"] = per_block(schedule)
+    info = {**span_stats(fused)} if spans else "off"
+    return replace(fused, provenance={**schedule.provenance, "predicted": predicted, "spans": info})
 
 
 def compile_schedule(
     profile: "Profile | str | os.PathLike[str]", budget: float, solver: str = "dp",
     constraints: Constraints = Constraints(), allow: Iterable[str] | None = None, cost: str = "auto",
-    refine: int = 0, context: SolveContext | None = None,
+    refine: int = 0, context: SolveContext | None = None, spans: bool = True,
 ) -> Schedule:
     """A static cache schedule for `profile` (a Profile or its file) within `budget` of full compute.
 
@@ -86,8 +108,9 @@ def compile_schedule(
     (None = all the profile measured). cost: "flops", "latency" or "auto" (latency when profiled).
     refine: rounds of closed-loop run-measure-rescale-resolve on calibration seeds (needs the model).
     context: the model for model-in-the-loop work; None = the model the profile recorded.
+    spans: fuse runs of residual reuses of one compute into spans (schedc.spans): one add per run.
     """
-    return compile_solution(profile, budget, solver, constraints, allow, cost, refine, context).schedule
+    return compile_solution(profile, budget, solver, constraints, allow, cost, refine, context, spans).schedule
 
 
 def problem_of_schedule(schedule: Schedule) -> Problem | None:

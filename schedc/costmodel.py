@@ -90,6 +90,38 @@ def block_costs(
     return block_cost, ratio
 
 
+def reuse_costs(meta: "ProfileMeta", block_flops: np.ndarray, cost: str) -> np.ndarray | None:
+    """[B] cost of one residual reuse (the add) of each block, in `block_costs`' unit; None if unknown.
+
+    "flops": zeros. The FLOP model counts matmul work (torch's FlopCounterMode), and an add is ~1/(6D)
+    of a block's FLOPs anyway: reuse is free there. "latency": the profiler's timed reuse row (an add
+    per output stream, ~0.35% of a native block on the bundled models), so spans show their saving.
+    """
+    b = len(meta.blocks)
+    if cost == "flops":
+        return np.zeros(b)
+    row = (meta.latency or {}).get("reuse")
+    return None if row is None else np.asarray(row, dtype=np.float64)
+
+
+def reuse_overhead(
+    decisions: Sequence[Sequence[str]], spans: Sequence[Sequence[tuple[int, int]]], block_cost: np.ndarray,
+    reuse_cost: np.ndarray,
+) -> float:
+    """Cost of the reuses themselves, as a fraction of full compute (the budget's unit).
+
+    Every residual/forecast/output reuse pays its block's reuse cost, except the members of a span:
+    a span pays one add, its head's (the members pass their input through).
+    """
+    from schedc_runtime.format import is_reuse
+
+    total = 0.0
+    for t, row in enumerate(decisions):
+        members = {b for a, e in (spans[t] if spans else ()) for b in range(a + 1, e + 1)}
+        total += sum(float(reuse_cost[b]) for b, action in enumerate(row) if is_reuse(action) and b not in members)
+    return total / (len(decisions) * float(np.sum(block_cost)))
+
+
 def count_flops(
     model: Any, example_args: Sequence[Any], example_kwargs: dict[str, Any], block_names: Sequence[str],
     *, call: Callable[..., Any] | None = None,
@@ -115,4 +147,5 @@ def count_flops(
     return per_block, total - sum(per_block)
 
 
-__all__ = ["COST_MODELS", "FLOP_COST", "NATIVE_UNITS", "block_costs", "count_flops", "option_units", "resolve_cost"]
+__all__ = ["COST_MODELS", "FLOP_COST", "NATIVE_UNITS", "block_costs", "count_flops", "option_units", "resolve_cost",
+           "reuse_costs", "reuse_overhead"]
