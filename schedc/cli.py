@@ -119,7 +119,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
         check_output(args.output, [args.profile])
     context = SolveContext(iterations=args.iterations, seed=args.seed, evaluations=args.evaluations,
                            progress=not args.quiet)  # for the model-in-the-loop solvers and refinement
-    solver, context = _resolve_solver(args, context)
+    solver, context, fallback = _resolve_solver(args, context)
     compiled = compile_solution(args.profile, args.budget, solver, constraints, args.allow, args.cost,
                                 args.refine, context, spans=not args.no_spans)
     for i, r in enumerate(compiled.refine_history):
@@ -139,19 +139,22 @@ def cmd_solve(args: argparse.Namespace) -> int:
     spans = f", {fused['spans']} spans fusing {fused['fused_reuses']} reuses" if isinstance(fused, dict) and fused["spans"] else ""
     print(f"wrote {out}: solver {solution.solver}, cost {solution.cost:.3f} of full (budget {args.budget:.2f}), "
           f"{predicted}, solved in {secs:.2f} s{spans}")
+    if fallback:
+        print(f"note: {fallback}; solved with the dp on the additive error model (the closed-loop search runs the model)")
     return 0
 
 
 def _resolve_solver(args: argparse.Namespace, context):
     """`auto`: the closed-loop search when the profiled model loads here, else the DP (saying so).
 
-    Returns (solver name, context holding the loaded model so it is not loaded twice)."""
+    Returns (solver name, context holding the loaded model so it is not loaded twice, why the DP was
+    chosen or ""). The reason is printed after the result: an error before it stays one line."""
     from dataclasses import replace
 
     if args.solver != "auto":
-        return args.solver, context
+        return args.solver, context, ""
     if args.refine:
-        return "dp", context
+        return "dp", context, ""
     from schedc.errors import ModelError
     from schedc.models import load_recorded
     from schedc.profile import Profile
@@ -160,15 +163,11 @@ def _resolve_solver(args: argparse.Namespace, context):
     try:
         adapter = load_recorded(meta)
     except ModelError as exc:
-        print(f"schedc: the profiled model does not load here ({exc}): solving with the dp on the additive error model "
-              "(the closed-loop search needs the model)", file=sys.stderr)
-        return "dp", context
+        return "dp", context, f"the profiled model does not load here ({exc})"
     if adapter.fingerprint() != meta.fingerprint:
-        print(f"schedc: the model that loads as {meta.model!r} is not the profiled one (its blocks or weights' shapes "
-              "differ): solving with the dp on the additive error model (the closed-loop search needs the model)",
-              file=sys.stderr)
-        return "dp", context
-    return "search", replace(context, adapter=adapter)
+        return "dp", context, (f"the model that loads as {meta.model!r} is not the profiled one (its blocks or "
+                               "weights' shapes differ)")
+    return "search", replace(context, adapter=adapter), ""
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
