@@ -48,7 +48,7 @@ from schedc_runtime.modes import REUSE_MODES
 from schedc_runtime.safeyaml import format_ranges
 
 SEARCH_SAMPLES = 16  # calibration samples each candidate is scored on
-PREDICT_SAMPLES = 32  # fresh calibration-side samples the winner's prediction is measured on
+PREDICT_SAMPLES = 64  # fresh calibration-side samples the winner's prediction is measured on
 EVALUATIONS = 80  # rollouts of the local search (the deterministic stopping rule)
 
 
