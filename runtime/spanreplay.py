@@ -12,7 +12,7 @@ exception); it is freed right after its last read.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping, Protocol
 
 import torch
 
@@ -21,8 +21,15 @@ from .format import Schedule, ScheduleFormatError
 from .modes import REUSE_MODES
 from .spans import SpanKey, plan_spans
 
-if TYPE_CHECKING:
-    from .hooks import ScheduleHandle
+
+class CacheOwner(Protocol):
+    """What span replay needs of the handle that owns the caches (hooks.ScheduleHandle), named here so
+    this module does not import the handle's."""
+
+    _cache: dict
+    _cache_needed: Any
+
+    def _store(self, key: tuple, value: Any) -> None: ...
 
 
 @dataclass
@@ -57,7 +64,7 @@ class SpanReplay:
         """Whether the reuse at (step, index) runs through a span."""
         return index in self.plan.heads[step] or index in self.plan.members[step]
 
-    def reuse(self, handle: "ScheduleHandle", branch: Any, index: int, step: int, args: tuple,
+    def reuse(self, handle: CacheOwner, branch: Any, index: int, step: int, args: tuple,
               kwargs: Mapping[str, Any]) -> Any:
         io = self.ios[index]
         key = self.plan.heads[step].get(index)
@@ -77,7 +84,7 @@ class SpanReplay:
             handle._store((branch, key), None)  # no later step reads it
         return out
 
-    def build(self, handle: "ScheduleHandle", branch: Any, index: int, step: int, args: tuple,
+    def build(self, handle: CacheOwner, branch: Any, index: int, step: int, args: tuple,
               kwargs: Mapping[str, Any], out: Any) -> None:
         """After block `index` computed at `step`: add its residual to every span sum it belongs to."""
         keys = self.plan.builds[step].get(index)

@@ -22,6 +22,7 @@ from schedc.metrics import check_reference, ideal_speedup, quality
 from schedc.models.adapter import GenerationInputs, ModelAdapter
 from schedc.problem import FLOP_COST, Problem
 from schedc.profile import Profile
+from schedc.sampler_config import EVAL_SEED_START  # noqa: F401  (re-exported: benches import it from here)
 from schedc.sampling import SamplerConfig
 from schedc.schedule import calibration_seeds, compute_from_schedule, derive_schedule
 from schedc.solvers.baselines import delta_dit_compute, fewer_steps_count, uniform_compute_steps
@@ -30,7 +31,6 @@ from schedc_runtime.format import timestep_key
 from schedc_runtime.hookcore import CallHook, add_hook
 from schedc_runtime import Schedule, ScheduleFormatError, ScheduleHandle, apply_schedule, check_model
 
-EVAL_SEED_START = 1_000_000  # evaluation seeds start here; calibration seeds start at 0
 BASELINES = ("fewer-steps", "uniform", "delta-dit")
 
 

@@ -12,19 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import numpy as np
-import torch
-
 from schedc.errors import SolverError
-from schedc.metrics import rel_l2
-from schedc.models.adapter import ModelAdapter
 from schedc.problem import Problem
-from schedc.profile import Profile
-from schedc.sampling import SamplerConfig
-from schedc.schedule import build_schedule
+from schedc.rollout import RolloutScorer
 from schedc.solvers.base import Constraints, Solution, SolverFn
 from schedc.solvers.context import SolveContext
-from schedc_runtime import apply_schedule
 from schedc_runtime.format import is_reuse
 
 
@@ -42,13 +34,10 @@ def _split(decisions) -> tuple[tuple, tuple]:
     return reuse_only, quant_only
 
 
-def _measure(adapter: ModelAdapter, profile: Profile, decisions, inputs, full: torch.Tensor) -> float:
+def _measure(scorer: RolloutScorer, decisions) -> float:
     if all(a == "native" for row in decisions for a in row):
         return 0.0
-    sampler = SamplerConfig(**profile.meta.sampler)
-    with apply_schedule(adapter.model, build_schedule(profile, decisions, {"solver": "refine"})):
-        out = adapter.generate(inputs, sampler)
-    return float(rel_l2(out.float().clamp(-1, 1), full).mean())
+    return scorer(tuple(tuple(row) for row in decisions)).rel_l2
 
 
 def refine(
@@ -61,9 +50,8 @@ def refine(
     """
     if rounds < 0:
         raise SolverError(f"refine rounds must be >= 0, got {rounds}")
-    adapter, profile = context.model(), context.bound_profile
-    inputs = adapter.make_inputs(context.calibration_seeds(8))  # calibration seeds: never the evaluation ones
-    full = adapter.generate(inputs, SamplerConfig(**profile.meta.sampler)).float().clamp(-1, 1)
+    # calibration seeds: never the evaluation ones
+    scorer = RolloutScorer(context.model(), context.bound_profile, context.calibration_seeds(8))
     reuse_scale = quant_scale = 1.0
     history: list[RefineRound] = []
     solution = solver(problem, budget, constraints)
@@ -72,9 +60,9 @@ def refine(
         model = problem.scaled(reuse_scale, quant_scale)
         pred_reuse, _ = model.evaluate_decisions(reuse_only)
         pred_quant, _ = model.evaluate_decisions(quant_only)
-        meas_reuse = _measure(adapter, profile, reuse_only, inputs, full)
-        meas_quant = _measure(adapter, profile, quant_only, inputs, full)
-        measured = _measure(adapter, profile, solution.actions(), inputs, full)
+        meas_reuse = _measure(scorer, reuse_only)
+        meas_quant = _measure(scorer, quant_only)
+        measured = _measure(scorer, solution.actions())
         history.append(RefineRound(reuse_scale, quant_scale, pred_reuse + pred_quant, measured))
         if pred_reuse > 0 and meas_reuse > 0:
             reuse_scale *= meas_reuse / pred_reuse
@@ -83,7 +71,7 @@ def refine(
         solution = solver(problem.scaled(reuse_scale, quant_scale), budget, constraints)
     final_model = problem.scaled(reuse_scale, quant_scale)
     predicted, _ = final_model.evaluate_decisions(solution.actions())
-    measured = _measure(adapter, profile, solution.actions(), inputs, full)
+    measured = _measure(scorer, solution.actions())
     history.append(RefineRound(reuse_scale, quant_scale, predicted, measured))
     stats = {**solution.stats, "refine_rounds": rounds, "reuse_scale": reuse_scale, "quant_scale": quant_scale,
              "calibration_measured_rel_l2": measured}

@@ -15,6 +15,7 @@ from schedc.errors import SchedcError
 NUM_TRAIN_TIMESTEPS = 1000
 CfgMode = Literal["batched", "two-call", "none"]
 CFG_ORDERS = ("cond-first", "uncond-first")
+EVAL_SEED_START = 1_000_000  # held-out (evaluation) seeds start here; calibration-side seeds stay below it
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from schedc.problem import problem_from_profile
 from schedc.schedule import read_schedule
 from schedc.solvers import SolveContext, get_solver
 from schedc.solvers.families import family_candidates, step_dp, warmup_interval
-from schedc.solvers.search import RolloutScorer, prediction_seeds, search_schedule
+from schedc.search import RolloutScorer, prediction_seeds, search_schedule
 from schedc_runtime.modes import REUSE_MODES
 
 from conftest import make_tiny_adapter

@@ -42,12 +42,12 @@ from tqdm import tqdm
 
 from schedc.models.training import add_training_args, ema_update, load_checkpoint, save_checkpoint
 from schedc.datasets import class_accuracy, digits_tensors
+from schedc.sampler_config import EVAL_SEED_START
 
 NUM_CLASSES = 10
 NULL_CLASS = NUM_CLASSES  # = num_embeds_ada_norm: LabelEmbedding's CFG row
 NUM_TRAIN_TIMESTEPS = 1000
 BETA_START, BETA_END = 1e-4, 0.02
-EVAL_SEED_START = 1_000_000  # held-out seeds, as in schedc.evaluate
 DEFAULT_OUT = Path(__file__).parent / "weights" / "digits-dit"
 
 

@@ -1,7 +1,7 @@
 """Structured schedule families: the static forms of the caches practitioners already use.
 
 Each family is a small parametric pattern placed at a budget, in the same decisions grid every solver
-returns ([T][B] action names): the closed-loop search (`schedc.solvers.search`) starts from all of
+returns ([T][B] action names): the closed-loop search (`schedc.search`) starts from all of
 them, so it is never worse on calibration data than the best of these patterns (nor than the DP).
 
 - uniform: every block refreshes together at evenly spaced steps (FORA / DeepCache's interval).

@@ -26,69 +26,27 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from schedc.errors import SolverError
-from schedc.evaluate import EVAL_SEED_START
-from schedc.metrics import psnr, rel_l2
 from schedc.models.adapter import ModelAdapter
 from schedc.problem import Problem, check_budget
 from schedc.profile import Profile
-from schedc.sampler_config import SamplerConfig
-from schedc.schedule import build_schedule
+from schedc.rollout import RolloutScorer, Score
+from schedc.sampler_config import EVAL_SEED_START
 from schedc.solvers.base import Constraints, Solution
 from schedc.solvers.context import SolveContext
 from schedc.solvers.families import Candidate, Decisions, block_modes, family_candidates
-from schedc_runtime import apply_schedule
 from schedc_runtime.modes import REUSE_MODES
 from schedc_runtime.safeyaml import format_ranges
 
 SEARCH_SAMPLES = 16  # calibration samples each candidate is scored on
 PREDICT_SAMPLES = 64  # fresh calibration-side samples the winner's prediction is measured on
 EVALUATIONS = 80  # rollouts of the local search (the deterministic stopping rule)
-
-
-@dataclass(frozen=True)
-class Score:
-    """Mean over samples of PSNR (dB) and relative L2 against full compute."""
-
-    psnr: float
-    rel_l2: float
-
-    def better_than(self, other: "Score") -> bool:
-        return self.psnr > other.psnr + 1e-6
-
-
-@dataclass
-class RolloutScorer:
-    """Runs a decisions grid through the replay runtime on fixed calibration inputs; memoised."""
-
-    adapter: ModelAdapter
-    profile: Profile
-    seeds: list[int]
-    calls: int = 0
-    _memo: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.sampler = SamplerConfig(**self.profile.meta.sampler)
-        self.inputs = self.adapter.make_inputs(self.seeds)
-        self.full = self.adapter.generate(self.inputs, self.sampler).float().clamp(-1, 1)  # [N, ...]
-
-    def __call__(self, decisions: Decisions) -> Score:
-        if decisions not in self._memo:
-            self.calls += 1
-            schedule = build_schedule(self.profile, decisions, {"solver": "search"})
-            with apply_schedule(self.adapter.model, schedule):
-                out = self.adapter.generate(self.inputs, self.sampler).float().clamp(-1, 1)
-            if not torch.isfinite(out).all():
-                self._memo[decisions] = Score(-math.inf, math.inf)
-            else:
-                self._memo[decisions] = Score(float(psnr(out, self.full).mean()), float(rel_l2(out, self.full).mean()))
-        return self._memo[decisions]
 
 
 class Moves:
