@@ -369,17 +369,24 @@ class DiffusersAdapter(ModelAdapter):
         x_start: torch.Tensor | None = None,
     ) -> torch.Tensor:
         sched = self._scheduler(sampler.steps)
-        if start and hasattr(sched, "set_begin_index"):
+        # a multistep solver (DPM-Solver++, UniPC, PNDM) updates x from the model outputs of earlier steps too,
+        # which x alone does not carry: a rollout from step `start` replays steps 0..start-1 from the noise to
+        # rebuild that history (without on_step, and x at `start` is still x_start), so it continues the
+        # full-compute trajectory exactly instead of restarting the solver at first order
+        replay = bool(start) and _keeps_history(sched)
+        if start and not replay and hasattr(sched, "set_begin_index"):
             sched.set_begin_index(start)
         # DDIM with clipping: re-derive eps from the clipped x0 (as schedc's own DDIM does); without it
         # diffusers' DDIM step mixes clipped x0 with unclipped eps and samples come out grainy
         step_kwargs = ({"use_clipped_model_output": sampler.clip_sample}
                        if "use_clipped_model_output" in inspect.signature(sched.step).parameters else {})
-        x = inputs.noise if x_start is None else x_start
+        x = inputs.noise if x_start is None or replay else x_start
         with torch.inference_mode():
-            for index in range(start, sampler.steps):
+            for index in range(0 if replay else start, sampler.steps):
                 t = sched.timesteps[index]
-                if on_step is not None:
+                if index == start and replay:
+                    x = inputs.noise if x_start is None else x_start
+                if on_step is not None and index >= start:
                     on_step(index, x)
                 model_in = sched.scale_model_input(x, t) if hasattr(sched, "scale_model_input") else x
                 pred = self._predict(model_in, t, inputs.labels, sampler)
@@ -396,6 +403,11 @@ class DiffusersAdapter(ModelAdapter):
         """The shared counter (schedc.costmodel), run through this adapter's call plumbing."""
         args, kwargs = self.example_call()
         return count_flops(self.model, args, kwargs, self.block_names, call=self._call)
+
+
+def _keeps_history(scheduler: Any) -> bool:
+    """Whether the scheduler's step depends on earlier steps' model outputs (diffusers' multistep solvers)."""
+    return any(getattr(scheduler, name, None) is not None for name in ("model_outputs", "ets"))
 
 
 def _concat(a: Any, b: Any) -> Any:
