@@ -17,9 +17,10 @@ interaction is in the score.
    (the schedule records them as calibration seeds, so evaluation never uses them) that the search never
    scored, so the predicted PSNR / rel L2 in the schedule is an unbiased estimate for new inputs.
 
-The result is never worse on the search's calibration samples than any warm start. Deterministic by
-seed as long as the evaluation budget (`evaluations`) ends the search; the time limit is a guard
-(the stats record which one stopped it).
+The result is never worse on the search's calibration samples than any warm start it scored (all of
+them unless the time limit ends the warm starts, DP first; `unscored_starts` counts the rest).
+Deterministic by seed as long as the evaluation budget (`evaluations`) ends the search; the time limit
+is a guard (the stats record which one stopped it).
 """
 
 from __future__ import annotations
@@ -210,7 +211,10 @@ def search_schedule(
     bar = tqdm(total=len(starts) + evaluations, desc=f"search b={budget:.2f}", disable=not progress, leave=False)
     scored: list[tuple[Score, Candidate]] = []
     stopped = "evaluations"
-    for cand in starts:
+    for cand in starts:  # the DP's first, so a time limit hit here still leaves the model-based start
+        if scored and time.perf_counter() - started > time_limit:
+            stopped = "time limit"
+            break
         scored.append((scorer(cand.decisions), cand))
         bar.update(1)
     best_score, best = max(scored, key=lambda sc: sc[0].psnr)
@@ -218,7 +222,7 @@ def search_schedule(
     moves = Moves(problem, budget, first, np.random.default_rng(seed))
     accepted: dict[str, int] = {}
     tried = 0
-    while tried < evaluations:
+    while tried < evaluations and stopped == "evaluations":
         if time.perf_counter() - started > time_limit:
             stopped = "time limit"
             break
@@ -243,7 +247,8 @@ def search_schedule(
              "predicted_psnr": predicted.psnr, "predict_seeds": len(held), "search_seeds": min(samples, len(seeds)),
              **({"prediction_seeds": format_ranges(held)} if held else {}),
              "rollouts": scorer.calls, "accepted": sum(accepted.values()), "stopped_by": stopped, "seed": seed,
-             "additive_rel_l2": pred_error if math.isfinite(pred_error) else None, "warm_starts": start_scores}
+             "additive_rel_l2": pred_error if math.isfinite(pred_error) else None, "warm_starts": start_scores,
+             "unscored_starts": len(starts) - len(scored)}
     compute = np.array([[a not in REUSE_MODES for a in row] for row in best.decisions], dtype=bool)
     return Solution(compute=compute, cost=cost, predicted_error=predicted.rel_l2, solver="search", stats=stats,
                     decisions=best.decisions)

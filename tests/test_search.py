@@ -123,3 +123,11 @@ def test_the_schedule_records_the_prediction_seeds_as_calibration_seeds(tiny_pro
     schedule = schedule_from_solution(tiny_profile, sol, 0.5)
     calib = set(tiny_profile.meta.calibration_seeds)
     assert calibration_seeds(schedule) == calib | set(prediction_seeds(sorted(calib), 3))
+
+
+def test_a_time_limit_stops_the_search_and_says_so(tiny_profile):
+    problem = problem_from_profile(tiny_profile)
+    sol = search_schedule(make_tiny_adapter(), tiny_profile, problem, 0.5, evaluations=50, samples=2,
+                          predict_samples=2, time_limit=1e-6, progress=False)
+    assert sol.stats["stopped_by"] == "time limit" and sol.stats["warm_starts"] and sol.cost <= 0.5 + 1e-9
+    assert sol.stats["unscored_starts"] == len(family_candidates(problem, 0.5)) + 3 - len(sol.stats["warm_starts"])
