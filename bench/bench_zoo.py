@@ -10,7 +10,8 @@ Per model (issue #11, deliverable 5), each stage cached under --work/<model>/ so
    names: zoo.json's steps / guidance_scale / cfg for a zoo folder, the built-in's default otherwise;
    everything after runs at the sampler recorded in that profile;
 2. schedc schedules at every --budgets with --solver (default: the closed-loop search, --evaluations
-   rollouts, on the profile's calibration seeds), saved as <solver>-b0.30.yaml;
+   rollouts, on the profile's calibration seeds), solved in rising order with each budget's schedule a
+   warm start of the next (`schedc solve --warm-start`), saved as <solver>-b0.30.yaml;
 3. baselines at --baseline-budgets as `schedc eval --baselines` builds them (fewer steps, with its own
    sampler; uniform; Δ-DiT);
 4. the ecosystem's caches over their settings grids (schedc.ecosystem.ECOSYSTEM_CACHES; MagCache
@@ -66,7 +67,7 @@ from schedc.sampler_config import SamplerConfig  # noqa: E402
 from schedc.schedule import build_schedule, read_schedule, save_schedule  # noqa: E402
 from schedc_runtime import dump_schedule  # noqa: E402
 
-DEFAULT_BUDGETS = "0.1,0.15,0.2,0.25,0.3,0.4,0.5,0.6,0.7,0.8,0.9"
+DEFAULT_BUDGETS = "0.1,0.125,0.15,0.175,0.2,0.25,0.3,0.35,0.4,0.5,0.6,0.7,0.8,0.9"
 DEFAULT_BASELINE_BUDGETS = "0.15,0.2,0.3,0.4,0.5,0.6"
 MAGCACHE_CALIB = 16  # calibration seeds 0..15 for MagCache's own calibration mode
 PREDICTION_DB = 1.0  # acceptance (a): |predicted - measured| PSNR within this
@@ -208,20 +209,22 @@ class Bench:
         index_path = self.work / "schedules.json"
         index = _read_json(index_path) or {}
         settings = {"solver": args.solver, "evaluations": args.evaluations, "time_limit": args.time_limit,
-                    "profile": profile.digest()}
+                    "profile": profile.digest(), "ladder": True}
         out, failed = {}, []
-        for budget in args.budgets:
+        previous = None  # the schedule at the next lower budget: a warm start (`schedc solve --warm-start`)
+        for budget in sorted(args.budgets):
             path = self.work / f"{args.solver}-b{budget:.2f}.yaml"
             entry = index.get(path.name)
             if path.exists() and entry and entry.get("settings") == settings:
-                out[budget] = read_schedule(path)
+                out[budget] = previous = read_schedule(path)
                 continue
             self.log(f"budget {budget:.2f} ({args.solver}, {args.evaluations} evaluations)", "solve")
             started = time.perf_counter()
             try:
                 compiled = compile_solution(
                     self.profile_path, budget, solver=args.solver, constraints=Constraints(time_limit=args.time_limit),
-                    context=SolveContext(adapter=self.adapter, evaluations=args.evaluations, progress=False))
+                    context=SolveContext(adapter=self.adapter, evaluations=args.evaluations, progress=False,
+                                         warm_starts=() if previous is None else (previous.decisions,)))
             except SchedcError as exc:
                 self.log(f"budget {budget:.2f}: no schedule ({exc})", "solve")
                 failed.append(f"{args.solver} b={budget:.2f}: {exc}")
@@ -233,7 +236,7 @@ class Bench:
             self.log(f"budget {budget:.2f}: {time.perf_counter() - started:.1f}s"
                      + (f", predicted PSNR {stats['predicted_psnr']:.2f} dB (start {stats.get('start')}, "
                         f"stopped by {stats.get('stopped_by')})" if "predicted_psnr" in stats else ""), "solve")
-            out[budget] = read_schedule(path)
+            out[budget] = previous = read_schedule(path)
         return out, failed
 
     # non-block share: sizes the fewer-steps baseline

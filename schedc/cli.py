@@ -117,8 +117,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
     )
     if args.output:
         check_output(args.output, [args.profile])
+    starts = tuple(_warm_start(path, args.profile) for path in args.warm_start)
     context = SolveContext(iterations=args.iterations, seed=args.seed, evaluations=args.evaluations,
-                           progress=not args.quiet)  # for the model-in-the-loop solvers and refinement
+                           progress=not args.quiet, warm_starts=starts)  # for the model-in-the-loop solvers and refinement
     solver, context, fallback = _resolve_solver(args, context)
     compiled = compile_solution(args.profile, args.budget, solver, constraints, args.allow, args.cost,
                                 args.refine, context, spans=not args.no_spans)
@@ -142,6 +143,17 @@ def cmd_solve(args: argparse.Namespace) -> int:
     if fallback:
         print(f"note: {fallback}; solved with the dp on the additive error model (the closed-loop search runs the model)")
     return 0
+
+
+def _warm_start(path: str, profile_path: str) -> tuple:
+    """The decisions of a schedule compiled from the same profile, as a search warm start."""
+    from schedc.profile import Profile
+    from schedc.schedule import read_schedule
+
+    schedule = read_schedule(path)
+    if schedule.provenance.get("profile") != Profile.load(profile_path).digest():
+        raise SchedcError(f"warm start {path} was not compiled from {profile_path}")
+    return tuple(tuple(row) for row in schedule.decisions)
 
 
 def _resolve_solver(args: argparse.Namespace, context):
@@ -316,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "error measured on calibration seeds), dp (exact for the additive error model, joint decisions "
                    "included), ilp (CP-SAT with deployment constraints), learned (router trained "
                    "through rollouts; residual only), uniform or delta-dit")
+    p.add_argument("--warm-start", action="append", default=[], metavar="SCHEDULE",
+                   help="a schedule from the same profile the search also starts from (repeatable), e.g. the one "
+                        "at a lower budget: the search then never does worse on its calibration samples")
     p.add_argument("--evaluations", type=int, default=None, metavar="N",
                    help="rollouts of the search's local search (default 80; it stops earlier at --time-limit)")
     p.add_argument("--allow", type=_options, default=None, metavar="OPTIONS",

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import replace
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -179,6 +180,17 @@ def _dp_candidates(problem: Problem, budget: float, constraints: Constraints) ->
     return out, failures
 
 
+def _fits(problem: Problem, budget: float, grid) -> bool:
+    """Whether a given decisions grid is a schedule of this problem within the budget."""
+    options = {"native", *problem.precisions, *problem.reuse_modes}
+    if len(grid) != problem.num_steps or any(len(row) != problem.num_blocks for row in grid):
+        return False
+    if any(a != "native" for a in grid[0]) or any(a not in options for row in grid for a in row):
+        return False
+    error, cost = problem.evaluate_decisions(grid)
+    return cost <= budget * (1 + 1e-9) and not math.isnan(error)
+
+
 def prediction_seeds(calibration: list[int], count: int) -> list[int]:
     """`count` seeds right after the profile's calibration seeds: calibration-side (recorded as such in the
     schedule, so evaluation refuses them), never scored by the search, so the prediction is unbiased."""
@@ -191,9 +203,14 @@ def prediction_seeds(calibration: list[int], count: int) -> list[int]:
 def search_schedule(
     adapter: ModelAdapter, profile: Profile, problem: Problem, budget: float, constraints: Constraints = Constraints(),
     *, evaluations: int = EVALUATIONS, samples: int = SEARCH_SAMPLES, predict_samples: int = PREDICT_SAMPLES,
-    seed: int = 0, time_limit: float = 60.0, progress: bool = True,
+    seed: int = 0, time_limit: float = 60.0, progress: bool = True, warm_starts: Sequence[Decisions] = (),
 ) -> Solution:
-    """Warm starts + local search on measured final error; see the module docstring."""
+    """Warm starts + local search on measured final error; see the module docstring.
+
+    warm_starts: extra decisions grids to start from (e.g. the schedule found at a lower budget, so a
+    ladder of budgets never loses quality on calibration data as the budget rises); one that does not
+    fit this problem or budget is skipped and counted in the stats.
+    """
     budget = check_budget(budget)
     if evaluations < 0 or samples < 1 or predict_samples < 0 or time_limit <= 0:
         raise SolverError("search needs evaluations >= 0, samples >= 1, predict_samples >= 0 and a positive time limit")
@@ -204,7 +221,9 @@ def search_schedule(
     first = min(constraints.first_full, problem.num_steps)
     seeds = list(profile.meta.calibration_seeds)
     dp_starts, failures = _dp_candidates(problem, budget, constraints)
-    starts = dp_starts + family_candidates(problem, budget, first)
+    given = [Candidate(f"given{i}", tuple(tuple(row) for row in grid)) for i, grid in enumerate(warm_starts)
+             if _fits(problem, budget, grid)]
+    starts = dp_starts + given + family_candidates(problem, budget, first)
     if not starts:
         raise failures[0] if failures else SolverError(f"no schedule family fits budget {budget:.3f}: raise the budget")
     scorer = RolloutScorer(adapter, profile, seeds[:samples])
@@ -248,7 +267,7 @@ def search_schedule(
              **({"prediction_seeds": format_ranges(held)} if held else {}),
              "rollouts": scorer.calls, "accepted": sum(accepted.values()), "stopped_by": stopped, "seed": seed,
              "additive_rel_l2": pred_error if math.isfinite(pred_error) else None, "warm_starts": start_scores,
-             "unscored_starts": len(starts) - len(scored)}
+             "unscored_starts": len(starts) - len(scored), "given_starts_skipped": len(warm_starts) - len(given)}
     compute = np.array([[a not in REUSE_MODES for a in row] for row in best.decisions], dtype=bool)
     return Solution(compute=compute, cost=cost, predicted_error=predicted.rel_l2, solver="search", stats=stats,
                     decisions=best.decisions)
@@ -259,7 +278,8 @@ def solve_search(problem: Problem, budget: float, constraints: Constraints, cont
     return search_schedule(context.model(), context.bound_profile, problem, budget, constraints,
                            samples=context.samples or SEARCH_SAMPLES, seed=context.seed,
                            evaluations=EVALUATIONS if context.evaluations is None else context.evaluations,
-                           time_limit=constraints.time_limit, progress=context.progress)
+                           time_limit=constraints.time_limit, progress=context.progress,
+                           warm_starts=context.warm_starts)
 
 
 __all__ = ["RolloutScorer", "Score", "search_schedule", "solve_search"]

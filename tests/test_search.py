@@ -131,3 +131,33 @@ def test_a_time_limit_stops_the_search_and_says_so(tiny_profile):
                           predict_samples=2, time_limit=1e-6, progress=False)
     assert sol.stats["stopped_by"] == "time limit" and sol.stats["warm_starts"] and sol.cost <= 0.5 + 1e-9
     assert sol.stats["unscored_starts"] == len(family_candidates(problem, 0.5)) + 3 - len(sol.stats["warm_starts"])
+
+
+def test_a_lower_budgets_schedule_as_warm_start_is_never_lost(tiny_profile):
+    adapter = make_tiny_adapter()
+    problem, low = _search(adapter, tiny_profile, budget=0.5, evaluations=6)
+    high = search_schedule(adapter, tiny_profile, problem, 0.7, evaluations=2, samples=3, predict_samples=2,
+                           progress=False, warm_starts=[low.actions()])
+    assert high.stats["warm_starts"]["given0"] == pytest.approx(low.stats["search_psnr"], abs=1e-3)
+    assert high.stats["search_psnr"] >= low.stats["search_psnr"] - 1e-3
+    # a start over the budget, or not a schedule of this problem, is skipped and counted
+    tight = search_schedule(adapter, tiny_profile, problem, 0.3, evaluations=0, samples=2, predict_samples=2,
+                            progress=False, warm_starts=[high.actions(), (("native",),)])
+    assert tight.stats["given_starts_skipped"] == 2 and "given0" not in tight.stats["warm_starts"]
+
+
+def test_cli_warm_start_must_come_from_the_same_profile(tiny_profile, tmp_path, capsys):
+    from schedc.schedule import save_schedule, schedule_from_solution
+
+    path = tmp_path / "tiny.profile.npz"
+    tiny_profile.save(path)
+    _, sol = _search(make_tiny_adapter(), tiny_profile, evaluations=1)
+    start = save_schedule(schedule_from_solution(tiny_profile, sol, 0.5), tmp_path / "start.yaml")
+    other = tmp_path / "other.profile.npz"
+    from conftest import TINY_SAMPLER
+    from schedc.profiler import ProfileConfig, profile_model
+    profile_model(make_tiny_adapter(seed=1), TINY_SAMPLER, ProfileConfig(calib_samples=2, batch_size=2, max_age=4,
+                  probe_steps=2, probe_samples=1), progress=False).save(other)
+    assert main(["solve", str(other), "--budget", "0.5", "--warm-start", str(start), "-o", str(tmp_path / "s.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "was not compiled from" in err

@@ -35,6 +35,7 @@ class SolveContext:
     samples: int | None = None
     iterations: int = 60
     evaluations: int | None = None
+    warm_starts: tuple = ()  # decisions grids [T][B] the search also starts from (e.g. a lower budget's schedule)
     seed: int = 0
     progress: bool = True
 
