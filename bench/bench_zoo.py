@@ -404,17 +404,23 @@ def monotone_check(ours: list[dict], flat_db: float) -> dict:
     than `flat_db` (a flat stretch)."""
     pts = sorted((r["budget"], r["psnr"]) for r in ours
                  if MONOTONE_RANGE[0] - 1e-9 <= r["budget"] <= MONOTONE_RANGE[1] + 1e-9)
-    problems = []
+    problems, long_problems = [], []  # any drop or flat stretch; only those over stretches longer than 0.1
     for i, (b0, p0) in enumerate(pts):
         for b1, p1 in pts[i + 1:]:
+            longer = b1 - b0 > MONOTONE_STRETCH + 1e-9
             if p1 < p0:
                 problems.append(f"drop {b0:.2f}->{b1:.2f}: {p0:.2f} -> {p1:.2f} dB")
-            elif b1 - b0 > MONOTONE_STRETCH + 1e-9 and p1 - p0 < flat_db:
+            elif longer and p1 - p0 < flat_db:
                 problems.append(f"flat {b0:.2f}->{b1:.2f}: +{p1 - p0:.2f} dB")
+            if longer and p1 - p0 < flat_db:
+                long_problems.append(f"{b0:.2f}->{b1:.2f}: {p1 - p0:+.2f} dB")
     covered = bool(pts) and pts[0][0] <= MONOTONE_RANGE[0] + 1e-9 and pts[-1][0] >= MONOTONE_RANGE[1] - 1e-9
     # True / False; None: not established (the budgets measured do not span the range, and nothing failed)
-    verdict = False if problems else (True if covered and len(pts) >= 2 else None)
-    return {"monotone": verdict, "covers_range": covered, "points": len(pts), "problems": problems}
+    established = covered and len(pts) >= 2
+    verdict = False if problems else (True if established else None)
+    rises = False if long_problems else (True if established else None)
+    return {"monotone": verdict, "rises_over_stretches": rises, "covers_range": covered, "points": len(pts),
+            "problems": problems, "long_stretch_problems": long_problems}
 
 
 def checks(rows: list[dict], flat_db: float) -> dict:
@@ -509,7 +515,10 @@ def model_markdown(result: dict, command: str) -> str:
               f"{MONOTONE_STRETCH:g} rises by >= {s['flat_db']:g} dB): " + _verdict(c["monotone"])
               + ("" if c["covers_range"] else " (only budgets " + ", ".join(f"{r['budget']:.2f}" for r in ours) + " measured)")
               + ("" if not c["problems"] else "; " + "; ".join(c["problems"][:12])
-                 + (f"; ... ({len(c['problems'])} in all)" if len(c["problems"]) > 12 else "")) + "."]
+                 + (f"; ... ({len(c['problems'])} in all)" if len(c["problems"]) > 12 else "")) + ".",
+              f"Issue #11's wording (no flat stretch longer than {MONOTONE_STRETCH:g}: every pair of budgets more than "
+              f"{MONOTONE_STRETCH:g} apart rises by >= {s['flat_db']:g} dB): " + _verdict(c.get("rises_over_stretches"))
+              + ("" if not c.get("long_stretch_problems") else "; " + "; ".join(c["long_stretch_problems"][:12])) + "."]
     if s["skipped"]:
         lines += ["", "Not applicable here: " + "; ".join(s["skipped"])]
     if s["failed"]:
@@ -524,25 +533,28 @@ def summary_markdown(results: list[dict]) -> str:
              f"whose predicted PSNR is within ±{PREDICTION_DB:g} dB of the held-out PSNR, and whether held-out PSNR "
              f"rises with budget over {MONOTONE_RANGE[0]:g}-{MONOTONE_RANGE[1]:g}. Details and settings: "
              "`<model>.md` next to this file.", "",
-             "| model | solver | sampler | rows | won | lost | median ΔPSNR dB | worst ΔPSNR dB | prediction ±1 dB | monotone |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    deltas, won, lost, rows, within, predicted, monotone = [], 0, 0, 0, 0, 0, 0
+             "| model | solver | sampler | rows | won | lost | median ΔPSNR dB | worst ΔPSNR dB | prediction ±1 dB | "
+             "rises over every stretch > 0.1 | no drop at all |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    deltas, won, lost, rows, within, predicted, monotone, rises = [], 0, 0, 0, 0, 0, 0, 0
     for res in results:
         s, c = res["settings"], res["checks"]
         sm = s["sampler"]
         share = "n/a" if c["prediction_share"] is None else f"{c['predicted_within']}/{c['predicted_rows']} ({c['prediction_share']:.0%})"
         lines.append(f"| {s['model']} | {s['solver']} | {sm['steps']} steps {sm['scheduler']}, CFG {sm['cfg']} "
                      f"g={sm['guidance_scale']:g} | {c['rows']} | {c['won']} | {c['lost']} | {_f(c['median_delta'], '+.2f')} | "
-                     f"{_f(c['worst_delta'], '+.2f')} | {share} | {_verdict(c['monotone'])} |")
+                     f"{_f(c['worst_delta'], '+.2f')} | {share} | {_verdict(c.get('rises_over_stretches'))} | "
+                     f"{_verdict(c['monotone'])} |")
         deltas += [r["delta_psnr"] for r in res["rows"] if r["family"] not in ("full", "schedc") and r["delta_psnr"] is not None]
         won, lost, rows = won + c["won"], lost + c["lost"], rows + c["rows"]
         within, predicted = within + c["predicted_within"], predicted + c["predicted_rows"]
         monotone += c["monotone"] is True
+        rises += c.get("rises_over_stretches") is True
     if results:
         lines.append(f"| **all {len(results)} models** | | | {rows} | {won} | {lost} | "
                      f"{_f(statistics.median(deltas) if deltas else None, '+.2f')} | {_f(min(deltas) if deltas else None, '+.2f')} | "
                      + (f"{within}/{predicted} ({within / predicted:.0%})" if predicted else "n/a")
-                     + f" | {monotone}/{len(results)} |")
+                     + f" | {rises}/{len(results)} | {monotone}/{len(results)} |")
     settings = {(r["settings"]["samples"], r["settings"]["rounds"], r["settings"]["timing_batch"], r["settings"]["threads"],
                  r["settings"]["evaluations"], r["settings"]["torch"]) for r in results}
     lines += ["", "Settings: " + "; ".join(f"held-out seeds 1000000.. ({n} samples), {k} interleaved rounds of {b} samples, "
