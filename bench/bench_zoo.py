@@ -580,6 +580,8 @@ def write_summary(out: Path, readme: bool) -> str:
         data = _read_json(path)
         if data and "rows" in data and "settings" in data:
             data["checks"] = checks(data["rows"], data["settings"].get("flat_db", 0.1))  # today's rules
+            command = data["settings"].get("command", "")
+            atomic_write_text(path.with_suffix(".md"), model_markdown(data, command))  # the model's md, same rules
             results.append(data)
     text = summary_markdown(results)
     atomic_write_text(out / "summary.md", text)
