@@ -31,7 +31,6 @@ from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from schedc.errors import SolverError
@@ -282,4 +281,4 @@ def solve_search(problem: Problem, budget: float, constraints: Constraints, cont
                            warm_starts=context.warm_starts)
 
 
-__all__ = ["RolloutScorer", "Score", "search_schedule", "solve_search"]
+__all__ = ["prediction_seeds", "search_schedule", "solve_search"]
