@@ -371,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="every solver and baseline over budgets: table, CSV and Pareto plot")
     p.add_argument("profile", nargs="?", default=str(PROFILES / "reference-dit.profile.npz"), help="profile file")
     p.add_argument("--budgets", type=_budget, nargs="+", default=[0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
-    p.add_argument("--solvers", default="dp,ilp", help="comma-separated solvers (default dp,ilp); baselines always run")
+    p.add_argument("--solvers", default="dp,ilp", help="comma-separated solvers (default dp,ilp; search runs ~1 min per budget); baselines always run")
     p.add_argument("--cost", choices=("auto", "flops", "latency"), default="auto", help="cost model (default auto)")
     _add_eval_options(p, repeats=5)
     p.add_argument("--json", action="store_true", help="print the rows as one JSON list")

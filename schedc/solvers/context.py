@@ -46,6 +46,8 @@ class SolveContext:
             raise SolverError("give a solve context either an adapter or an adapter_loader, not both")
         if self.samples is not None and self.samples < 1:
             raise SolverError(f"a solve context's samples must be >= 1, got {self.samples}")
+        if not isinstance(self.warm_starts, tuple) or any(not isinstance(g, tuple) for g in self.warm_starts):
+            raise SolverError("a solve context's warm_starts must be a tuple of decisions grids (tuples of rows)")
         if self.evaluations is not None and self.evaluations < 0:
             raise SolverError(f"a solve context's evaluations must be >= 0, got {self.evaluations}")
         if self.iterations < 1:
