@@ -20,10 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,7 +32,7 @@ from torch import nn
 
 from schedc.datasets import class_accuracy, digits_tensors
 from schedc.models.train_diffusers_dit import disable_builtin_label_dropout, init_dit_weights
-from schedc.models.training import ema_update, load_checkpoint, save_checkpoint
+from schedc.models.training import atomic_folder, ema_update, load_checkpoint, save_checkpoint
 
 ZOO_DIR = Path(__file__).resolve().parent
 NUM_CLASSES = 10
@@ -281,10 +278,7 @@ def write_folder(spec: ZooSpec, ema: ZooModel, out: Path, trained: dict[str, Any
     """denoiser (fp16 safetensors) + scheduler/ + cond.safetensors + zoo.json; the folder appears whole."""
     from safetensors.torch import save_file
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    old = None
-    try:
+    with atomic_folder(out) as tmp:
         half = nn.Module.to(copy.deepcopy(ema.net), dtype=torch.float16)
         half.save_pretrained(tmp / spec.denoiser_dir, safe_serialization=True)
         inference_scheduler(spec).save_pretrained(tmp / "scheduler")
@@ -294,19 +288,6 @@ def write_folder(spec: ZooSpec, ema: ZooModel, out: Path, trained: dict[str, Any
                 "guidance_scale": spec.guidance_scale, "steps": spec.sample_steps, "cfg": spec.cfg,
                 "scheduler": spec.scheduler, "image_size": spec.image_size, "trained": trained, "spec": asdict(spec)}
         (tmp / "zoo.json").write_text(json.dumps(meta, indent=2) + "\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        for path in [tmp, *tmp.rglob("*")]:  # mkdtemp / safetensors make 0700 / 0600
-            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        if old is not None and old.exists():
-            shutil.rmtree(old)
 
 
 # -- training ---------------------------------------------------------------------------------------------

@@ -30,9 +30,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
@@ -40,7 +37,7 @@ from typing import Sequence
 import torch
 from tqdm import tqdm
 
-from schedc.models.training import add_training_args, ema_update, load_checkpoint, save_checkpoint
+from schedc.models.training import add_training_args, atomic_folder, ema_update, load_checkpoint, save_checkpoint
 from schedc.datasets import class_accuracy, digits_tensors
 from schedc.sampler_config import EVAL_SEED_START
 
@@ -165,27 +162,10 @@ def evaluate(model, n: int = 64, steps: int = 50, guidance_scale: float = 3.0) -
 
 def save_folder(ema: torch.nn.Module, out: Path) -> None:
     """transformer/ (fp16 EMA, safetensors) and scheduler/ via save_pretrained; the folder appears whole."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    old = None
-    try:
+    with atomic_folder(Path(out)) as tmp:
         half = torch.nn.Module.to(copy.deepcopy(ema), dtype=torch.float16)  # plain cast; no fp32-kept modules
         half.save_pretrained(tmp / "transformer", safe_serialization=True)
         inference_scheduler().save_pretrained(tmp / "scheduler")
-        umask = os.umask(0)
-        os.umask(umask)
-        for path in [tmp, *tmp.rglob("*")]:  # mkdtemp / safetensors make 0700 / 0600
-            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        if old is not None and old.exists():
-            shutil.rmtree(old)
 
 
 def train(args: argparse.Namespace) -> None:

@@ -1,9 +1,14 @@
-"""What both training scripts share: resumable checkpoints and the EMA update."""
+"""What the training scripts share: resumable checkpoints, the EMA update and writing a model folder whole."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -54,3 +59,28 @@ def add_training_args(parser: argparse.ArgumentParser, lr: float, ckpt: str) -> 
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--ckpt", default=ckpt, help="resumable checkpoint (picked up on restart)")
     parser.add_argument("--ckpt-every", type=int, default=250)
+
+
+@contextlib.contextmanager
+def atomic_folder(out: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of `out` to fill; on success it replaces `out` whole (with the umask's
+    permissions: mkdtemp and safetensors make 0700 / 0600), on failure it is removed and `out` is untouched."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    old = None
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        for path in [tmp, *tmp.rglob("*")]:
+            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        if old is not None and old.exists():
+            shutil.rmtree(old)
