@@ -159,6 +159,13 @@ def _jsonable(value):
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
+def samples_key(schedule) -> str:
+    """What makes a schedule's samples what they are (decisions, spans, sampler, timesteps), not its provenance."""
+    from dataclasses import replace
+
+    return _digest(dump_schedule(replace(schedule, provenance={})))
+
+
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -209,7 +216,7 @@ class Bench:
         index_path = self.work / "schedules.json"
         index = _read_json(index_path) or {}
         settings = {"solver": args.solver, "evaluations": args.evaluations, "time_limit": args.time_limit,
-                    "profile": profile.digest(), "ladder": True}
+                    "profile": profile.digest(), "ladder": True, "vary_steps": not args.fixed_steps}
         out, failed = {}, []
         previous = None  # the schedule at the next lower budget: a warm start (`schedc solve --warm-start`)
         for budget in sorted(args.budgets):
@@ -224,7 +231,8 @@ class Bench:
                 compiled = compile_solution(
                     self.profile_path, budget, solver=args.solver, constraints=Constraints(time_limit=args.time_limit),
                     context=SolveContext(adapter=self.adapter, evaluations=args.evaluations, progress=False,
-                                         warm_starts=() if previous is None else (previous.decisions,)))
+                                         warm_starts=() if previous is None else (previous.decisions,),
+                                         vary_steps=not args.fixed_steps))
             except SchedcError as exc:
                 self.log(f"budget {budget:.2f}: no schedule ({exc})", "solve")
                 failed.append(f"{args.solver} b={budget:.2f}: {exc}")
@@ -235,7 +243,8 @@ class Bench:
             stats = compiled.schedule.provenance.get("stats") or {}
             self.log(f"budget {budget:.2f}: {time.perf_counter() - started:.1f}s"
                      + (f", predicted PSNR {stats['predicted_psnr']:.2f} dB (start {stats.get('start')}, "
-                        f"stopped by {stats.get('stopped_by')})" if "predicted_psnr" in stats else ""), "solve")
+                        f"stopped by {stats.get('stopped_by')}, {compiled.schedule.num_steps} steps)"
+                        if "predicted_psnr" in stats else ""), "solve")
             out[budget] = previous = read_schedule(path)
         return out, failed
 
@@ -306,12 +315,12 @@ class Bench:
                 "cost_model": schedule.provenance.get("cost_model"),
                 "predicted_psnr": stats.get("predicted_psnr"), "search_psnr": stats.get("search_psnr"),
                 "predicted_rel_l2": (schedule.provenance.get("predicted") or {}).get("rel_l2"),
-                "stopped_by": stats.get("stopped_by"), "start": stats.get("start"),
-                "key": _digest(dump_schedule(schedule))}))
+                "stopped_by": stats.get("stopped_by"), "start": stats.get("start"), "steps": schedule.num_steps,
+                "key": samples_key(schedule)}))
         for name, setting, budget, schedule in baselines:
             variants.append((schedule_variant(self.adapter, schedule, name, setting), {
                 "budget": budget, "cost": block_cost(schedule, block_flops, sampler.steps), "steps": schedule.num_steps,
-                "key": _digest(dump_schedule(schedule))}))
+                "key": samples_key(schedule)}))
         for v in eco:
             extra = self.mag_digest if v.family == "magcache" else ""
             variants.append((v, {"key": _digest(f"{v.family}|{v.setting}|{extra}")}))
@@ -355,8 +364,15 @@ class Bench:
             self.log("cached", "timing")
         else:
             self.log(f"{len(variants)} variants x {args.rounds} interleaved rounds of {args.timing_batch} samples", "timing")
-            speedups = time_rounds(self.adapter, [v for v, _ in variants], timing_inputs, sampler, args.rounds,
-                                   lambda m: self.log(m, "timing"))
+            # a variant that computes exactly what an earlier one does (schedc compiled the baseline itself) is
+            # the same run: timed once, so a tie is a tie and not a coin flip of the machine's noise
+            first = {}
+            for i, (_, f) in enumerate(variants):
+                first.setdefault(f["key"], i)
+            unique = sorted(set(first.values()))
+            timed = time_rounds(self.adapter, [variants[i][0] for i in unique], timing_inputs, sampler, args.rounds,
+                                lambda m: self.log(m, "timing"))
+            speedups = [timed[unique.index(first[f["key"]])] for _, f in variants]
             _write_json(timing_path, {"key": tkey, "speedups": speedups})
 
         # (vii) matching
@@ -365,14 +381,17 @@ class Bench:
             q = cache["rows"].get(facts["key"], {"psnr": math.inf, "ssim": 1.0, "rel_l2": 0.0,
                                                  "class_acc": cache.get("full_class_acc")})
             rows.append({"family": v.family, "setting": v.setting, "speedup": speed, **q,
-                         **{k: val for k, val in facts.items() if k != "key"}})
+                         **{k: val for k, val in facts.items() if k != "key"}, "samples_key": facts["key"]})
         match_rows(rows)
         for r in rows:
             if r["family"] not in ("full", "schedc"):
                 r["lost"] = r["delta_psnr"] is None or r["delta_psnr"] <= 0
+                r["tie"] = False
                 if r["schedc"] is not None:
                     mine = next(o for o in rows if o["family"] == "schedc" and o["setting"] == r["schedc"]["setting"])
                     r["schedc"]["budget"] = mine["budget"]
+                    r["schedc"]["steps"] = mine.get("steps")
+                    r["tie"] = mine["samples_key"] == r["samples_key"]  # schedc compiled this very schedule
         ours = [r for r in rows if r["family"] == "schedc"]
         for r in ours:
             p = r.get("predicted_psnr")
@@ -431,6 +450,7 @@ def checks(rows: list[dict], flat_db: float) -> dict:
     within = [r for r in predicted if abs(r["prediction_error_db"]) <= PREDICTION_DB]
     return {
         "rows": len(others), "won": sum(not r["lost"] for r in others), "lost": sum(r["lost"] for r in others),
+        "ties": sum(bool(r.get("tie")) and r["lost"] for r in others),
         "none_as_fast": sum(r["delta_psnr"] is None for r in others),
         "median_delta": statistics.median(deltas) if deltas else None, "worst_delta": min(deltas) if deltas else None,
         "predicted_rows": len(predicted), "predicted_within": len(within),
@@ -482,6 +502,8 @@ def model_markdown(result: dict, command: str) -> str:
         "Matched schedc row: the best PSNR among schedc schedules measured at least as fast in the same rounds; "
         "a row is lost when ΔPSNR <= 0 or none is as fast.", "",
         f"**{c['won']} won, {c['lost']} lost** of {c['rows']} rows"
+        + (f" ({c['ties']} of the lost are ties: schedc compiled the baseline's own schedule, same samples and same "
+           "timing run)" if c.get("ties") else "")
         + (f" ({c['none_as_fast']} with no schedc schedule as fast)" if c["none_as_fast"] else "")
         + f"; median ΔPSNR {_f(c['median_delta'], '+.2f')} dB, worst {_f(c['worst_delta'], '+.2f')} dB.", "",
         "| baseline | setting | speedup | PSNR dB | matched schedc budget | its speedup | its PSNR dB | ΔPSNR dB |",
@@ -496,15 +518,17 @@ def model_markdown(result: dict, command: str) -> str:
             lines.append(head + "none as fast | - | - | **lost** |")
         else:
             d = f"{r['delta_psnr']:+.2f}"
-            lines.append(head + f"{m['budget']:.2f} | {m['speedup']:.2f}x | {m['psnr']:.2f} | "
-                         + (f"**{d}** (lost) |" if r["lost"] else f"{d} |"))
+            steps = f" ({m['steps']} steps)" if m.get("steps") not in (None, sampler["steps"]) else ""
+            lines.append(head + f"{m['budget']:.2f}{steps} | {m['speedup']:.2f}x | {m['psnr']:.2f} | "
+                         + ((f"**{d}** (tie: the same schedule) |" if r.get("tie") else f"**{d}** (lost) |")
+                            if r["lost"] else f"{d} |"))
     lines += ["", f"schedc schedules ({s['solver']}); predicted PSNR = the search's measurement on calibration seeds "
               "it did not search on:", "",
-              "| budget | FLOP cost | speedup | predicted PSNR dB | measured PSNR dB | predicted - measured | within ±1 dB |",
-              "|---|---|---|---|---|---|---|"]
+              "| budget | steps | FLOP cost | speedup | predicted PSNR dB | measured PSNR dB | predicted - measured | within ±1 dB |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in sorted(ours, key=lambda r: r["budget"]):
         e = r.get("prediction_error_db")
-        lines.append(f"| {r['budget']:.2f} | {r['cost']:.3f} | {r['speedup']:.2f}x | {_f(r.get('predicted_psnr'))} | "
+        lines.append(f"| {r['budget']:.2f} | {r.get('steps') or sampler['steps']} | {r['cost']:.3f} | {r['speedup']:.2f}x | {_f(r.get('predicted_psnr'))} | "
                      f"{r['psnr']:.2f} | {_f(e, '+.2f')} | {'-' if e is None else ('yes' if abs(e) <= PREDICTION_DB else '**no**')} |")
     share = c["prediction_share"]
     lines += ["",
@@ -536,22 +560,23 @@ def summary_markdown(results: list[dict]) -> str:
              "| model | solver | sampler | rows | won | lost | median ΔPSNR dB | worst ΔPSNR dB | prediction ±1 dB | "
              "rises over every stretch > 0.1 | no drop at all |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    deltas, won, lost, rows, within, predicted, monotone, rises = [], 0, 0, 0, 0, 0, 0, 0
+    deltas, won, lost, rows, within, predicted, monotone, rises, ties = [], 0, 0, 0, 0, 0, 0, 0, 0
     for res in results:
         s, c = res["settings"], res["checks"]
         sm = s["sampler"]
         share = "n/a" if c["prediction_share"] is None else f"{c['predicted_within']}/{c['predicted_rows']} ({c['prediction_share']:.0%})"
         lines.append(f"| {s['model']} | {s['solver']} | {sm['steps']} steps {sm['scheduler']}, CFG {sm['cfg']} "
-                     f"g={sm['guidance_scale']:g} | {c['rows']} | {c['won']} | {c['lost']} | {_f(c['median_delta'], '+.2f')} | "
+                     f"g={sm['guidance_scale']:g} | {c['rows']} | {c['won']} | {c['lost']}"
+                     + (f" ({c['ties']} ties)" if c.get("ties") else "") + f" | {_f(c['median_delta'], '+.2f')} | "
                      f"{_f(c['worst_delta'], '+.2f')} | {share} | {_verdict(c.get('rises_over_stretches'))} | "
                      f"{_verdict(c['monotone'])} |")
         deltas += [r["delta_psnr"] for r in res["rows"] if r["family"] not in ("full", "schedc") and r["delta_psnr"] is not None]
-        won, lost, rows = won + c["won"], lost + c["lost"], rows + c["rows"]
+        won, lost, rows, ties = won + c["won"], lost + c["lost"], rows + c["rows"], ties + c.get("ties", 0)
         within, predicted = within + c["predicted_within"], predicted + c["predicted_rows"]
         monotone += c["monotone"] is True
         rises += c.get("rises_over_stretches") is True
     if results:
-        lines.append(f"| **all {len(results)} models** | | | {rows} | {won} | {lost} | "
+        lines.append(f"| **all {len(results)} models** | | | {rows} | {won} | {lost}" + (f" ({ties} ties)" if ties else "") + " | "
                      f"{_f(statistics.median(deltas) if deltas else None, '+.2f')} | {_f(min(deltas) if deltas else None, '+.2f')} | "
                      + (f"{within}/{predicted} ({within / predicted:.0%})" if predicted else "n/a")
                      + f" | {rises}/{len(results)} | {monotone}/{len(results)} |")
@@ -636,6 +661,8 @@ def main() -> int:
     parser.add_argument("--timing-batch", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--fixed-steps", action="store_true",
+                        help="the search keeps the profiled step count (default: it also tries fewer steps, as `schedc solve` does)")
     parser.add_argument("--flat-db", type=float, default=0.1,
                         help="a budget stretch longer than 0.1 rising by less than this is flat (default 0.1 dB)")
     parser.add_argument("--summary-only", action="store_true", help="rebuild summary.md from <out>/*.json and stop")

@@ -246,8 +246,9 @@ class ScheduleHandle:
         index = self._timestep_index.get(timestep_key(value))
         if index is None:
             raise ScheduleFormatError(
-                f"timestep {value:g} is not one of the schedule's {steps} timesteps: "
-                "it was compiled for a different sampler or step count"
+                f"timestep {value:g} is not one of the schedule's {steps} timesteps: it was compiled for "
+                f"{steps} steps of its sampler (run it with num_inference_steps={steps}), or compile one for your "
+                "step count with `schedc solve PROFILE --steps N`"
             )
         return index
 

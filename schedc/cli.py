@@ -59,6 +59,18 @@ def _depends(text: str) -> tuple[tuple[int, int], ...]:
     return tuple((a, b) for chain in chains for a, b in zip(chain, chain[1:]))
 
 
+def _steps(text: str) -> "str | int":
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"steps must be auto or a whole number, got {text!r}") from None
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"steps must be in 1..1000, got {value}")
+    return value
+
+
 def _shard(text: str) -> tuple[int, int]:
     try:
         i, n = (int(x) for x in text.split("/"))
@@ -106,6 +118,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from schedc.compile import compile_solution
     from schedc.schedule import save_schedule
     from schedc.solvers import Constraints, SolveContext
@@ -119,10 +133,17 @@ def cmd_solve(args: argparse.Namespace) -> int:
         check_output(args.output, [args.profile])
     starts = tuple(_warm_start(path, args.profile) for path in args.warm_start)
     context = SolveContext(iterations=args.iterations, seed=args.seed, evaluations=args.evaluations,
-                           progress=not args.quiet, warm_starts=starts)  # for the model-in-the-loop solvers and refinement
+                           progress=not args.quiet, warm_starts=starts,
+                           vary_steps=args.steps == "auto")  # for the model-in-the-loop solvers and refinement
     solver, context, fallback = _resolve_solver(args, context)
-    compiled = compile_solution(args.profile, args.budget, solver, constraints, args.allow, args.cost,
+    profile, retargeted = _profile_at_steps(args.profile, args.steps, context)
+    if retargeted:
+        context = replace(context, vary_steps=False, profile=None)
+    compiled = compile_solution(profile, args.budget, solver, constraints, args.allow, args.cost,
                                 args.refine, context, spans=not args.no_spans)
+    if retargeted:
+        compiled = replace(compiled, schedule=replace(compiled.schedule, provenance={
+            **compiled.schedule.provenance, "profile_file": args.profile, "retargeted_from": retargeted}))
     for i, r in enumerate(compiled.refine_history):
         print(f"refine round {i}: reuse x{r.reuse_scale:.3f}, quant x{r.quant_scale:.3f}: "
               f"predicted {r.predicted:.4f}, measured {r.measured:.4f} (calibration seeds)")
@@ -138,11 +159,42 @@ def cmd_solve(args: argparse.Namespace) -> int:
                  else f"predicted rel L2 {solution.predicted_error:.4f} (additive model)")
     fused = schedule.provenance.get("spans")
     spans = f", {fused['spans']} spans fusing {fused['fused_reuses']} reuses" if isinstance(fused, dict) and fused["spans"] else ""
+    if retargeted and measured is None:
+        predicted += f", transferred from the {retargeted['steps']}-step profile"
+    moved = (f"; runs {schedule.num_steps} sampler steps (profiled {profile.num_steps}: fewer steps won at this "
+             f"speed; call the pipeline with num_inference_steps={schedule.num_steps})"
+             if schedule.num_steps != profile.num_steps else "")
     print(f"wrote {out}: solver {solution.solver}, cost {solution.cost:.3f} of full (budget {args.budget:.2f}), "
-          f"{predicted}, solved in {secs:.2f} s{spans}")
+          f"{predicted}, solved in {secs:.2f} s{spans}{moved}")
     if fallback:
         print(f"note: {fallback}; solved with the dp on the additive error model (the closed-loop search runs the model)")
     return 0
+
+
+def _profile_at_steps(path: str, steps: "str | int", context) -> tuple:
+    """(the profile to compile from, {"steps", "profile"} of the profile it was retargeted from or None).
+
+    `--steps N` other than the profiled count maps the profile's tables onto N steps (schedc.retarget);
+    the timesteps a diffusers scheduler gives at N steps come from the model, loaded here."""
+    from schedc.profile import Profile
+    from schedc.retarget import retarget_profile
+    from schedc.sampling import SamplerConfig
+
+    profile = Profile.load(path)
+    if steps == "auto" or steps == profile.num_steps:
+        return profile, None
+    sampler = SamplerConfig(**profile.meta.sampler).with_changes(steps=steps)
+    if sampler.scheduler == "ddim":
+        timesteps = sampler.timesteps()
+    else:
+        from schedc.errors import ModelError
+
+        try:
+            timesteps = context.for_profile(profile).model().model_timesteps(sampler)
+        except ModelError as exc:
+            raise SchedcError(f"--steps {steps}: the {sampler.scheduler} timesteps come from the profiled model, "
+                              f"which does not load here ({exc})") from None
+    return retarget_profile(profile, steps, timesteps), {"steps": profile.num_steps, "profile": profile.digest()}
 
 
 def _warm_start(path: str, profile_path: str) -> tuple:
@@ -351,6 +403,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="block dependencies: when block UP refreshes, DOWN refreshes too, e.g. 0>1>2,4>5 (ilp)")
     p.add_argument("--time-limit", type=float, default=60.0, help="solver time limit in seconds (search, ilp; default 60)")
     p.add_argument("--first-full", type=int, default=1, help="the first K steps compute every block (default 1)")
+    p.add_argument("--steps", type=_steps, default="auto", metavar="auto|N",
+                   help="sampler steps the schedule runs at: auto (default) lets the search also try fewer steps than "
+                        "profiled at the same speed (the schedule then says how many); N compiles for N steps, mapping "
+                        "the profile's tables onto them by noise level when N is not the profiled count")
     p.add_argument("--no-spans", action="store_true",
                    help="keep every reuse per block (default: runs of residual reuses of one compute step replay as "
                         "one span, one add per run, as FirstBlockCache/DBCache do)")

@@ -117,8 +117,12 @@ def baseline_schedule(
     steps; Δ-DiT = its pattern at the cost nearest `cost` from above. `adapter` gives the timesteps
     the model receives at another step count (needed for a diffusers model's own scheduler).
     """
-    full_sampler = sampler_of(base)
+    full_sampler = reference_sampler(base)
     steps, blocks = full_sampler.steps, base.num_blocks
+    # a base at another step count (the search chose it): the baselines run the reference's steps
+    full_timesteps = None
+    if base.num_steps != steps:
+        full_timesteps = adapter.model_timesteps(full_sampler) if adapter is not None else full_sampler.timesteps()
     if name == "fewer-steps":
         n_steps = fewer_steps_count(steps, cost, nonblock_share)
         fewer = SamplerConfig(**{**full_sampler.to_dict(), "steps": n_steps})
@@ -131,9 +135,10 @@ def baseline_schedule(
         computes = int(round(cost * steps))  # the schedule's FLOP cost, spent on whole steps
         uniform = np.zeros((steps, blocks), dtype=bool)
         uniform[uniform_compute_steps(steps, computes)] = True
-        return derive_schedule(base, uniform, full_sampler, {"solver": "uniform"})
+        return derive_schedule(base, uniform, full_sampler, {"solver": "uniform"}, full_timesteps)
     if name == "delta-dit":
-        return derive_schedule(base, delta_dit_compute(steps, blocks, cost), full_sampler, {"solver": "delta-dit"})
+        return derive_schedule(base, delta_dit_compute(steps, blocks, cost), full_sampler, {"solver": "delta-dit"},
+                               full_timesteps)
     raise SchedcError(f"unknown baseline {name!r}: choose one of {', '.join(BASELINES)}")
 
 
@@ -162,6 +167,32 @@ def check_timesteps(adapter: ModelAdapter, schedule: Schedule, sampler: SamplerC
         raise ScheduleError(f"the schedule was compiled for {len(recorded)} steps at timesteps {recorded[0]:g}..{recorded[-1]:g}, "
                             f"but this model's sampler gives {len(expected)} steps at {expected[0]:g}..{expected[-1]:g}: "
                             "compile a schedule for this sampler (schedc solve)")
+
+
+def reference_sampler(schedule: Schedule) -> SamplerConfig:
+    """The full compute a schedule's quality is measured against: its own sampling settings, or, for one
+    the search compiled at fewer steps than the profile's, the profile's (`reference_sampling`)."""
+    own = sampler_of(schedule)
+    recorded = schedule.provenance.get("reference_sampling")
+    if recorded is None:
+        return own
+    try:
+        reference = SamplerConfig(**recorded)
+    except (TypeError, ValueError) as exc:
+        raise ScheduleError(f"schedule has invalid reference_sampling settings: {exc}") from None
+    if reference.with_changes(steps=own.steps) != own:
+        raise ScheduleError("schedule's reference_sampling differs from its sampling in more than the step count")
+    return reference
+
+
+def equivalent_cost(steps: int, full_steps: int, cost: float, nonblock_share: float) -> float:
+    """Block cost (of `full_steps` steps) at which a run of `full_steps` steps takes the ideal time of a
+    `steps`-step run whose block FLOPs are `cost` of `full_steps` steps: how baselines match its speed."""
+    if steps == full_steps:
+        return cost
+    o = min(max(nonblock_share, 0.0), 0.95)
+    time = steps / full_steps * o + (1 - o) * cost
+    return min(1.0, max(0.0, (time - o) / (1 - o)))
 
 
 def sampler_of(schedule: Schedule) -> SamplerConfig:
@@ -305,8 +336,8 @@ def evaluate(
         check_model(adapter.model, schedule)
     except ScheduleFormatError as exc:
         raise ScheduleError(str(exc)) from None
-    full_sampler = sampler_of(schedule)  # full compute uses the schedule's own sampling settings
-    check_timesteps(adapter, schedule, full_sampler)
+    full_sampler = reference_sampler(schedule)  # the schedule's own sampling settings (or its reference steps)
+    check_timesteps(adapter, schedule, sampler_of(schedule))
     block_flops, _ = adapter.flops()
     full_steps = full_sampler.steps
     inputs = adapter.make_inputs(seeds)
@@ -321,8 +352,9 @@ def evaluate(
     if baselines:
         log("timing the non-block share to size the fewer-steps baseline")
         quick, _ = time_interleaved(adapter, {"full": None}, timing_inputs, 3, full_sampler)
+        matched = equivalent_cost(schedule.num_steps, full_steps, cost, 1.0 / quick["skip"])
         for name in BASELINES:
-            variants[name] = baseline_schedule(name, schedule, cost, 1.0 / quick["skip"], adapter)
+            variants[name] = baseline_schedule(name, schedule, matched, 1.0 / quick["skip"], adapter)
             predicted[name] = (None if name == "fewer-steps" or problem is None
                                else _finite(problem.predicted_error(compute_from_schedule(variants[name]))))
 
@@ -343,7 +375,10 @@ def evaluate(
         q = quality(samples[name], full)
         # the ideal follows the cost model the schedule was solved with (latency schedules: wall time)
         model_cost = c if variant.provenance.get("cost_model") != "latency" else float(variant.provenance["predicted"]["cost"])
-        ideal = full_steps / variant.num_steps if variant.num_steps != full_steps else ideal_speedup(model_cost, nonblock)
+        if variant.num_steps != full_steps:  # fewer steps: their block cost, and the non-block work of fewer steps
+            ideal = full_steps / variant.num_steps / (nonblock + (1 - nonblock) * min(1.0, c * full_steps / variant.num_steps))
+        else:
+            ideal = ideal_speedup(model_cost, nonblock)
         return Metrics(
             psnr=q["psnr"], ssim=q["ssim"], rel_l2=q["rel_l2"],
             class_acc=adapter.class_accuracy(samples[name], inputs.labels),

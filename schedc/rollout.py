@@ -47,17 +47,21 @@ class RolloutScorer:
         self.inputs = self.adapter.make_inputs(self.seeds)
         self.full = self.adapter.generate(self.inputs, self.sampler).float().clamp(-1, 1)  # [N, ...]
 
-    def __call__(self, decisions: Decisions) -> Score:
-        if decisions not in self._memo:
+    def __call__(self, decisions: Decisions, target: "Profile | None" = None) -> Score:
+        """Score `decisions`; `target`: the profile retargeted to the step count they run at (None: the
+        profile's own), always against full compute at the profile's step count."""
+        target = target or self.profile
+        key = (target.num_steps, decisions)
+        if key not in self._memo:
             self.calls += 1
-            schedule = build_schedule(self.profile, decisions, {"solver": "rollout"})
+            schedule = build_schedule(target, decisions, {"solver": "rollout"})
             with apply_schedule(self.adapter.model, schedule):
-                out = self.adapter.generate(self.inputs, self.sampler).float().clamp(-1, 1)
+                out = self.adapter.generate(self.inputs, SamplerConfig(**target.meta.sampler)).float().clamp(-1, 1)
             if not torch.isfinite(out).all():
-                self._memo[decisions] = Score(-math.inf, math.inf)
+                self._memo[key] = Score(-math.inf, math.inf)
             else:
-                self._memo[decisions] = Score(float(psnr(out, self.full).mean()), float(rel_l2(out, self.full).mean()))
-        return self._memo[decisions]
+                self._memo[key] = Score(float(psnr(out, self.full).mean()), float(rel_l2(out, self.full).mean()))
+        return self._memo[key]
 
 
 __all__ = ["RolloutScorer", "Score"]

@@ -34,10 +34,15 @@ def compute_from_schedule(schedule: Schedule) -> np.ndarray:
     return np.array([[not is_reuse(a) for a in row] for row in schedule.decisions], dtype=bool)
 
 
-def model_info(profile: Profile, sampler: SamplerConfig | None = None) -> ModelInfo:
+def model_info(profile: Profile, sampler: SamplerConfig | None = None,
+               timesteps: "Sequence[float] | None" = None) -> ModelInfo:
+    """timesteps: what the model receives at each step under `sampler` (needed for a diffusers scheduler
+    at a step count other than the profile's; a solver that chose the step count knows them)."""
     meta = profile.meta
     sampler = sampler or SamplerConfig(**meta.sampler)
-    if sampler.steps == meta.steps:
+    if timesteps is not None:
+        timesteps = tuple(float(t) for t in timesteps)
+    elif sampler.steps == meta.steps:
         timesteps = tuple(float(t) for t in meta.timesteps)  # what the model received when profiled
     elif sampler.scheduler == "ddim":
         timesteps = tuple(float(t) for t in sampler.timesteps())
@@ -60,8 +65,10 @@ def build_schedule(
     compute: "np.ndarray | tuple[tuple[str, ...], ...]",
     provenance: Mapping[str, Any],
     sampler: SamplerConfig | None = None,
+    timesteps: "Sequence[float] | None" = None,
 ) -> Schedule:
-    """compute: bool [T, B] or action names [T][B]. `sampler` overrides the profile's sampling."""
+    """compute: bool [T, B] or action names [T][B]. `sampler` overrides the profile's sampling (with the
+    `timesteps` the model then receives, when a diffusers scheduler gives them)."""
     sampler = sampler or SamplerConfig(**profile.meta.sampler)
     prov = {
         "profile": profile.digest(),
@@ -73,7 +80,7 @@ def build_schedule(
     }
     try:
         return Schedule(
-            model=model_info(profile, sampler),
+            model=model_info(profile, sampler, timesteps),
             decisions=decisions_from_compute(compute) if isinstance(compute, np.ndarray) else compute,
             sampling=sampler.to_dict(),
             provenance=prov,
@@ -83,9 +90,13 @@ def build_schedule(
 
 
 def schedule_from_solution(profile: Profile, solution: Solution, budget: float, extra: Mapping[str, Any] | None = None) -> Schedule:
+    """The schedule of a solver's Solution. One that runs another step count than the profile's (the search
+    chose it) records the profile's sampling as `reference_sampling`: what its quality is measured against."""
     stats = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in solution.stats.items()}
     # seeds a model-in-the-loop solver ran beyond the profile's are calibration seeds too (never evaluated on)
     extra_seeds = parse_ranges(str(stats["prediction_seeds"]), 1 << 62, "prediction_seeds") if "prediction_seeds" in stats else []
+    sampler = SamplerConfig(**solution.sampling) if solution.sampling is not None else None
+    moved = {"reference_sampling": dict(profile.meta.sampler)} if sampler is not None else {}
     return build_schedule(
         profile,
         solution.actions(),
@@ -95,8 +106,10 @@ def schedule_from_solution(profile: Profile, solution: Solution, budget: float, 
             "budget": round(float(budget), 4),
             "predicted": {"cost": round(solution.cost, 4), "rel_l2": round(solution.predicted_error, 5)},
             "stats": stats,
+            **moved,
             **(extra or {}),
         },
+        sampler, solution.timesteps,
     )
 
 

@@ -26,6 +26,7 @@ is a guard (the stats record which one stopped it).
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import replace
 from typing import Sequence
@@ -42,6 +43,8 @@ from schedc.sampler_config import EVAL_SEED_START
 from schedc.solvers.base import Constraints, Solution
 from schedc.solvers.context import SolveContext
 from schedc.solvers.families import Candidate, Decisions, block_modes, family_candidates
+from schedc.step_settings import (StepSetting, alternative_step_counts, measure_nonblock_share, profiled_setting,
+                                  retargeted_setting, time_fraction)
 from schedc_runtime.modes import REUSE_MODES
 from schedc_runtime.safeyaml import format_ranges
 
@@ -199,16 +202,57 @@ def prediction_seeds(calibration: list[int], count: int) -> list[int]:
     return list(range(start, start + count))
 
 
+def _kind(name: str) -> str:
+    """A start's family without its numbers ("warmup5/forecast" -> "warmup/forecast")."""
+    return re.sub(r"\d+", "", name)
+
+
+def _settings(adapter: ModelAdapter, profile: Profile, problem: Problem, budget: float, seeds: list[int],
+              vary_steps: bool) -> tuple[StepSetting, list[StepSetting], float | None]:
+    """The profiled step count's setting, the fewer step counts worth trying (fewest first), and the
+    measured non-block share they were sized with (None when the step count is fixed)."""
+    native = profiled_setting(profile, problem, budget)
+    if not vary_steps:
+        return native, [], None
+    nonblock = measure_nonblock_share(adapter, native.sampler, seeds)
+    others = [retargeted_setting(adapter, profile, problem, n, budget, nonblock)
+              for n in alternative_step_counts(profile.num_steps, budget, nonblock)]
+    return native, [s for s in others if s is not None], nonblock
+
+
+def _starts_at(setting: StepSetting, constraints: Constraints, first: int, kinds: set[str],
+               given: Sequence[Decisions]) -> list[Candidate]:
+    """Starts at a fewer step count: every block every step (when it fits), the DP, the families that
+    scored best at the profiled count, and given grids of this step count."""
+    out: dict[Decisions, str] = {}
+    tag = f"{setting.steps}steps:"
+    if setting.budget >= 1.0 - 1e-9:
+        out[tuple(("native",) * setting.problem.num_blocks for _ in range(setting.steps))] = tag + "all"
+    dp, _ = _dp_candidates(setting.problem, setting.budget, replace(constraints, first_full=min(first, setting.steps)))
+    for cand in dp[:1]:
+        out.setdefault(cand.decisions, tag + cand.name)
+    for i, grid in enumerate(given):
+        if _fits(setting.problem, setting.budget, grid):
+            out.setdefault(tuple(tuple(row) for row in grid), f"{tag}given{i}")
+    for cand in family_candidates(setting.problem, setting.budget, min(first, setting.steps)):
+        if _kind(cand.name) in kinds:
+            out.setdefault(cand.decisions, tag + cand.name)
+    return [Candidate(name, grid) for grid, name in out.items()]
+
+
 def search_schedule(
     adapter: ModelAdapter, profile: Profile, problem: Problem, budget: float, constraints: Constraints = Constraints(),
     *, evaluations: int = EVALUATIONS, samples: int = SEARCH_SAMPLES, predict_samples: int = PREDICT_SAMPLES,
     seed: int = 0, time_limit: float = 60.0, progress: bool = True, warm_starts: Sequence[Decisions] = (),
+    vary_steps: bool = False,
 ) -> Solution:
     """Warm starts + local search on measured final error; see the module docstring.
 
     warm_starts: extra decisions grids to start from (e.g. the schedule found at a lower budget, so a
     ladder of budgets never loses quality on calibration data as the budget rises); one that does not
-    fit this problem or budget is skipped and counted in the stats.
+    fit this problem or budget (at any step count tried) is skipped and counted in the stats.
+    vary_steps: also try fewer sampler steps than the profile's at the same ideal time (schedc.step_settings);
+    a schedule that wins there runs at its own step count and records the profile's as its reference.
     """
     budget = check_budget(budget)
     if evaluations < 0 or samples < 1 or predict_samples < 0 or time_limit <= 0:
@@ -219,25 +263,45 @@ def search_schedule(
     started = time.perf_counter()
     first = min(constraints.first_full, problem.num_steps)
     seeds = list(profile.meta.calibration_seeds)
+    native, others, nonblock = _settings(adapter, profile, problem, budget, seeds[:samples], vary_steps)
     dp_starts, failures = _dp_candidates(problem, budget, constraints)
     given = [Candidate(f"given{i}", tuple(tuple(row) for row in grid)) for i, grid in enumerate(warm_starts)
              if _fits(problem, budget, grid)]
     starts = dp_starts + given + family_candidates(problem, budget, first)
-    if not starts:
+    if not starts and not others:
         raise failures[0] if failures else SolverError(f"no schedule family fits budget {budget:.3f}: raise the budget")
     scorer = RolloutScorer(adapter, profile, seeds[:samples])
     bar = tqdm(total=len(starts) + evaluations, desc=f"search b={budget:.2f}", disable=not progress, leave=False)
-    scored: list[tuple[Score, Candidate]] = []
+    scored: list[tuple[Score, Candidate, StepSetting]] = []
     stopped = "evaluations"
-    for cand in starts:  # the DP's first, so a time limit hit here still leaves the model-based start
-        if scored and time.perf_counter() - started > time_limit:
-            stopped = "time limit"
-            break
-        scored.append((scorer(cand.decisions), cand))
-        bar.update(1)
-    best_score, best = max(scored, key=lambda sc: sc[0].psnr)
-    start_name, start_scores = best.name, {c.name: round(s.psnr, 3) for s, c in scored}
-    moves = Moves(problem, budget, first, np.random.default_rng(seed))
+
+    def score_all(cands: list[Candidate], setting: StepSetting) -> None:
+        nonlocal stopped
+        for cand in cands:  # the DP's first, so a time limit hit here still leaves the model-based start
+            if stopped != "evaluations" or (scored and time.perf_counter() - started > time_limit):
+                stopped = "time limit"
+                return
+            target = None if setting is native else setting.profile
+            scored.append((scorer(cand.decisions, target), cand, setting))
+            bar.update(1)
+
+    planned = len(starts)
+    score_all(starts, native)
+    ranked = sorted((s.psnr, c.name) for s, c, _ in scored if not c.name.startswith(("dp", "given")))
+    kinds = {_kind(name) for _, name in ranked[::-1][:3]}
+    grids_used = len(given)
+    for setting in others:
+        extra = _starts_at(setting, constraints, first, kinds, warm_starts)
+        grids_used += sum(c.name.split(":", 1)[1].startswith("given") for c in extra)
+        planned += len(extra)
+        bar.total += len(extra)
+        score_all(extra, setting)
+    if not scored:
+        raise SolverError(f"no start could be scored within the time limit at budget {budget:.3f}")
+    best_score, best, setting = max(scored, key=lambda sc: sc[0].psnr)
+    target = None if setting is native else setting.profile
+    start_name, start_scores = best.name, {c.name: round(s.psnr, 3) for s, c, _ in scored}
+    moves = Moves(setting.problem, setting.budget, min(first, setting.steps), np.random.default_rng(seed))
     accepted: dict[str, int] = {}
     tried = 0
     while tried < evaluations and stopped == "evaluations":
@@ -250,7 +314,7 @@ def search_schedule(
         kind, grid = proposal
         tried += 1
         bar.update(1)
-        score = scorer(grid)
+        score = scorer(grid, target)
         if score.better_than(best_score):
             best_score, best = score, Candidate(f"{best.name}+{kind}", grid)
             accepted[kind] = accepted.get(kind, 0) + 1
@@ -259,17 +323,28 @@ def search_schedule(
     predicted = best_score
     held = prediction_seeds(seeds, predict_samples)
     if held:
-        predicted = RolloutScorer(adapter, profile, held)(best.decisions)
-    pred_error, cost = problem.evaluate_decisions(best.decisions)
+        predicted = RolloutScorer(adapter, profile, held)(best.decisions, target)
+    pred_error, block = setting.problem.evaluate_decisions(best.decisions)
+    cost = block
+    steps_stats: dict = {}
+    if nonblock is not None:
+        share = time_fraction(setting.steps, profile.num_steps, block, nonblock)
+        cost = block if setting is native else max(0.0, (share - nonblock) / (1.0 - nonblock))
+        steps_stats = {"steps": setting.steps, "steps_tried": [profile.num_steps, *(s.steps for s in others)],
+                       "nonblock_share": nonblock, "time": share,
+                       "block_flops_cost": block * setting.steps / profile.num_steps}
     stats = {"solve_seconds": time.perf_counter() - started, "start": start_name, "search_psnr": best_score.psnr,
              "predicted_psnr": predicted.psnr, "predict_seeds": len(held), "search_seeds": min(samples, len(seeds)),
              **({"prediction_seeds": format_ranges(held)} if held else {}),
              "rollouts": scorer.calls, "accepted": sum(accepted.values()), "stopped_by": stopped, "seed": seed,
              "additive_rel_l2": pred_error if math.isfinite(pred_error) else None, "warm_starts": start_scores,
-             "unscored_starts": len(starts) - len(scored), "given_starts_skipped": len(warm_starts) - len(given)}
+             "unscored_starts": planned - len(scored),
+             "given_starts_skipped": len(warm_starts) - grids_used, **steps_stats}
     compute = np.array([[a not in REUSE_MODES for a in row] for row in best.decisions], dtype=bool)
+    moved = {} if setting is native else {"sampling": setting.sampler.to_dict(),
+                                          "timesteps": tuple(float(t) for t in setting.profile.meta.timesteps)}
     return Solution(compute=compute, cost=cost, predicted_error=predicted.rel_l2, solver="search", stats=stats,
-                    decisions=best.decisions)
+                    decisions=best.decisions, **moved)
 
 
 def solve_search(problem: Problem, budget: float, constraints: Constraints, context: SolveContext) -> Solution:
@@ -278,7 +353,7 @@ def solve_search(problem: Problem, budget: float, constraints: Constraints, cont
                            samples=context.samples or SEARCH_SAMPLES, seed=context.seed,
                            evaluations=EVALUATIONS if context.evaluations is None else context.evaluations,
                            time_limit=constraints.time_limit, progress=context.progress,
-                           warm_starts=context.warm_starts)
+                           warm_starts=context.warm_starts, vary_steps=context.vary_steps)
 
 
 __all__ = ["prediction_seeds", "search_schedule", "solve_search"]

@@ -60,12 +60,21 @@ class Solution:
     solver: str
     stats: dict = field(default_factory=dict)
     decisions: tuple[tuple[str, ...], ...] | None = None  # [T][B] action names; None = from `compute`
+    # a solver that chose another step count than the profile's: the sampler settings it runs at
+    # (SamplerConfig.to_dict()) and the timesteps the model then receives; None = the profile's
+    sampling: dict | None = None
+    timesteps: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.compute.dtype != np.bool_ or self.compute.ndim != 2:
             raise SolverError("compute must be a bool [T, B] array")
         if not self.compute[0].all():
             raise SolverError("step 0 must compute every block")
+        if (self.sampling is None) != (self.timesteps is None):
+            raise SolverError("a solution at another step count needs both its sampling settings and its timesteps")
+        if self.timesteps is not None and (len(self.timesteps) != self.compute.shape[0]
+                                           or self.sampling.get("steps") != self.compute.shape[0]):
+            raise SolverError(f"a solution of {self.compute.shape[0]} steps needs that many timesteps and sampler steps")
 
     def actions(self) -> tuple[tuple[str, ...], ...]:
         """[T][B] action names: compute precisions or reuse modes."""

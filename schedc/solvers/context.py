@@ -36,6 +36,7 @@ class SolveContext:
     iterations: int = 60
     evaluations: int | None = None
     warm_starts: tuple = ()  # decisions grids [T][B] the search also starts from (e.g. a lower budget's schedule)
+    vary_steps: bool = False  # the search also tries fewer sampler steps at the same ideal time (schedc.step_settings)
     seed: int = 0
     progress: bool = True
 

@@ -1,0 +1,98 @@
+"""Step counts the closed-loop search weighs against caching at the profiled step count.
+
+Why: on a high-order multistep sampler (DPM-Solver++) running fewer steps beats any cache at the
+same speed (issue #11: fewer steps won 6 UNet rows by 4-8 dB), and at the fast end of any model a
+few whole steps are cheaper than a cached run that still pays every step's non-block work. A
+compiler that only places caches at the user's step count cannot match that; one that treats the
+step count as one more decision can, and keeps whichever the rollouts say is better.
+
+Equal speed across step counts: a step also costs its non-block work (embeddings, the scheduler's
+update, the runtime's bookkeeping), the share `o` of a full step measured on the model itself. At
+budget b, the profiled step count N takes time o + (1 - o) b per step (as a fraction of full compute);
+a run of n steps fits when n / N * (o + (1 - o) c) is no more, c being its block cost at n steps.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, replace
+
+from schedc.errors import SolverError
+from schedc.models.adapter import ModelAdapter
+from schedc.problem import Problem, problem_from_profile
+from schedc.profile import Profile
+from schedc.retarget import retarget_profile
+from schedc.sampler_config import SamplerConfig
+
+ALTERNATIVES = 3  # step counts tried between the fewest that fit and the profiled count
+
+
+def time_fraction(steps: int, full_steps: int, block_cost: float, nonblock: float) -> float:
+    """Ideal time of `steps` steps at block cost `block_cost` (of those steps), as a fraction of full compute."""
+    return steps / full_steps * (nonblock + (1.0 - nonblock) * block_cost)
+
+
+def block_budget(steps: int, full_steps: int, budget: float, nonblock: float) -> float:
+    """The block cost at `steps` steps whose time equals the profiled step count's at `budget` (<= 1)."""
+    allowed = time_fraction(full_steps, full_steps, budget, nonblock) * full_steps / steps
+    return min(1.0, (allowed - nonblock) / (1.0 - nonblock))
+
+
+def alternative_step_counts(full_steps: int, budget: float, nonblock: float, count: int = ALTERNATIVES) -> list[int]:
+    """Fewer step counts worth trying, fewest first: the most steps that fit at full compute (the
+    fewer-steps baseline at this speed) and `count` more spaced evenly in log up to the profiled count."""
+    fewest = max(1, math.floor(full_steps * time_fraction(full_steps, full_steps, budget, nonblock) + 1e-9))
+    if fewest >= full_steps:
+        return []
+    ratio = full_steps / fewest
+    counts = {fewest, *(round(fewest * ratio ** (i / (count + 1))) for i in range(1, count + 1))}
+    return sorted(n for n in counts if 1 <= n < full_steps)
+
+
+@dataclass(frozen=True)
+class StepSetting:
+    """One step count the search may run at: its tables, its Problem and its block budget."""
+
+    steps: int
+    profile: Profile  # the profile's tables on this step count (the profile itself at its own count)
+    problem: Problem
+    budget: float  # most block cost at this step count, as a fraction of its own full compute
+    sampler: SamplerConfig
+
+    def __post_init__(self) -> None:
+        if self.problem.num_steps != self.steps or self.profile.num_steps != self.steps:
+            raise SolverError(f"a {self.steps}-step setting needs tables of {self.steps} steps")
+        if not 0.0 < self.budget <= 1.0:
+            raise SolverError(f"a step setting's block budget must be in (0, 1], got {self.budget}")
+
+
+def profiled_setting(profile: Profile, problem: Problem, budget: float) -> StepSetting:
+    return StepSetting(profile.num_steps, profile, problem, budget, SamplerConfig(**profile.meta.sampler))
+
+
+def retargeted_setting(adapter: ModelAdapter, profile: Profile, problem: Problem, steps: int, budget: float,
+                       nonblock: float) -> StepSetting | None:
+    """The setting at `steps` (tables retargeted by noise level, costs as `problem`'s); None if no compute fits."""
+    sampler = SamplerConfig(**profile.meta.sampler).with_changes(steps=steps)
+    target = retarget_profile(profile, steps, adapter.model_timesteps(sampler))
+    allow = set(problem.reuse_modes) | set(problem.precisions)
+    moved = problem_from_profile(target, allow, "flops")
+    moved = replace(moved, block_cost=problem.block_cost, precision_cost=problem.precision_cost)
+    share = block_budget(steps, profile.num_steps, budget, nonblock)
+    if share * steps < 1.0 - 1e-9:  # not even step 0's computes fit
+        return None
+    return StepSetting(steps, target, moved, share, sampler)
+
+
+def measure_nonblock_share(adapter: ModelAdapter, sampler: SamplerConfig, seeds: list[int], repeats: int = 3) -> float:
+    """o: time of a generation with every block skipped / with every block computed (median of rounds)."""
+    from schedc.evaluate import interleaved_times  # torch-side: only the model-in-the-loop path needs it
+
+    times = interleaved_times(adapter, {"full": None}, adapter.make_inputs(seeds), repeats, sampler, skip=True)
+    share = statistics.median(s / f for s, f in zip(times["skip"], times["full"]))
+    return min(max(share, 0.0), 0.95)
+
+
+__all__ = ["ALTERNATIVES", "StepSetting", "alternative_step_counts", "block_budget", "measure_nonblock_share",
+           "profiled_setting", "retargeted_setting", "time_fraction"]

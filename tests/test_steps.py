@@ -1,0 +1,135 @@
+"""Step counts: a profile retargeted to another step count, and the search weighing fewer steps against
+caching at equal ideal time (tiny random DiT profiled at 8 DDIM steps)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from schedc.cli import main
+from schedc.errors import ScheduleError
+from schedc.evaluate import EvalConfig, evaluate, reference_sampler
+from schedc.problem import problem_from_profile
+from schedc.retarget import retarget_profile, step_positions
+from schedc.sampler_config import ddim_timesteps
+from schedc.schedule import read_schedule, schedule_from_solution
+from schedc.search import RolloutScorer, search_schedule
+from schedc.solvers.dp import solve_dp
+from schedc.step_settings import alternative_step_counts, block_budget, time_fraction
+from schedc_runtime import Schedule
+
+from conftest import make_tiny_adapter
+
+
+def test_step_positions_place_each_timestep_by_noise_level():
+    old = ddim_timesteps(8)
+    assert np.allclose(step_positions(old, old), np.arange(8))
+    assert np.allclose(step_positions(old, ddim_timesteps(4)), [0, 2, 4, 6])
+    fine = step_positions(old, ddim_timesteps(16))
+    assert np.all(np.diff(fine) > 0) and fine[-1] > 7  # past the last measured step, still increasing
+
+
+def test_retargeting_to_the_profiles_own_steps_is_the_identity(tiny_profile):
+    assert retarget_profile(tiny_profile, 8, tiny_profile.meta.timesteps) is tiny_profile
+
+
+def test_retargeting_onto_every_other_step_reads_the_measured_tables(tiny_profile):
+    half = retarget_profile(tiny_profile, 4, ddim_timesteps(4))
+    assert half.num_steps == 4 and half.meta.sampler["steps"] == 4 and half.meta.max_age == 2
+    measured, moved = tiny_profile.reuse_error("residual"), half.reuse_error("residual")
+    for s, t in ((0, 1), (1, 2), (1, 3), (2, 3)):
+        if t - s <= 2:  # max_age 4 measured steps = 2 target steps
+            assert np.allclose(moved[:, 0, s, t], measured[:, 0, 2 * s, 2 * t])
+    assert np.isinf(moved[:, 0, 0, 3]).all()  # 6 measured steps: older than the profile measured
+    assert np.allclose(half.gain(), tiny_profile.gain()[:, ::2])
+    assert np.allclose(half.quant_error(), tiny_profile.quant_error()[:, ::2])
+    # the forecast's 2-step spacing at 4 steps is the measured 4-step spacing... unmeasured past forecast_gap
+    problem = problem_from_profile(half)
+    assert solve_dp(problem, 0.5).cost <= 0.5 + 1e-9
+
+
+def test_a_finer_grid_interpolates_ages_between_measured_ones(tiny_profile):
+    fine = retarget_profile(tiny_profile, 16, ddim_timesteps(16))
+    measured, moved = tiny_profile.reuse_error("residual"), fine.reuse_error("residual")
+    s = 4  # target step 4 is measured step 2; target age 2 = measured age 1, age 1 = half of it
+    assert np.allclose(moved[:, 0, s, s + 2], measured[:, 0, 2, 3])
+    assert np.allclose(moved[:, 0, s, s + 1], 0.5 * measured[:, 0, 2, 3], rtol=0.02)  # timesteps are rounded
+    assert np.isfinite(moved[:, 0, 14, 15]).all()  # the last steps, past the measured timesteps, still usable
+
+
+def test_equal_time_across_step_counts():
+    for n, full, b, o in ((6, 25, 0.15, 0.08), (13, 25, 0.5, 0.06), (40, 50, 0.4, 0.02)):
+        c = block_budget(n, full, b, o)
+        if c < 1:
+            assert time_fraction(n, full, c, o) == pytest.approx(time_fraction(full, full, b, o))
+        else:
+            assert time_fraction(n, full, 1.0, o) <= time_fraction(full, full, b, o) + 1e-12
+    counts = alternative_step_counts(25, 0.3, 0.065)
+    assert counts[0] == 8 and counts == sorted(set(counts)) and counts[-1] < 25
+    assert alternative_step_counts(10, 1.0, 0.1) == []
+
+
+def test_search_over_step_counts_is_never_worse_than_fewer_steps_and_records_its_reference(tiny_profile):
+    adapter = make_tiny_adapter()
+    problem = problem_from_profile(tiny_profile)
+    sol = search_schedule(adapter, tiny_profile, problem, 0.3, evaluations=6, samples=3, predict_samples=3,
+                          progress=False, vary_steps=True)
+    stats = sol.stats
+    fewest = stats["steps_tried"][1]
+    assert stats["steps_tried"][0] == 8 and f"{fewest}steps:all" in stats["warm_starts"]
+    assert stats["search_psnr"] >= max(stats["warm_starts"].values()) - 1e-3
+    assert stats["time"] <= time_fraction(8, 8, 0.3, stats["nonblock_share"]) + 1e-9
+    schedule = schedule_from_solution(tiny_profile, sol, 0.3)
+    assert schedule.num_steps == stats["steps"] == len(sol.actions())
+    if schedule.num_steps != 8:  # it chose fewer steps: its quality is measured against the profile's 8
+        assert reference_sampler(schedule).steps == 8 and schedule.sampling["steps"] == schedule.num_steps
+        scorer = RolloutScorer(adapter, tiny_profile, list(tiny_profile.meta.calibration_seeds[:3]))
+        target = retarget_profile(tiny_profile, schedule.num_steps, schedule.model.timesteps)
+        assert scorer(sol.actions(), target).psnr == pytest.approx(stats["search_psnr"], abs=1e-3)
+
+
+def test_eval_measures_a_fewer_steps_schedule_against_the_profiled_steps(tiny_profile):
+    adapter = make_tiny_adapter()
+    half = retarget_profile(tiny_profile, 4, ddim_timesteps(4))
+    from schedc.solvers.base import Solution
+
+    sol = Solution(compute=np.ones((4, 4), dtype=bool), cost=0.5, predicted_error=0.0, solver="test",
+                   sampling=dict(half.meta.sampler), timesteps=tuple(half.meta.timesteps))
+    schedule = schedule_from_solution(tiny_profile, sol, 0.5)
+    report = evaluate(adapter, schedule, EvalConfig(samples=4, batch_size=4, timing_batch=2, repeats=1),
+                      baselines=True, progress=False)
+    assert report.schedule.steps == 4 and report.settings["sampler"]["steps"] == 8
+    assert report.schedule.cost == pytest.approx(0.5) and report.schedule.psnr < 100  # not compared to itself
+    assert {m.steps for m in report.baselines.values()} >= {8}
+    # the same 4 steps as the fewer-steps baseline at this speed: the same samples
+    if report.baselines["fewer-steps"].steps == 4:
+        assert report.baselines["fewer-steps"].psnr == pytest.approx(report.schedule.psnr, abs=1e-6)
+
+
+def test_a_reference_that_differs_in_more_than_steps_is_refused(tiny_profile):
+    from schedc.schedule import build_schedule
+
+    schedule = build_schedule(tiny_profile, np.ones((8, 4), dtype=bool), {"solver": "test"})
+    bad = Schedule(model=schedule.model, decisions=schedule.decisions, sampling=schedule.sampling,
+                   provenance={**schedule.provenance,
+                               "reference_sampling": {**schedule.sampling, "steps": 16, "guidance_scale": 9.0}})
+    with pytest.raises(ScheduleError, match="more than the step count"):
+        reference_sampler(bad)
+
+
+def test_cli_solve_steps_retargets_and_says_the_prediction_is_transferred(tiny_profile, tmp_path, capsys):
+    path = tmp_path / "tiny.profile.npz"
+    tiny_profile.save(path)
+    out = tmp_path / "s4.yaml"
+    assert main(["solve", str(path), "--budget", "0.5", "--steps", "4", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "transferred from the 8-step profile" in printed
+    schedule = read_schedule(out)
+    assert schedule.num_steps == 4 and schedule.sampling["steps"] == 4
+    assert schedule.provenance["retargeted_from"]["steps"] == 8
+    assert list(schedule.model.timesteps) == [float(t) for t in ddim_timesteps(4)]
+    for bad in ("0", "x", "2.5"):
+        assert main(["solve", str(path), "--budget", "0.5", "--steps", bad, "-o", str(tmp_path / "b.yaml")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "steps" in err
+    assert not (tmp_path / "b.yaml").exists()
