@@ -51,6 +51,7 @@ from schedc_runtime.safeyaml import format_ranges
 SEARCH_SAMPLES = 16  # calibration samples each candidate is scored on
 PREDICT_SAMPLES = 64  # fresh calibration-side samples the winner's prediction is measured on
 EVALUATIONS = 80  # rollouts of the local search (the deterministic stopping rule)
+MAX_MISSES = 2000  # proposals in a row without a feasible move: the schedule has none, stop
 
 
 class Moves:
@@ -303,14 +304,18 @@ def search_schedule(
     start_name, start_scores = best.name, {c.name: round(s.psnr, 3) for s, c, _ in scored}
     moves = Moves(setting.problem, setting.budget, min(first, setting.steps), np.random.default_rng(seed))
     accepted: dict[str, int] = {}
-    tried = 0
+    tried = misses = 0
     while tried < evaluations and stopped == "evaluations":
         if time.perf_counter() - started > time_limit:
             stopped = "time limit"
             break
         proposal = moves.propose(best.decisions)
-        if proposal is None:
+        if proposal is None:  # e.g. every block computes every step: nothing to move
+            misses += 1
+            if misses >= MAX_MISSES:
+                stopped = "no feasible move"
             continue
+        misses = 0
         kind, grid = proposal
         tried += 1
         bar.update(1)

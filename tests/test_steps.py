@@ -133,3 +133,14 @@ def test_cli_solve_steps_retargets_and_says_the_prediction_is_transferred(tiny_p
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "steps" in err
     assert not (tmp_path / "b.yaml").exists()
+
+
+def test_a_search_with_no_feasible_move_stops_instead_of_spinning(tiny_profile):
+    problem = problem_from_profile(tiny_profile)
+    from schedc.solvers import Constraints
+
+    every_step = Constraints(first_full=8)  # every block computes every step: nothing the moves could change
+    sol = search_schedule(make_tiny_adapter(), tiny_profile, problem, 1.0, every_step, evaluations=5, samples=2,
+                          predict_samples=0, time_limit=600, progress=False)
+    assert sol.stats["stopped_by"] == "no feasible move" and sol.stats["solve_seconds"] < 60
+    assert sol.compute.all()
