@@ -209,15 +209,17 @@ def _kind(name: str) -> str:
 
 
 def _settings(adapter: ModelAdapter, profile: Profile, problem: Problem, budget: float, seeds: list[int],
-              vary_steps: bool) -> tuple[StepSetting, list[StepSetting], float | None]:
-    """The profiled step count's setting, the fewer step counts worth trying (fewest first), and the
-    measured non-block share they were sized with (None when the step count is fixed)."""
+              vary_steps: bool, given: Sequence[Decisions]) -> tuple[StepSetting, list[StepSetting], float | None]:
+    """The profiled step count's setting, the fewer step counts worth trying (fewest first; those of the
+    given warm starts too, so a lower budget's schedule is never lost), and the measured non-block share
+    they were sized with (None when the step count is fixed)."""
     native = profiled_setting(profile, problem, budget)
     if not vary_steps:
         return native, [], None
     nonblock = measure_nonblock_share(adapter, native.sampler, seeds)
-    others = [retargeted_setting(adapter, profile, problem, n, budget, nonblock)
-              for n in alternative_step_counts(profile.num_steps, budget, nonblock)]
+    counts = set(alternative_step_counts(profile.num_steps, budget, nonblock))
+    counts |= {len(grid) for grid in given if 1 <= len(grid) < profile.num_steps}
+    others = [retargeted_setting(adapter, profile, problem, n, budget, nonblock) for n in sorted(counts)]
     return native, [s for s in others if s is not None], nonblock
 
 
@@ -264,7 +266,8 @@ def search_schedule(
     started = time.perf_counter()
     first = min(constraints.first_full, problem.num_steps)
     seeds = list(profile.meta.calibration_seeds)
-    native, others, nonblock = _settings(adapter, profile, problem, budget, seeds[:samples], vary_steps)
+    native, others, nonblock = _settings(adapter, profile, problem, budget, seeds[:samples], vary_steps,
+                                        warm_starts)
     dp_starts, failures = _dp_candidates(problem, budget, constraints)
     given = [Candidate(f"given{i}", tuple(tuple(row) for row in grid)) for i, grid in enumerate(warm_starts)
              if _fits(problem, budget, grid)]
