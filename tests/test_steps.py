@@ -148,7 +148,7 @@ def test_a_search_with_no_feasible_move_stops_instead_of_spinning(tiny_profile):
 
 def test_a_given_warm_start_at_fewer_steps_is_scored_at_its_own_step_count(tiny_profile):
     problem = problem_from_profile(tiny_profile)
-    four = tuple(("native",) * 4 for _ in range(4))  # 4 steps, every block: fits budget 0.6 at any o >= 0
+    four = ((("native",) * 4,) + (("native", "native", "residual", "native"),) * 3)  # 4 steps, 13 of 16 computes
     sol = search_schedule(make_tiny_adapter(), tiny_profile, problem, 0.6, evaluations=2, samples=2, predict_samples=0,
                           progress=False, vary_steps=True, warm_starts=[four])
     assert "4steps:given0" in sol.stats["warm_starts"] and sol.stats["given_starts_skipped"] == 0
