@@ -103,6 +103,7 @@ class EvalReport:
                         + (" (simulated/weight-only: the numbers of the precision, not its speed)" if simulated else ""))
         rows.append(f"full compute: class accuracy {_acc(self.full_class_acc)}; non-block share o = {self.nonblock_share:.3f}; "
                     f"caches hold at most {self.settings.get('peak_cache_tensors', '?')} block-output tensors")
+        rows += [f"note: {note}" for note in self.settings.get("notes", ())]
         return "\n".join(rows)
 
 
@@ -397,9 +398,22 @@ def evaluate(
             "repeats": config.repeats, "threads": torch.get_num_threads(), "cost_of_schedule": cost,
             "full_seconds": full_seconds, "sampler": full_sampler.to_dict(),
             "peak_cache_tensors": schedule.peak_cache_tensors(),
-            "runtime": runtime["schedule"],
+            "runtime": runtime["schedule"], "notes": _notes(schedule, full_sampler),
         },
     )
+
+
+def _notes(schedule: Schedule, reference: SamplerConfig) -> list[str]:
+    """What a reader must know about the conditions the schedule runs under vs what it was measured at."""
+    notes = []
+    if schedule.num_steps != reference.steps:
+        notes.append(f"the schedule runs {schedule.num_steps} sampler steps (the search chose fewer at the same speed); "
+                     f"its quality is against full compute at the profile's {reference.steps} steps")
+    moved = schedule.provenance.get("retargeted_from")
+    if isinstance(moved, dict):
+        notes.append(f"compiled from a {moved.get('steps')}-step profile retargeted to {schedule.num_steps} steps: "
+                     "outside the step count the profile measured, so its prediction is a transfer, not a measurement")
+    return notes
 
 
 def _acc(value: float | None) -> str:

@@ -101,6 +101,7 @@ def test_eval_measures_a_fewer_steps_schedule_against_the_profiled_steps(tiny_pr
     assert report.schedule.steps == 4 and report.settings["sampler"]["steps"] == 8
     assert report.schedule.cost == pytest.approx(0.5) and report.schedule.psnr < 100  # not compared to itself
     assert {m.steps for m in report.baselines.values()} >= {8}
+    assert "runs 4 sampler steps" in report.table() and "profile's 8 steps" in report.table()
     # the same 4 steps as the fewer-steps baseline at this speed: the same samples
     if report.baselines["fewer-steps"].steps == 4:
         assert report.baselines["fewer-steps"].psnr == pytest.approx(report.schedule.psnr, abs=1e-6)

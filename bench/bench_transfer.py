@@ -1,0 +1,305 @@
+"""How well a compiled schedule holds outside its calibration (issue #12, deliverable 1).
+
+    python bench/bench_transfer.py                                # every part, every model (zoo + bundled)
+    python bench/bench_transfer.py --models zoo/unet-dpm --parts steps
+    python bench/bench_transfer.py --summary-only                 # rebuild the markdown from the JSONs
+
+For each model and budget, the PSNR a schedule loses when it runs under conditions it was not compiled
+for, against a schedule compiled for those conditions (same solver, same budget), both measured on
+held-out seeds against full compute under the run's conditions; mean PSNR and the worst 5% of samples
+(5th percentile of per-sample PSNR):
+
+- steps: compiled from a 50-step profile retargeted by noise level (`schedc solve --steps N`) vs
+  compiled from a profile measured natively at N steps, N in --steps (default 20, 25, 30, 100);
+- classes: calibrated on the first half of the classes (or prompts), run on the other half, vs
+  calibrated on that other half;
+- guidance: compiled at the model's guidance scale g, run at g' in --guidances, vs compiled at g';
+- batch: the model's own schedule run at batch sizes 1, 4, 16, 64 vs at the calibration batch (16):
+  a static schedule has no batch-dependent decision, so this is the runtime's own consistency.
+
+The solver is --solver (default dp: the transfer is a property of the profile's tables, and the DP reads
+them directly; the closed-loop search re-measures its picks by rollouts at the run's own conditions).
+Every profile uses --calib calibration seeds (0..); held-out seeds start at 1000000. Stages are cached
+under --work/<model>/ so a rerun resumes. Writes <out>/<model>.json and <out>/summary.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_zoo import _read_json, _write_json, default_models, model_spec  # noqa: E402
+from schedc.atomic import atomic_write_text  # noqa: E402
+from schedc.compile import compile_schedule  # noqa: E402
+from schedc.evaluate import EVAL_SEED_START, replaying  # noqa: E402
+from schedc.metrics import psnr  # noqa: E402
+from schedc.profile import Profile  # noqa: E402
+from schedc.profiler import ProfileConfig, profile_model  # noqa: E402
+from schedc.retarget import retarget_profile  # noqa: E402
+from schedc.sampler_config import SamplerConfig  # noqa: E402
+from schedc.solvers import Constraints  # noqa: E402
+
+PARTS = ("steps", "classes", "guidance", "batch")
+SOURCE_STEPS = 50  # the steps part compiles from a profile at this step count (issue #12: "compile at 50")
+CALIB_BATCH = 16
+
+
+class LabelSubset:
+    """A model adapter whose samples cycle through `labels` (class ids or prompt indices) instead of all."""
+
+    def __init__(self, adapter, labels: tuple[int, ...]) -> None:
+        self._adapter, self.labels = adapter, labels
+
+    def __getattr__(self, name):
+        return getattr(self._adapter, name)
+
+    def make_inputs(self, seeds):
+        inputs = self._adapter.make_inputs(seeds)
+        labels = torch.tensor([self.labels[int(s) % len(self.labels)] for s in seeds], dtype=torch.long)
+        return replace(inputs, labels=labels)
+
+
+def label_halves(adapter) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """The two halves of what conditions the model's samples (class ids or prompts); None: unconditioned."""
+    classes = getattr(adapter, "classes", None)
+    cond = getattr(adapter, "conditioning", None)
+    if cond is not None:
+        pool = tuple(range(cond.prompts))
+    elif classes:
+        pool = tuple(classes)
+    elif hasattr(adapter, "config") and getattr(adapter.config, "num_classes", 0):
+        pool = tuple(range(adapter.config.num_classes))
+    else:
+        return None
+    half = len(pool) // 2
+    return (pool[:half], pool[half:]) if half else None
+
+
+class Transfer:
+    def __init__(self, spec, args, log) -> None:
+        self.spec, self.args, self._log = spec, args, log
+        self.work = Path(args.work) / spec.name
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.started = time.perf_counter()
+        self.adapter = spec.load()
+        self.sampler = spec.sampler(self.adapter)
+        self.seeds = list(range(EVAL_SEED_START, EVAL_SEED_START + args.samples))
+
+    def log(self, message: str) -> None:
+        self._log(f"[{time.perf_counter() - self.started:7.1f}s] {self.spec.name}: {message}")
+
+    def profile(self, name: str, adapter, sampler: SamplerConfig) -> Profile:
+        path = self.work / f"{name}.npz"
+        if path.exists():
+            profile = Profile.load(path)
+            if profile.meta.sampler == sampler.to_dict() and len(profile.meta.calibration_seeds) == self.args.calib:
+                return profile
+        self.log(f"profiling {name} ({sampler.steps} steps, g={sampler.guidance_scale:g})")
+        config = ProfileConfig(calib_samples=self.args.calib, batch_size=CALIB_BATCH)
+        profile = profile_model(adapter, sampler, config, progress=False)
+        profile.save(path)
+        return profile
+
+    def schedule(self, profile: Profile, budget: float):
+        return compile_schedule(profile, budget, self.args.solver, Constraints(time_limit=self.args.time_limit))
+
+    def per_sample(self, adapter, schedule, sampler: SamplerConfig, batch: int = 32) -> np.ndarray:
+        """[N] PSNR of `schedule` run at `sampler` vs full compute at `sampler`, held-out seeds."""
+        inputs = adapter.make_inputs(self.seeds)
+        chunks = lambda: (inputs.subset(slice(i, i + batch)) for i in range(0, len(inputs), batch))  # noqa: E731
+        full = torch.cat([adapter.generate(x, sampler) for x in chunks()]).float().clamp(-1, 1)
+        with replaying(adapter, schedule):
+            out = torch.cat([adapter.generate(x, sampler) for x in chunks()]).float().clamp(-1, 1)
+        return psnr(out, full).numpy()
+
+    def row(self, part: str, setting: str, budget: float, native: np.ndarray, moved: np.ndarray, **extra) -> dict:
+        p5 = lambda a: float(np.percentile(a, 5))  # noqa: E731
+        return {"part": part, "setting": setting, "budget": budget, "native_mean": float(native.mean()),
+                "native_p5": p5(native), "transfer_mean": float(moved.mean()), "transfer_p5": p5(moved),
+                "loss_mean": float(native.mean() - moved.mean()), "loss_p5": p5(native) - p5(moved), **extra}
+
+    # -- parts ----------------------------------------------------------------------------------------
+    def part_steps(self) -> list[dict]:
+        source_sampler = self.sampler.with_changes(steps=SOURCE_STEPS)
+        source = self.profile(f"steps{SOURCE_STEPS}", self.adapter, source_sampler)
+        rows = []
+        for steps in self.args.steps:
+            sampler = self.sampler.with_changes(steps=steps)
+            native = self.profile(f"steps{steps}", self.adapter, sampler)
+            moved = retarget_profile(source, steps, self.adapter.model_timesteps(sampler))
+            for budget in self.args.budgets:
+                a, b = self.schedule(native, budget), self.schedule(moved, budget)
+                rows.append(self.row("steps", f"{SOURCE_STEPS} -> {steps} steps", budget,
+                                     self.per_sample(self.adapter, a, sampler), self.per_sample(self.adapter, b, sampler)))
+                self.log(_line(rows[-1]))
+        return rows
+
+    def part_classes(self) -> list[dict]:
+        halves = label_halves(self.adapter)
+        if halves is None:
+            return []
+        first, second = (LabelSubset(self.adapter, h) for h in halves)
+        calibrated = self.profile("classes-a", first, self.sampler)
+        native = self.profile("classes-b", second, self.sampler)
+        rows = []
+        for budget in self.args.budgets:
+            a, b = self.schedule(native, budget), self.schedule(calibrated, budget)
+            rows.append(self.row("classes", f"calibrated on {_ids(halves[0])}, run on {_ids(halves[1])}", budget,
+                                 self.per_sample(second, a, self.sampler), self.per_sample(second, b, self.sampler)))
+            self.log(_line(rows[-1]))
+        return rows
+
+    def part_guidance(self) -> list[dict]:
+        if self.sampler.cfg == "none":
+            return []
+        g0 = self.sampler.guidance_scale
+        source = self.profile(f"g{g0:g}", self.adapter, self.sampler)
+        rows = []
+        for g in self.args.guidances:
+            if abs(g - g0) < 1e-9:
+                continue
+            sampler = self.sampler.with_changes(guidance_scale=g)
+            native = self.profile(f"g{g:g}", self.adapter, sampler)
+            for budget in self.args.budgets:
+                a, b = self.schedule(native, budget), self.schedule(source, budget)
+                rows.append(self.row("guidance", f"compiled at g={g0:g}, run at g={g:g}", budget,
+                                     self.per_sample(self.adapter, a, sampler), self.per_sample(self.adapter, b, sampler)))
+                self.log(_line(rows[-1]))
+        return rows
+
+    def part_batch(self) -> list[dict]:
+        profile = self.profile(f"g{self.sampler.guidance_scale:g}", self.adapter, self.sampler)
+        rows = []
+        for budget in self.args.budgets:
+            schedule = self.schedule(profile, budget)
+            at_calib = self.per_sample(self.adapter, schedule, self.sampler, CALIB_BATCH)
+            for batch in self.args.batches:
+                rows.append(self.row("batch", f"batch {batch} (calibration batch {CALIB_BATCH})", budget, at_calib,
+                                     self.per_sample(self.adapter, schedule, self.sampler, batch)))
+            self.log(_line(rows[-1]))
+        return rows
+
+    def run(self) -> dict:
+        path = self.work / "rows.json"
+        cached = _read_json(path) or {}
+        key = {"budgets": self.args.budgets, "samples": self.args.samples, "calib": self.args.calib,
+               "solver": self.args.solver, "steps": self.args.steps, "guidances": self.args.guidances,
+               "batches": self.args.batches}
+        parts = cached.get("parts", {}) if cached.get("key") == key else {}
+        for part in self.args.parts:
+            if part not in parts:
+                parts[part] = getattr(self, f"part_{part}")()
+                _write_json(path, {"key": key, "parts": parts})
+        settings = {"model": self.spec.name, "sampler": self.sampler.to_dict(), **key,
+                    "eval_seeds": f"{self.seeds[0]}-{self.seeds[-1]}", "calibration_seeds": f"0-{self.args.calib - 1}",
+                    "threads": torch.get_num_threads(), "torch": torch.__version__}
+        return {"settings": settings, "rows": [r for p in PARTS for r in parts.get(p, [])]}
+
+
+def _ids(ids: tuple[int, ...]) -> str:
+    return f"{ids[0]}-{ids[-1]}" if list(ids) == list(range(ids[0], ids[-1] + 1)) else ",".join(map(str, ids))
+
+
+def _line(r: dict) -> str:
+    return (f"{r['setting']} b={r['budget']:.2f}: native {r['native_mean']:.2f} (p5 {r['native_p5']:.2f}), "
+            f"transferred {r['transfer_mean']:.2f} (p5 {r['transfer_p5']:.2f}), loss {r['loss_mean']:+.2f} / {r['loss_p5']:+.2f} dB")
+
+
+ACCEPT = {"classes": (0.5, 1.0), "steps": (1.0, None)}  # issue #12: mean / worst-5% loss bars per part
+
+
+def summary_markdown(results: list[dict]) -> str:
+    lines = ["# Transfer: PSNR lost by a schedule run outside its calibration", "",
+             "loss = (schedule compiled for the run's conditions) - (schedule compiled elsewhere), same solver and "
+             "budget, held-out seeds, both vs full compute under the run's conditions; p5 = 5th percentile of "
+             "per-sample PSNR (the worst 5%). Positive loss: the transferred schedule is worse. Bars (issue #12): "
+             "classes <= 0.5 dB mean and <= 1 dB worst 5%; steps (retargeted vs native) within 1 dB at budgets 0.2-0.5.", ""]
+    for res in results:
+        s = res["settings"]
+        lines += [f"## {s['model']} ({s['sampler']['steps']} steps {s['sampler']['scheduler']}, CFG {s['sampler']['cfg']} "
+                  f"g={s['sampler']['guidance_scale']:g}; solver {s['solver']}, {s['calib']} calibration samples, "
+                  f"{s['samples']} held-out)", "",
+                  "| part | setting | budget | compiled here: mean / p5 dB | transferred: mean / p5 dB | loss mean dB | loss p5 dB | meets bar |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in res["rows"]:
+            bar = ACCEPT.get(r["part"])
+            meets = "-" if bar is None else ("yes" if r["loss_mean"] <= bar[0] and (bar[1] is None or r["loss_p5"] <= bar[1])
+                                            else "**no**")
+            lines.append(f"| {r['part']} | {r['setting']} | {r['budget']:.2f} | {r['native_mean']:.2f} / {r['native_p5']:.2f} | "
+                         f"{r['transfer_mean']:.2f} / {r['transfer_p5']:.2f} | {r['loss_mean']:+.2f} | {r['loss_p5']:+.2f} | {meets} |")
+        lines.append("")
+    total = [(r, ACCEPT[r["part"]]) for res in results for r in res["rows"] if r["part"] in ACCEPT]
+    ok = sum(r["loss_mean"] <= b[0] and (b[1] is None or r["loss_p5"] <= b[1]) for r, b in total)
+    lines.append(f"Rows with a bar that meet it: {ok}/{len(total)}.")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(out: Path) -> str:
+    results = [d for d in (_read_json(p) for p in sorted(out.glob("*.json"))) if d and "rows" in d]
+    text = summary_markdown(results)
+    atomic_write_text(out / "summary.md", text)
+    return text
+
+
+def _numbers(kind):
+    def parse(text: str):
+        try:
+            return [kind(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    return parse
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=None, help="comma-separated zoo/NAME folders and built-ins (default: the zoo, "
+                                                       "digits-dit and reference-dit)")
+    parser.add_argument("--zoo-root", default=str(ROOT / "zoo"))
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated parts ({','.join(PARTS)})")
+    parser.add_argument("--budgets", type=_numbers(float), default=[0.2, 0.3, 0.4, 0.5])
+    parser.add_argument("--steps", type=_numbers(int), default=[20, 25, 30, 100])
+    parser.add_argument("--guidances", type=_numbers(float), default=[1.5, 3.0, 5.0])
+    parser.add_argument("--batches", type=_numbers(int), default=[1, 4, 16, 64])
+    parser.add_argument("--solver", default="dp")
+    parser.add_argument("--time-limit", type=float, default=60.0)
+    parser.add_argument("--calib", type=int, default=16, help="calibration samples of every profile (default 16)")
+    parser.add_argument("--samples", type=int, default=64, help="held-out samples (default 64)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--work", default="/tmp/schedc-transfer")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "transfer"))
+    parser.add_argument("--summary-only", action="store_true")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.summary_only:
+        print(write_summary(out))
+        return 0
+    args.parts = [p for p in args.parts.split(",") if p]
+    unknown = set(args.parts) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown part(s) {', '.join(sorted(unknown))}: choose from {', '.join(PARTS)}")
+    torch.set_num_threads(args.threads)
+    zoo_root = Path(args.zoo_root)
+    names = args.models.split(",") if args.models else default_models(zoo_root) + ["reference-dit"]
+    specs = [model_spec(n.strip(), zoo_root) for n in names if n.strip()]
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    for spec in specs:
+        result = Transfer(spec, args, log).run()
+        atomic_write_text(out / f"{spec.name}.json", json.dumps(result, indent=1))
+    print(write_summary(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
