@@ -99,14 +99,17 @@ class Transfer:
     def log(self, message: str) -> None:
         self._log(f"[{time.perf_counter() - self.started:7.1f}s] {self.spec.name}: {message}")
 
-    def profile(self, name: str, adapter, sampler: SamplerConfig) -> Profile:
+    def profile(self, label: str, adapter, sampler: SamplerConfig) -> Profile:
+        """The profile of `adapter` (label: which inputs) at `sampler`; shared by every part that needs it."""
+        name = f"{label}-{sampler.steps}steps-g{sampler.guidance_scale:g}"
         path = self.work / f"{name}.npz"
         if path.exists():
             profile = Profile.load(path)
             if profile.meta.sampler == sampler.to_dict() and len(profile.meta.calibration_seeds) == self.args.calib:
                 return profile
         self.log(f"profiling {name} ({sampler.steps} steps, g={sampler.guidance_scale:g})")
-        config = ProfileConfig(calib_samples=self.args.calib, batch_size=CALIB_BATCH)
+        # FLOP cost model (no latency timing): transfer is a property of the error tables, not of this CPU
+        config = ProfileConfig(calib_samples=self.args.calib, batch_size=CALIB_BATCH, measure_latency=False)
         profile = profile_model(adapter, sampler, config, progress=False)
         profile.save(path)
         return profile
@@ -132,11 +135,11 @@ class Transfer:
     # -- parts ----------------------------------------------------------------------------------------
     def part_steps(self) -> list[dict]:
         source_sampler = self.sampler.with_changes(steps=SOURCE_STEPS)
-        source = self.profile(f"steps{SOURCE_STEPS}", self.adapter, source_sampler)
+        source = self.profile("all", self.adapter, source_sampler)
         rows = []
         for steps in self.args.steps:
             sampler = self.sampler.with_changes(steps=steps)
-            native = self.profile(f"steps{steps}", self.adapter, sampler)
+            native = self.profile("all", self.adapter, sampler)
             moved = retarget_profile(source, steps, self.adapter.model_timesteps(sampler))
             for budget in self.args.budgets:
                 a, b = self.schedule(native, budget), self.schedule(moved, budget)
@@ -164,13 +167,13 @@ class Transfer:
         if self.sampler.cfg == "none":
             return []
         g0 = self.sampler.guidance_scale
-        source = self.profile(f"g{g0:g}", self.adapter, self.sampler)
+        source = self.profile("all", self.adapter, self.sampler)
         rows = []
         for g in self.args.guidances:
             if abs(g - g0) < 1e-9:
                 continue
             sampler = self.sampler.with_changes(guidance_scale=g)
-            native = self.profile(f"g{g:g}", self.adapter, sampler)
+            native = self.profile("all", self.adapter, sampler)
             for budget in self.args.budgets:
                 a, b = self.schedule(native, budget), self.schedule(source, budget)
                 rows.append(self.row("guidance", f"compiled at g={g0:g}, run at g={g:g}", budget,
@@ -179,7 +182,7 @@ class Transfer:
         return rows
 
     def part_batch(self) -> list[dict]:
-        profile = self.profile(f"g{self.sampler.guidance_scale:g}", self.adapter, self.sampler)
+        profile = self.profile("all", self.adapter, self.sampler)
         rows = []
         for budget in self.args.budgets:
             schedule = self.schedule(profile, budget)
