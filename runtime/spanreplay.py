@@ -43,7 +43,7 @@ class SpanCache:
     outs: list | None = None  # while building: block `upto`'s stream outputs (the next block's inputs)
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.sums)
+        return sum(t.numel() * t.element_size() for t in self.sums if t is not None)
 
 
 def _same(x: torch.Tensor | None, y: torch.Tensor | None) -> bool:
@@ -73,13 +73,14 @@ class SpanReplay:
         cached = handle._cache.get((branch, key))
         ins = io.stream_inputs(args, kwargs)
         if cached is None or cached.step != key[2] or cached.upto != key[1] or any(
-            x is None or x.shape != s.shape for x, s in zip(ins, cached.sums)
+            s is not None and (x is None or x.shape != s.shape) for x, s in zip(ins, cached.sums)
         ):
             raise ScheduleFormatError(
                 f"step {step}: span {self.names[key[0]]}..{self.names[key[1]]} has no combined residual from step "
                 f"{key[2]} (the generation did not start at step 0, or the batch changed mid-generation)"
             )
-        out = io.rebuild([x + s for x, s in zip(ins, cached.sums)], cached.like_tuple)
+        # a stream the span's blocks returned as None (SD3's last block drops the text stream) stays None
+        out = io.rebuild([None if s is None else x + s for x, s in zip(ins, cached.sums)], cached.like_tuple)
         if self.plan.last_read[key] == step:
             handle._store((branch, key), None)  # no later step reads it
         return out
@@ -93,17 +94,17 @@ class SpanReplay:
         io = self.ios[index]
         self._tuple[index] = isinstance(out, tuple)
         ins, outs = io.stream_inputs(args, kwargs), io.stream_outputs(out)
-        if any(x is None or o is None or x.shape != o.shape for x, o in zip(ins, outs)):
+        if any(o is not None and (x is None or x.shape != o.shape) for x, o in zip(ins, outs)):
             raise ScheduleFormatError(
                 f"block {self.names[index]} returned an output that is not a residual of its input, so it cannot span"
             )
-        deltas = [o - x for x, o in zip(ins, outs)]
+        deltas = [None if o is None else o - x for x, o in zip(ins, outs)]  # None: the block ends that stream
         for key in keys:
             if index == key[0]:
                 for b in range(key[0] + 1, key[1] + 1):  # they compute later this step: their old caches are
                     if not handle._cache_needed[step][b]:  # read by nothing, free them before the sum appears
                         handle._store((branch, b), None)
-                sums = deltas if len(keys) == 1 else [d.clone() for d in deltas]
+                sums = deltas if len(keys) == 1 else [None if d is None else d.clone() for d in deltas]
                 entry = SpanCache(step=step, upto=index, like_tuple=isinstance(out, tuple), sums=sums, outs=outs)
                 handle._store((branch, key), entry)
                 continue
@@ -116,8 +117,10 @@ class SpanReplay:
                     f"blocks {self.names[index - 1]} and {self.names[index]} do not chain (the model changes the "
                     f"hidden states between them), so they cannot reuse as one span: recompile without spans"
                 )
-            for s, d in zip(entry.sums, deltas):
-                s.add_(d)
+            if any(s is None and d is not None for s, d in zip(entry.sums, deltas)):
+                raise ScheduleFormatError(f"block {self.names[index]} continues a stream an earlier block of its span "
+                                          "ended, so they cannot reuse as one span: recompile without spans")
+            entry.sums = [None if d is None else s.add_(d) for s, d in zip(entry.sums, deltas)]
             entry.upto, entry.outs = index, (outs if index < key[1] else None)
 
 

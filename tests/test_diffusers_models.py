@@ -389,3 +389,24 @@ def test_unets_evaluate_with_baselines(cases, name):
                       baselines=True, progress=False)
     assert 0 < report.nonblock_share < 1 and set(report.baselines) == {"fewer-steps", "uniform", "delta-dit"}
     assert np.isfinite(report.schedule.rel_l2)
+
+
+def test_a_span_ending_at_sd3s_last_block_replays_like_per_block_reuse(cases):
+    """SD3's last block is context_pre_only: it returns no text stream. A span ending there keeps that stream
+    None (it used to stop the generation with 'cannot span')."""
+    from schedc.evaluate import replaying
+    from schedc.spans import with_spans
+
+    case = cases("SD3Transformer2DModel")
+    blocks = len(case.adapter.block_names)
+    rows = [["native"] * blocks for _ in range(STEPS)]
+    rows[1] = ["residual"] * blocks  # every block reuses step 0's residuals: one span 0..last
+    per_block = _schedule(case, tuple(tuple(r) for r in rows))
+    fused = with_spans(per_block)
+    assert fused.spans[1] == ((0, blocks - 1),)
+    inputs = case.adapter.make_inputs([1000000, 1000001])
+    outs = []
+    for schedule in (per_block, fused):
+        with replaying(case.adapter, schedule):
+            outs.append(case.adapter.generate(inputs, case.sampler))
+    assert _rel(outs[1], outs[0]) < 1e-5
