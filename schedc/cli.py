@@ -374,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("solve", help="compile a schedule for a compute budget")
     p.add_argument("profile", nargs="?", default=str(PROFILES / "reference-dit.profile.npz"),
                    help="profile file (default profiles/reference-dit.profile.npz)")
-    p.add_argument("--budget", type=_budget, required=True, help="block compute as a fraction of full, in (0, 1]")
+    p.add_argument("--budget", type=_budget, required=True, help="block compute as a fraction of full, in (0, 1] (in block FLOPs, or measured block time under "
+                        "the latency cost model; a schedule the search puts at fewer steps meets it in ideal time)")
     p.add_argument("--solver", default="auto", help="auto (default: search when the profiled model loads here, else dp), "
                    "search (closed loop: DP and structured families as warm starts, local search on the final-sample "
                    "error measured on calibration seeds), dp (exact for the additive error model, joint decisions "

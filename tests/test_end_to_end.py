@@ -22,8 +22,12 @@ def test_profile_solve_eval(workdir, capsys):
     schedule_path = workdir / "ref-b0.40.yaml"
     assert main(["solve", str(profile), "--budget", "0.4", "-o", str(schedule_path)]) == 0
     schedule = read_schedule(schedule_path)
-    assert schedule.model.steps == 50 and schedule.num_blocks == 12
+    # the search may also choose fewer steps at the same ideal time (`--steps auto`); the budget bounds predicted.cost
+    assert schedule.model.steps <= 50 and schedule.sampling["steps"] == schedule.num_steps and schedule.num_blocks == 12
     assert schedule.provenance["predicted"]["cost"] <= 0.4 + 1e-9
+    # block FLOPs are what the budget bounds only under the FLOP cost model at the profiled step count (a latency
+    # schedule's budget is in measured block time, a fewer-steps one's in ideal time)
+    flops_bound = schedule.provenance.get("cost_model") == "flops" and schedule.num_steps == 50
     capsys.readouterr()
     assert main(["eval", str(schedule_path), "--baselines", "--samples", "8", "--timing-batch", "4",
                  "--repeats", "1", "--json"]) == 0
@@ -33,9 +37,10 @@ def test_profile_solve_eval(workdir, capsys):
         assert keys <= set(metrics)
     assert set(report["baselines"]) == {"fewer-steps", "uniform", "delta-dit"}
     m = report["schedule"]
-    assert m["cost"] <= 0.4 + 1e-9 and m["predicted_rel_l2"] > 0
+    assert m["predicted_rel_l2"] > 0 and (m["cost"] <= 0.4 + 1e-9 or not flops_bound)
     assert 0 < m["rel_l2"] < 0.5 and m["psnr"] > 15  # a cached schedule, not garbage
-    assert report["baselines"]["uniform"]["cost"] == pytest.approx(m["cost"], abs=0.02)
+    if schedule.num_steps == 50:  # uniform is sized to the schedule's block cost
+        assert report["baselines"]["uniform"]["cost"] == pytest.approx(m["cost"], abs=0.02)
 
 
 def test_compare_rows(workdir, capsys):
