@@ -58,7 +58,7 @@ from bench_ecosystem import (Variant, ecosystem_variants, full_variant, generate
 from schedc.atomic import atomic_write_text  # noqa: E402
 from schedc.errors import SchedcError  # noqa: E402
 from schedc.ecosystem import ECOSYSTEM_CACHES  # noqa: E402
-from schedc.evaluate import BASELINES, EVAL_SEED_START, baseline_schedule, block_cost, time_interleaved  # noqa: E402
+from schedc.evaluate import BASELINES, EVAL_SEED_START, baseline_schedule, block_cost, nonblock_share  # noqa: E402
 from schedc.metrics import check_reference, quality  # noqa: E402
 from schedc.models import BUILTIN_MODELS, ModelAdapter, load_model  # noqa: E402
 from schedc.plots import pareto_plot  # noqa: E402
@@ -256,8 +256,7 @@ class Bench:
         if cached and cached.get("key") == key:
             return float(cached["nonblock_share"])
         self.log("timing the non-block share (3 rounds)", "baselines")
-        speedups, _ = time_interleaved(self.adapter, {"full": None}, timing_inputs, 3, sampler)
-        share = 1.0 / speedups["skip"]
+        share = nonblock_share(self.adapter, timing_inputs, sampler)
         _write_json(path, {"key": key, "nonblock_share": share})
         return share
 

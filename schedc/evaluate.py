@@ -26,6 +26,7 @@ from schedc.sampler_config import EVAL_SEED_START  # noqa: F401  (re-exported: b
 from schedc.sampling import SamplerConfig
 from schedc.schedule import calibration_seeds, compute_from_schedule, derive_schedule
 from schedc.solvers.baselines import delta_dit_compute, fewer_steps_count, uniform_compute_steps
+from schedc.step_settings import block_cost_at, time_fraction
 from schedc_runtime.blockio import BlockIO
 from schedc_runtime.format import timestep_key
 from schedc_runtime.hookcore import CallHook, add_hook
@@ -192,8 +193,14 @@ def equivalent_cost(steps: int, full_steps: int, cost: float, nonblock_share: fl
     if steps == full_steps:
         return cost
     o = min(max(nonblock_share, 0.0), 0.95)
-    time = steps / full_steps * o + (1 - o) * cost
-    return min(1.0, max(0.0, (time - o) / (1 - o)))
+    return min(1.0, max(0.0, block_cost_at(time_fraction(steps, full_steps, cost * full_steps / steps, o), o)))
+
+
+def nonblock_share(adapter: ModelAdapter, inputs: GenerationInputs, sampler: SamplerConfig, repeats: int = 3) -> float:
+    """o: the time of a generation with every block skipped, as a fraction of one with every block computed
+    (median over `repeats` interleaved rounds)."""
+    speedups, _ = time_interleaved(adapter, {"full": None}, inputs, repeats, sampler)
+    return 1.0 / speedups["skip"]
 
 
 def sampler_of(schedule: Schedule) -> SamplerConfig:
@@ -352,10 +359,10 @@ def evaluate(
     cost = block_cost(schedule, block_flops, full_steps)
     if baselines:
         log("timing the non-block share to size the fewer-steps baseline")
-        quick, _ = time_interleaved(adapter, {"full": None}, timing_inputs, 3, full_sampler)
-        matched = equivalent_cost(schedule.num_steps, full_steps, cost, 1.0 / quick["skip"])
+        quick = nonblock_share(adapter, timing_inputs, full_sampler)
+        matched = equivalent_cost(schedule.num_steps, full_steps, cost, quick)
         for name in BASELINES:
-            variants[name] = baseline_schedule(name, schedule, matched, 1.0 / quick["skip"], adapter)
+            variants[name] = baseline_schedule(name, schedule, matched, quick, adapter)
             predicted[name] = (None if name == "fewer-steps" or problem is None
                                else _finite(problem.predicted_error(compute_from_schedule(variants[name]))))
 
@@ -377,7 +384,8 @@ def evaluate(
         # the ideal follows the cost model the schedule was solved with (latency schedules: wall time)
         model_cost = c if variant.provenance.get("cost_model") != "latency" else float(variant.provenance["predicted"]["cost"])
         if variant.num_steps != full_steps:  # fewer steps: their block cost, and the non-block work of fewer steps
-            ideal = full_steps / variant.num_steps / (nonblock + (1 - nonblock) * min(1.0, c * full_steps / variant.num_steps))
+            n = variant.num_steps
+            ideal = 1.0 / time_fraction(n, full_steps, min(1.0, c * full_steps / n), nonblock)
         else:
             ideal = ideal_speedup(model_cost, nonblock)
         return Metrics(

@@ -43,8 +43,8 @@ from schedc.sampler_config import EVAL_SEED_START
 from schedc.solvers.base import Constraints, Solution
 from schedc.solvers.context import SolveContext
 from schedc.solvers.families import Candidate, Decisions, block_modes, family_candidates
-from schedc.step_settings import (StepSetting, alternative_step_counts, measure_nonblock_share, profiled_setting,
-                                  retargeted_setting, time_fraction)
+from schedc.step_settings import (StepSetting, alternative_step_counts, block_cost_at, measure_nonblock_share,
+                                  profiled_setting, retargeted_setting, time_fraction)
 from schedc_runtime.modes import REUSE_MODES
 from schedc_runtime.safeyaml import format_ranges
 
@@ -337,7 +337,7 @@ def search_schedule(
     steps_stats: dict = {}
     if nonblock is not None:
         share = time_fraction(setting.steps, profile.num_steps, block, nonblock)
-        cost = block if setting is native else max(0.0, (share - nonblock) / (1.0 - nonblock))
+        cost = block if setting is native else max(0.0, block_cost_at(share, nonblock))
         steps_stats = {"steps": setting.steps, "steps_tried": [profile.num_steps, *(s.steps for s in others)],
                        "nonblock_share": nonblock, "time": share,
                        "block_flops_cost": block * setting.steps / profile.num_steps}

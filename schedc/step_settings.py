@@ -15,7 +15,6 @@ a run of n steps fits when n / N * (o + (1 - o) c) is no more, c being its block
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import dataclass, replace
 
 from schedc.errors import SolverError
@@ -33,10 +32,15 @@ def time_fraction(steps: int, full_steps: int, block_cost: float, nonblock: floa
     return steps / full_steps * (nonblock + (1.0 - nonblock) * block_cost)
 
 
+def block_cost_at(time: float, nonblock: float) -> float:
+    """The block cost whose ideal time (per step, as a fraction of a full step) is `time`: time_fraction's inverse."""
+    return (time - nonblock) / (1.0 - nonblock)
+
+
 def block_budget(steps: int, full_steps: int, budget: float, nonblock: float) -> float:
     """The block cost at `steps` steps whose time equals the profiled step count's at `budget` (<= 1)."""
     allowed = time_fraction(full_steps, full_steps, budget, nonblock) * full_steps / steps
-    return min(1.0, (allowed - nonblock) / (1.0 - nonblock))
+    return min(1.0, block_cost_at(allowed, nonblock))
 
 
 def alternative_step_counts(full_steps: int, budget: float, nonblock: float, count: int = ALTERNATIVES) -> list[int]:
@@ -87,13 +91,11 @@ def retargeted_setting(adapter: ModelAdapter, profile: Profile, problem: Problem
 
 
 def measure_nonblock_share(adapter: ModelAdapter, sampler: SamplerConfig, seeds: list[int], repeats: int = 3) -> float:
-    """o: time of a generation with every block skipped / with every block computed (median of rounds)."""
-    from schedc.evaluate import interleaved_times  # torch-side: only the model-in-the-loop path needs it
+    """o (schedc.evaluate.nonblock_share on `seeds`), kept in [0, 0.95] so equal-time budgets stay finite."""
+    from schedc.evaluate import nonblock_share  # torch-side: only the model-in-the-loop path needs it
 
-    times = interleaved_times(adapter, {"full": None}, adapter.make_inputs(seeds), repeats, sampler, skip=True)
-    share = statistics.median(s / f for s, f in zip(times["skip"], times["full"]))
-    return min(max(share, 0.0), 0.95)
+    return min(max(nonblock_share(adapter, adapter.make_inputs(seeds), sampler, repeats), 0.0), 0.95)
 
 
-__all__ = ["ALTERNATIVES", "StepSetting", "alternative_step_counts", "block_budget", "measure_nonblock_share",
+__all__ = ["ALTERNATIVES", "StepSetting", "alternative_step_counts", "block_budget", "block_cost_at", "measure_nonblock_share",
            "profiled_setting", "retargeted_setting", "time_fraction"]
