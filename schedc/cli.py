@@ -131,19 +131,23 @@ def cmd_solve(args: argparse.Namespace) -> int:
     )
     if args.output:
         check_output(args.output, [args.profile])
-    starts = tuple(_warm_start(path, args.profile) for path in args.warm_start)
+    from schedc.profile import Profile
+
+    source = Profile.load(args.profile)  # read once: warm starts, the auto solver and --steps all need it
+    starts = tuple(_warm_start(path, source, args.profile) for path in args.warm_start)
     context = SolveContext(iterations=args.iterations, seed=args.seed, evaluations=args.evaluations,
                            progress=not args.quiet, warm_starts=starts,
                            vary_steps=args.steps == "auto")  # for the model-in-the-loop solvers and refinement
-    solver, context, fallback = _resolve_solver(args, context)
-    profile, retargeted = _profile_at_steps(args.profile, args.steps, context)
+    solver, context, fallback = _resolve_solver(args, context, source)
+    profile, retargeted = _profile_at_steps(source, args.steps, context)
     if retargeted:
         context = replace(context, vary_steps=False, profile=None)
     compiled = compile_solution(profile, args.budget, solver, constraints, args.allow, args.cost,
                                 args.refine, context, spans=not args.no_spans)
-    if retargeted:
-        compiled = replace(compiled, schedule=replace(compiled.schedule, provenance={
-            **compiled.schedule.provenance, "profile_file": args.profile, "retargeted_from": retargeted}))
+    # compiled from the loaded Profile: record its file, as compile_solution does for a path
+    compiled = replace(compiled, schedule=replace(compiled.schedule, provenance={
+        **compiled.schedule.provenance, "profile_file": args.profile,
+        **({"retargeted_from": retargeted} if retargeted else {})}))
     for i, r in enumerate(compiled.refine_history):
         print(f"refine round {i}: reuse x{r.reuse_scale:.3f}, quant x{r.quant_scale:.3f}: "
               f"predicted {r.predicted:.4f}, measured {r.measured:.4f} (calibration seeds)")
@@ -171,16 +175,14 @@ def cmd_solve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _profile_at_steps(path: str, steps: "str | int", context) -> tuple:
+def _profile_at_steps(profile, steps: "str | int", context) -> tuple:
     """(the profile to compile from, {"steps", "profile"} of the profile it was retargeted from or None).
 
     `--steps N` other than the profiled count maps the profile's tables onto N steps (schedc.retarget);
     the timesteps a diffusers scheduler gives at N steps come from the model, loaded here."""
-    from schedc.profile import Profile
     from schedc.retarget import retarget_profile
     from schedc.sampling import SamplerConfig
 
-    profile = Profile.load(path)
     if steps == "auto" or steps == profile.num_steps:
         return profile, None
     sampler = SamplerConfig(**profile.meta.sampler).with_changes(steps=steps)
@@ -197,18 +199,17 @@ def _profile_at_steps(path: str, steps: "str | int", context) -> tuple:
     return retarget_profile(profile, steps, timesteps), {"steps": profile.num_steps, "profile": profile.digest()}
 
 
-def _warm_start(path: str, profile_path: str) -> tuple:
+def _warm_start(path: str, profile, profile_path: str) -> tuple:
     """The decisions of a schedule compiled from the same profile, as a search warm start."""
-    from schedc.profile import Profile
     from schedc.schedule import read_schedule
 
     schedule = read_schedule(path)
-    if schedule.provenance.get("profile") != Profile.load(profile_path).digest():
+    if schedule.provenance.get("profile") != profile.digest():
         raise SchedcError(f"warm start {path} was not compiled from {profile_path}")
     return tuple(tuple(row) for row in schedule.decisions)
 
 
-def _resolve_solver(args: argparse.Namespace, context):
+def _resolve_solver(args: argparse.Namespace, context, profile):
     """`auto`: the closed-loop search when the profiled model loads here, else the DP (saying so).
 
     Returns (solver name, context holding the loaded model so it is not loaded twice, why the DP was
@@ -221,9 +222,8 @@ def _resolve_solver(args: argparse.Namespace, context):
         return "dp", context, ""
     from schedc.errors import ModelError
     from schedc.models import load_recorded
-    from schedc.profile import Profile
 
-    meta = Profile.load(args.profile).meta
+    meta = profile.meta
     try:
         adapter = load_recorded(meta)
     except ModelError as exc:

@@ -114,6 +114,7 @@ def test_cli_falls_back_to_the_dp_when_the_profiled_model_is_not_here(tiny_profi
     captured = capsys.readouterr()
     assert not captured.err and "is not the profiled one" in captured.out and "solved with the dp" in captured.out
     assert read_schedule(out).provenance["solver"] == "dp"
+    assert read_schedule(out).provenance["profile_file"] == str(path)  # eval finds the error model through it
 
 
 def test_the_schedule_records_the_prediction_seeds_as_calibration_seeds(tiny_profile):
