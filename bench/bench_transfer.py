@@ -136,6 +136,18 @@ class Transfer:
                 "native_p5": p5(native), "transfer_mean": float(moved.mean()), "transfer_p5": p5(moved),
                 "loss_mean": float(native.mean() - moved.mean()), "loss_p5": p5(native) - p5(moved), **extra}
 
+    def compare(self, part: str, setting: str, native: Profile, elsewhere: Profile, adapter,
+                sampler: SamplerConfig) -> list[dict]:
+        """At every budget: a schedule compiled from `native` vs one from `elsewhere`, both run on `adapter`
+        at `sampler` (the run's conditions)."""
+        rows = []
+        for budget in self.args.budgets:
+            a, b = self.schedule(native, budget), self.schedule(elsewhere, budget)
+            rows.append(self.row(part, setting, budget, self.per_sample(adapter, a, sampler),
+                                 self.per_sample(adapter, b, sampler)))
+            self.log(_line(rows[-1]))
+        return rows
+
     # -- parts ----------------------------------------------------------------------------------------
     def part_steps(self) -> list[dict]:
         source_sampler = self.sampler.with_changes(steps=SOURCE_STEPS)
@@ -145,11 +157,7 @@ class Transfer:
             sampler = self.sampler.with_changes(steps=steps)
             native = self.profile("all", self.adapter, sampler)
             moved = retarget_profile(source, steps, self.adapter.model_timesteps(sampler))
-            for budget in self.args.budgets:
-                a, b = self.schedule(native, budget), self.schedule(moved, budget)
-                rows.append(self.row("steps", f"{SOURCE_STEPS} -> {steps} steps", budget,
-                                     self.per_sample(self.adapter, a, sampler), self.per_sample(self.adapter, b, sampler)))
-                self.log(_line(rows[-1]))
+            rows += self.compare("steps", f"{SOURCE_STEPS} -> {steps} steps", native, moved, self.adapter, sampler)
         return rows
 
     def part_classes(self) -> list[dict]:
@@ -159,13 +167,8 @@ class Transfer:
         first, second = (LabelSubset(self.adapter, h) for h in halves)
         calibrated = self.profile("classes-a", first, self.sampler)
         native = self.profile("classes-b", second, self.sampler)
-        rows = []
-        for budget in self.args.budgets:
-            a, b = self.schedule(native, budget), self.schedule(calibrated, budget)
-            rows.append(self.row("classes", f"calibrated on {_ids(halves[0])}, run on {_ids(halves[1])}", budget,
-                                 self.per_sample(second, a, self.sampler), self.per_sample(second, b, self.sampler)))
-            self.log(_line(rows[-1]))
-        return rows
+        return self.compare("classes", f"calibrated on {_ids(halves[0])}, run on {_ids(halves[1])}", native,
+                            calibrated, second, self.sampler)
 
     def part_guidance(self) -> list[dict]:
         if self.sampler.cfg == "none":
@@ -178,11 +181,7 @@ class Transfer:
                 continue
             sampler = self.sampler.with_changes(guidance_scale=g)
             native = self.profile("all", self.adapter, sampler)
-            for budget in self.args.budgets:
-                a, b = self.schedule(native, budget), self.schedule(source, budget)
-                rows.append(self.row("guidance", f"compiled at g={g0:g}, run at g={g:g}", budget,
-                                     self.per_sample(self.adapter, a, sampler), self.per_sample(self.adapter, b, sampler)))
-                self.log(_line(rows[-1]))
+            rows += self.compare("guidance", f"compiled at g={g0:g}, run at g={g:g}", native, source, self.adapter, sampler)
         return rows
 
     def part_batch(self) -> list[dict]:
