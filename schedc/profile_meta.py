@@ -23,7 +23,7 @@ PROFILE_VERSION = 2  # the "schedc_profile" key of a profile file's metadata (2:
 READABLE_VERSIONS = (1, 2)  # version 1 kept one array field per reuse mode; the metadata is the same
 _VERSION_KEY = "schedc_profile"
 # fields older profiles of this format version may lack (None = not recorded)
-OPTIONAL_FIELDS = ("model_source", "block_outputs", "cache_bytes", "latency", "device")
+OPTIONAL_FIELDS = ("model_source", "block_outputs", "cache_bytes", "latency", "device", "nonblock_share")
 
 
 def _freeze(value: Any) -> Any:
@@ -91,6 +91,9 @@ class ProfileMeta:
     cache_bytes: tuple[int, ...] | None = None  # [B] one cache per block at the profiling batch size
     latency: Mapping[str, tuple[float, ...]] | None = None  # "native"/"reuse"/precision -> [B] seconds
     device: str | None = None  # the processor the latency table was measured on
+    # o: time of a generation with every block skipped / with every block computed, on `device`; recorded so
+    # the search's equal-time step counts come from the file (the same solve twice gives the same schedule)
+    nonblock_share: float | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):  # freeze whatever the caller passed (lists, dicts)
@@ -150,6 +153,8 @@ class ProfileMeta:
                 _seq(f"latency.{key}", row, lambda x: _is_number(x) and x > 0, "positive seconds", b)
         if self.device is not None and not isinstance(self.device, str):
             raise _bad("device", "a string", self.device)
+        if self.nonblock_share is not None and not (_is_number(self.nonblock_share) and 0 <= self.nonblock_share <= 1):
+            raise _bad("nonblock_share", "a number in [0, 1]", self.nonblock_share)
 
     # -- dict form (the npz's JSON) ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from schedc.errors import ProfileError
 from schedc.metrics import check_reference, rel_l2
 from schedc.models.adapter import GenerationInputs, ModelAdapter
 from schedc.profile import Profile
+from schedc.step_settings import measure_nonblock_share
 from schedc.profile_meta import ProfileMeta
 from schedc.sampling import SamplerConfig
 from schedc_runtime.blockio import BlockIO, flat_rows, map_tensors, tensors_in
@@ -382,6 +383,8 @@ def profile_model(
         config=asdict(config),
         latency=measure_latency(adapter, captured, quantized) if config.measure_latency else None,
         device=(platform.processor() or platform.machine()) if config.measure_latency else None,
+        nonblock_share=round(measure_nonblock_share(adapter, recorded_sampler, seeds[:config.batch_size]), 4)
+        if config.measure_latency else None,
     )
     return Profile(
         probe_final_sum=probe_final,

@@ -216,7 +216,8 @@ def _settings(adapter: ModelAdapter, profile: Profile, problem: Problem, budget:
     native = profiled_setting(profile, problem, budget)
     if not vary_steps:
         return native, [], None
-    nonblock = measure_nonblock_share(adapter, native.sampler, seeds)
+    recorded = profile.meta.nonblock_share  # measured when profiling: the same profile gives the same step counts
+    nonblock = min(recorded, 0.95) if recorded is not None else measure_nonblock_share(adapter, native.sampler, seeds)
     counts = set(alternative_step_counts(profile.num_steps, budget, nonblock))
     counts |= {len(grid) for grid in given if 1 <= len(grid) < profile.num_steps}
     others = [retargeted_setting(adapter, profile, problem, n, budget, nonblock) for n in sorted(counts)]

@@ -154,3 +154,19 @@ def test_a_given_warm_start_at_fewer_steps_is_scored_at_its_own_step_count(tiny_
                           progress=False, vary_steps=True, warm_starts=[four])
     assert "4steps:given0" in sol.stats["warm_starts"] and sol.stats["given_starts_skipped"] == 0
     assert 4 in sol.stats["steps_tried"]
+
+
+def test_the_search_sizes_fewer_steps_with_the_profiles_recorded_nonblock_share(tiny_profile, monkeypatch):
+    """o is measured once when profiling, so solving the same profile twice gives the same step counts."""
+    import schedc.search as search
+
+    assert 0.0 <= tiny_profile.meta.nonblock_share <= 1.0
+    def no_timing(*_args, **_kwargs):
+        raise AssertionError("the search timed the model although the profile records o")
+
+    monkeypatch.setattr(search, "measure_nonblock_share", no_timing)
+    problem = problem_from_profile(tiny_profile)
+    _, others, nonblock = search._settings(make_tiny_adapter(), tiny_profile, problem, 0.3, [0, 1], True, [])
+    assert nonblock == pytest.approx(min(tiny_profile.meta.nonblock_share, 0.95)) and others
+    saved = tiny_profile.meta.replace(nonblock_share=0.2)
+    assert saved.to_dict()["nonblock_share"] == 0.2
