@@ -16,6 +16,10 @@ held-out seeds against full compute under the run's conditions; mean PSNR and th
 - guidance: compiled at the model's guidance scale g, run at g' in --guidances, vs compiled at g';
 - batch: the model's own schedule run at batch sizes 1, 4, 16, 64 vs at the calibration batch (16):
   a static schedule has no batch-dependent decision, so this is the runtime's own consistency.
+- minimax (issue #12 item 3): with the closed-loop search (schedc's default solver), one schedule per
+  guidance scale in --guidances and one compiled `--for worst` over all of them (and `--for mean`), each
+  run at every scale; the worst case of a schedule = its lowest mean PSNR over the scales. Bar: the
+  `--for worst` schedule's worst case is at least every single-scale schedule's.
 
 The solver is --solver (default dp: the transfer is a property of the profile's tables, and the DP reads
 them directly; the closed-loop search re-measures its picks by rollouts at the run's own conditions).
@@ -48,9 +52,9 @@ from schedc.profile import Profile  # noqa: E402
 from schedc.profiler import ProfileConfig, profile_model  # noqa: E402
 from schedc.retarget import retarget_profile  # noqa: E402
 from schedc.sampler_config import SamplerConfig  # noqa: E402
-from schedc.solvers import Constraints  # noqa: E402
+from schedc.solvers import Constraints, SolveContext  # noqa: E402
 
-PARTS = ("steps", "classes", "guidance", "batch")
+PARTS = ("steps", "classes", "guidance", "batch", "minimax")
 SOURCE_STEPS = 50  # the steps part compiles from a profile at this step count (issue #12: "compile at 50")
 CALIB_BATCH = 16
 
@@ -196,6 +200,34 @@ class Transfer:
             self.log(_line(rows[-1]))
         return rows
 
+    def part_minimax(self) -> list[dict]:
+        if self.sampler.cfg == "none":
+            return []
+        scales = sorted(self.args.guidances)
+        profiles = [self.profile("all", self.adapter, self.sampler.with_changes(guidance_scale=g)) for g in scales]
+        primary, others = profiles[len(profiles) // 2], tuple(p for p in profiles if p is not profiles[len(profiles) // 2])
+        rows = []
+        for budget in self.args.budgets:
+            schedules = {f"g={g:g} only": self.searched(p, budget) for g, p in zip(scales, profiles)}
+            for objective in ("worst", "mean"):
+                schedules[f"--for {objective}"] = self.searched(primary, budget, others, objective)
+            by_g = {name: {f"{g:g}": self.per_sample(self.adapter, sch, self.sampler.with_changes(guidance_scale=g))
+                           for g in scales} for name, sch in schedules.items()}
+            summary = {name: {g: [float(a.mean()), float(np.percentile(a, 5))] for g, a in runs.items()}
+                       for name, runs in by_g.items()}
+            worst = {name: min(v[0] for v in runs.values()) for name, runs in summary.items()}
+            singles = max(v for k, v in worst.items() if k.endswith("only"))
+            rows.append({"part": "minimax", "setting": f"g in {','.join(f'{g:g}' for g in scales)}", "budget": budget,
+                         "by_g": summary, "worst_case": worst, "meets": worst["--for worst"] >= singles - 1e-9,
+                         "margin": worst["--for worst"] - singles})
+            self.log(f"minimax b={budget:.2f}: worst case " + ", ".join(f"{k} {v:.2f}" for k, v in worst.items()))
+        return rows
+
+    def searched(self, profile: Profile, budget: float, others: tuple = (), objective: str = "mean"):
+        """The default solver's schedule (closed-loop search at the profile's step count)."""
+        context = SolveContext(adapter=self.adapter, progress=False, settings=others, objective=objective)
+        return compile_schedule(profile, budget, "search", Constraints(time_limit=self.args.time_limit), context=context)
+
     def run(self) -> dict:
         path = self.work / "rows.json"
         cached = _read_json(path) or {}
@@ -211,6 +243,20 @@ class Transfer:
                     "eval_seeds": f"{self.seeds[0]}-{self.seeds[-1]}", "calibration_seeds": f"0-{self.args.calib - 1}",
                     "threads": torch.get_num_threads(), "torch": torch.__version__}
         return {"settings": settings, "rows": [r for p in PARTS for r in parts.get(p, [])]}
+
+
+def _keep_other_parts(result: dict, previous: dict | None, parts: list[str]) -> dict:
+    """A run of some parts keeps the rows of the parts it did not run (and the settings they ran with)."""
+    key_names = ("budgets", "samples", "calib", "solver", "steps", "guidances", "batches")
+    this = {k: result["settings"][k] for k in key_names}
+    if not previous or "rows" not in previous:
+        return {**result, "part_settings": {p: this for p in parts}}
+    before = previous.get("part_settings") or {
+        p: {k: previous["settings"].get(k) for k in key_names} for p in {r["part"] for r in previous["rows"]}}
+    kept = [r for r in previous["rows"] if r["part"] not in parts]
+    rows = sorted(kept + result["rows"], key=lambda r: PARTS.index(r["part"]))
+    return {**result, "rows": rows, "part_settings": {**{p: v for p, v in before.items() if p not in parts},
+                                                      **{p: this for p in parts}}}
 
 
 def _ids(ids: tuple[int, ...]) -> str:
@@ -238,17 +284,39 @@ def summary_markdown(results: list[dict]) -> str:
                   f"{s['samples']} held-out)", "",
                   "| part | setting | budget | compiled here: mean / p5 dB | transferred: mean / p5 dB | loss mean dB | loss p5 dB | meets bar |",
                   "|---|---|---|---|---|---|---|---|"]
-        for r in res["rows"]:
+        for r in (r for r in res["rows"] if r["part"] != "minimax"):
             bar = ACCEPT.get(r["part"])
             meets = "-" if bar is None else ("yes" if r["loss_mean"] <= bar[0] and (bar[1] is None or r["loss_p5"] <= bar[1])
                                             else "**no**")
             lines.append(f"| {r['part']} | {r['setting']} | {r['budget']:.2f} | {r['native_mean']:.2f} / {r['native_p5']:.2f} | "
                          f"{r['transfer_mean']:.2f} / {r['transfer_p5']:.2f} | {r['loss_mean']:+.2f} | {r['loss_p5']:+.2f} | {meets} |")
         lines.append("")
+        lines += _minimax_table([r for r in res["rows"] if r["part"] == "minimax"])
     total = [(r, ACCEPT[r["part"]]) for res in results for r in res["rows"] if r["part"] in ACCEPT]
     ok = sum(r["loss_mean"] <= b[0] and (b[1] is None or r["loss_p5"] <= b[1]) for r, b in total)
     lines.append(f"Rows with a bar that meet it: {ok}/{len(total)}.")
+    minimax = [r for res in results for r in res["rows"] if r["part"] == "minimax"]
+    if minimax:
+        lines.append(f"`--for worst` at least as good in the worst case as every single-scale schedule: "
+                     f"{sum(r['meets'] for r in minimax)}/{len(minimax)} rows.")
     return "\n".join(lines) + "\n"
+
+
+def _minimax_table(rows: list[dict]) -> list[str]:
+    """One line per budget and schedule: mean / p5 PSNR at each guidance scale, and the worst case."""
+    if not rows:
+        return []
+    scales = list(rows[0]["by_g"][next(iter(rows[0]["by_g"]))])
+    lines = ["One schedule for several guidance scales (closed-loop search; mean / p5 dB at each scale, worst case = "
+             "lowest mean):", "",
+             "| budget | schedule | " + " | ".join(f"g={g}" for g in scales) + " | worst case dB | meets bar |",
+             "|---|---|" + "---|" * len(scales) + "---|---|"]
+    for r in rows:
+        for name, runs in r["by_g"].items():
+            meets = ("yes" if r["meets"] else "**no**") + f" ({r['margin']:+.2f})" if name == "--for worst" else ""
+            lines.append(f"| {r['budget']:.2f} | {name} | " + " | ".join(f"{runs[g][0]:.2f} / {runs[g][1]:.2f}" for g in scales)
+                         + f" | {r['worst_case'][name]:.2f} | {meets} |")
+    return lines + [""]
 
 
 def write_summary(out: Path) -> str:
@@ -301,7 +369,7 @@ def main() -> int:
     specs = [model_spec(n.strip(), zoo_root) for n in names if n.strip()]
     log = lambda m: print(m, flush=True)  # noqa: E731
     for spec in specs:
-        result = Transfer(spec, args, log).run()
+        result = _keep_other_parts(Transfer(spec, args, log).run(), _read_json(out / f"{spec.name}.json"), args.parts)
         atomic_write_text(out / f"{spec.name}.json", json.dumps(result, indent=1))
     print(write_summary(out))
     return 0

@@ -71,6 +71,19 @@ def _steps(text: str) -> "str | int":
     return value
 
 
+def _numbers(kind, what: str, low: float, high: float):
+    """'1.5,3,5' -> (1.5, 3.0, 5.0): one or more values in [low, high], distinct."""
+    def parse(text: str) -> tuple:
+        try:
+            values = tuple(kind(x) for x in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} takes a number or a comma-separated list, got {text!r}") from None
+        if not all(low <= v <= high for v in values) or len(set(values)) != len(values):
+            raise argparse.ArgumentTypeError(f"{what} values must be distinct and in [{low:g}, {high:g}], got {text!r}")
+        return values
+    return parse
+
+
 def _shard(text: str) -> tuple[int, int]:
     try:
         i, n = (int(x) for x in text.split("/"))
@@ -86,9 +99,11 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from schedc.models import load_model
     from schedc.profiler import ProfileConfig, profile_model
 
+    from schedc.profile_set import ProfileSet, describe, setting_of
+
     adapter = load_model(args.model, classes=args.classes, cond=args.cond)
-    sampler = adapter.default_sampler.with_changes(steps=args.steps, guidance_scale=args.guidance_scale, cfg=args.cfg,
-                                                   cfg_order=args.cfg_order)
+    samplers = [adapter.default_sampler.with_changes(steps=n, guidance_scale=g, cfg=args.cfg, cfg_order=args.cfg_order)
+                for n in (args.steps or [None]) for g in (args.guidance_scale or [None])]
     config = ProfileConfig(
         calib_samples=args.calib, batch_size=args.batch_size, max_age=args.max_age,
         probe_steps=args.probe_steps, probe_samples=args.probe_samples, shard=args.shard,
@@ -98,22 +113,28 @@ def cmd_profile(args: argparse.Namespace) -> int:
         f"{adapter.name}.profile.npz" if config.shard == (0, 1) else f"{adapter.name}.shard{config.shard[0]}of{config.shard[1]}.profile.npz"
     )
     check_output(out, [p for p in (args.cond,) if p])  # before the work, not after it
-    profile = profile_model(adapter, sampler, config, progress=not args.quiet)
-    profile.save(out)
-    print(f"wrote {out}: {profile.num_blocks} blocks x {profile.num_steps} steps, "
-          f"{len(profile.meta.calibration_seeds)} calibration samples, {profile.meta.profile_seconds:.0f}s")
+    profiles = []
+    for i, sampler in enumerate(samplers):
+        if len(samplers) > 1 and not args.quiet:
+            print(f"setting {i + 1}/{len(samplers)}: g={sampler.guidance_scale:g}, {sampler.steps} steps", flush=True)
+        profiles.append(profile_model(adapter, sampler, config, progress=not args.quiet))
+    ProfileSet(tuple(profiles)).save(out)
+    profile = profiles[0]
+    what = (f"{profile.num_steps} steps" if len(profiles) == 1
+            else f"{len(profiles)} settings ({'; '.join(describe(setting_of(p)) for p in profiles)})")
+    print(f"wrote {out}: {profile.num_blocks} blocks x {what}, {len(profile.meta.calibration_seeds)} calibration "
+          f"samples, {sum(p.meta.profile_seconds for p in profiles):.0f}s")
     return 0
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from schedc.profile import Profile
+    from schedc.profile_set import merge_files
 
     check_output(args.output, args.profiles)
-    merged = Profile.load(args.profiles[0])
-    for path in args.profiles[1:]:
-        merged = merged.merge(Profile.load(path))
+    merged = merge_files(args.profiles)
     merged.save(args.output)
-    print(f"wrote {args.output}: {len(merged.meta.calibration_seeds)} calibration samples")
+    settings = f", {len(merged.profiles)} settings" if len(merged.profiles) > 1 else ""
+    print(f"wrote {args.output}: {len(merged.profiles[0].meta.calibration_seeds)} calibration samples{settings}")
     return 0
 
 
@@ -131,13 +152,14 @@ def cmd_solve(args: argparse.Namespace) -> int:
     )
     if args.output:
         check_output(args.output, [args.profile])
-    from schedc.profile import Profile
+    from schedc.profile_set import ProfileSet, choose
 
-    source = Profile.load(args.profile)  # read once: warm starts, the auto solver and --steps all need it
-    starts = tuple(_warm_start(path, source, args.profile) for path in args.warm_start)
+    profiles = ProfileSet.load(args.profile)  # read once: warm starts, the auto solver and --steps all need it
+    source, settings = choose(profiles, args.guidance_scale, args.steps)
+    starts = tuple(_warm_start(path, profiles, args.profile) for path in args.warm_start)
     context = SolveContext(iterations=args.iterations, seed=args.seed, evaluations=args.evaluations,
-                           progress=not args.quiet, warm_starts=starts,
-                           vary_steps=args.steps == "auto")  # for the model-in-the-loop solvers and refinement
+                           progress=not args.quiet, warm_starts=starts, settings=settings, objective=args.objective,
+                           vary_steps=args.steps == "auto" and not settings)  # for the model-in-the-loop solvers
     solver, context, fallback = _resolve_solver(args, context, source)
     profile, retargeted = _profile_at_steps(source, args.steps, context)
     if retargeted:
@@ -165,6 +187,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
     spans = f", {fused['spans']} spans fusing {fused['fused_reuses']} reuses" if isinstance(fused, dict) and fused["spans"] else ""
     if retargeted and measured is None:
         predicted += f", transferred from the {retargeted['steps']}-step profile"
+    if settings:
+        by = solution.stats.get("by_setting") or {}
+        predicted += (f"; compiled for the {args.objective} over g = "
+                      + ", ".join(f"{g}" + (f" ({v['predicted_psnr']:.2f} dB)" if v else "") for g, v in
+                                  sorted(((f"{p.meta.sampler['guidance_scale']:g}", by.get(f"{p.meta.sampler['guidance_scale']:g}"))
+                                          for p in (source, *settings)), key=lambda x: float(x[0]))))
     moved = (f"; runs {schedule.num_steps} sampler steps (profiled {profile.num_steps}: fewer steps won at this "
              f"speed; call the pipeline with num_inference_steps={schedule.num_steps})"
              if schedule.num_steps != profile.num_steps else "")
@@ -199,12 +227,12 @@ def _profile_at_steps(profile, steps: "str | int", context) -> tuple:
     return retarget_profile(profile, steps, timesteps), {"steps": profile.num_steps, "profile": profile.digest()}
 
 
-def _warm_start(path: str, profile, profile_path: str) -> tuple:
-    """The decisions of a schedule compiled from the same profile, as a search warm start."""
+def _warm_start(path: str, profiles, profile_path: str) -> tuple:
+    """The decisions of a schedule compiled from the same profile (any setting of it), as a search warm start."""
     from schedc.schedule import read_schedule
 
     schedule = read_schedule(path)
-    if schedule.provenance.get("profile") != profile.digest():
+    if schedule.provenance.get("profile") not in {p.digest() for p in profiles.profiles}:
         raise SchedcError(f"warm start {path} was not compiled from {profile_path}")
     return tuple(tuple(row) for row in schedule.decisions)
 
@@ -330,10 +358,13 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 def _eval_config(args: argparse.Namespace):
     from schedc.evaluate import EvalConfig
 
-    return EvalConfig(samples=args.samples, seed_start=args.seed_start, timing_batch=args.timing_batch, repeats=args.repeats)
+    return EvalConfig(samples=args.samples, seed_start=args.seed_start, timing_batch=args.timing_batch, repeats=args.repeats,
+                      guidance_scale=getattr(args, "guidance_scale", None), steps=getattr(args, "steps", None))
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from schedc.objectives import OBJECTIVES
+
     parser = _Parser(prog="schedc", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -347,8 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(diffusers' cache_context), or none (default: the model's)")
     p.add_argument("--cfg-order", choices=("cond-first", "uncond-first"), default=None,
                    help="row order of a batched CFG call (default cond-first)")
-    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's, 50)")
-    p.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance scale (default: the model's)")
+    p.add_argument("--steps", type=_numbers(int, "steps", 1, 1000), default=None, metavar="N[,N...]",
+                   help="sampling steps (default: the model's, 50); several (25,50) record one set of tables per setting")
+    p.add_argument("--guidance-scale", type=_numbers(float, "guidance scale", 0.0, 100.0), default=None, metavar="G[,G...]",
+                   help="classifier-free guidance scale (default: the model's); several (1.5,3,5) record one set of "
+                        "tables per setting in the same file, for `schedc solve --for mean|worst`")
     p.add_argument("--calib", type=int, default=32, help="calibration samples, seeds 0..N-1 (default 32)")
     p.add_argument("--batch-size", type=int, default=16, help="calibration samples per rollout (default 16)")
     p.add_argument("--max-age", type=int, default=24, help="longest cache reuse measured, in steps (default 24)")
@@ -408,6 +442,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sampler steps the schedule runs at: auto (default) lets the search also try fewer steps than "
                         "profiled at the same speed (the schedule then says how many); N compiles for N steps, mapping "
                         "the profile's tables onto them by noise level when N is not the profiled count")
+    p.add_argument("--for", dest="objective", choices=tuple(OBJECTIVES), default="mean",
+                   help="with a profile of several guidance scales: compile one schedule scored at all of them by "
+                        + " or ".join(f"{k} ({v.help})" for k, v in OBJECTIVES.items()) + "; default mean")
+    p.add_argument("--guidance-scale", type=float, default=None, metavar="G",
+                   help="with a profile of several guidance scales: compile for this one only")
     p.add_argument("--no-spans", action="store_true",
                    help="keep every reuse per block (default: runs of residual reuses of one compute step replay as "
                         "one span, one add per run, as FirstBlockCache/DBCache do)")
@@ -420,6 +459,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="model to run (default: the one recorded in the schedule)")
     _add_model_options(p)
     p.add_argument("--baselines", action="store_true", help="also fewer DDIM steps, uniform refresh and Δ-DiT at matching cost")
+    p.add_argument("--guidance-scale", type=float, default=None, metavar="G",
+                   help="run at this guidance scale (default: the schedule's); one it was not compiled for is said so")
+    p.add_argument("--steps", type=int, default=None, metavar="N",
+                   help="sampler steps; must be the schedule's (compile another with `schedc solve PROFILE --steps N`)")
     _add_eval_options(p, repeats=7)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")

@@ -58,6 +58,13 @@ def compile_solution(
     cost_model = resolve_cost(profile, cost)
     allowed = None if allow is None else set(allow)
     problem = problem_from_profile(profile, allowed, cost_model)
+    settings = context.settings if context is not None else ()
+    if settings:  # one schedule for several guidance scales: the model-free solvers see their combined tables
+        from schedc.objectives import combine_problems
+
+        others = [replace(problem_from_profile(p, allowed, "flops"), block_cost=problem.block_cost,
+                          precision_cost=problem.precision_cost) for p in settings]
+        problem = combine_problems([problem, *others], context.objective)
     constraints = constraints.with_cache_bytes(profile.meta.cache_bytes or ())
     history: tuple = ()
     if spec.needs_model or refine:
@@ -72,6 +79,11 @@ def compile_solution(
     used = sorted({a for row in solution.actions() for a in row if a in profile.precisions})
     extra: dict = {"profile_file": profile_file} if profile_file is not None else {}
     extra.update({"cost_model": cost_model, "allowed": sorted(allowed) if allowed else "all profiled"})
+    if settings:
+        from schedc.profile_set import setting_of
+
+        extra["compiled_for"] = {"objective": context.objective, "settings": [
+            {"guidance_scale": g, "steps": n} for g, n in sorted(setting_of(p) for p in (profile, *settings))]}
     if used:
         extra["kernels_at_profile"] = {p: list(profile.meta.kernels.get(p, ["?"])) for p in used}
     schedule = schedule_from_solution(profile, solution, budget, extra)
@@ -114,12 +126,16 @@ def compile_schedule(
 
 
 def problem_of_schedule(schedule: Schedule) -> Problem | None:
-    """The error model of the profile a schedule was solved from, if that file is still here unchanged."""
+    """The error model of the profile a schedule was solved from, if that file is still here unchanged
+    (of a multi-setting file: the setting whose digest the schedule records)."""
+    from schedc.profile_set import ProfileSet
+
     path = schedule.provenance.get("profile_file")
     if not path or not Path(path).exists():
         return None
     try:
-        profile = Profile.load(path)
+        profiles = ProfileSet.load(path).profiles
     except SchedcError:
         return None
-    return problem_from_profile(profile) if profile.digest() == schedule.provenance.get("profile") else None
+    match = [p for p in profiles if p.digest() == schedule.provenance.get("profile")]
+    return problem_from_profile(match[0]) if match else None

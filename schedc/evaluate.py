@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from schedc.errors import SchedcError, ScheduleError
+from schedc.eval_settings import at_setting
 from schedc.metrics import check_reference, ideal_speedup, quality
 from schedc.models.adapter import GenerationInputs, ModelAdapter
 from schedc.problem import FLOP_COST, Problem
@@ -42,8 +43,12 @@ class EvalConfig:
     batch_size: int = 32  # samples per generation when measuring quality
     timing_batch: int = 16  # samples per timed generation
     repeats: int = 7  # interleaved timing rounds (median)
+    guidance_scale: float | None = None  # run the schedule at this scale (None: its own; schedc.eval_settings)
+    steps: int | None = None  # must be the schedule's (None: its own)
 
     def __post_init__(self) -> None:
+        if self.guidance_scale is not None and not 0.0 <= self.guidance_scale <= 100.0:
+            raise SchedcError(f"evaluation guidance scale must be in [0, 100], got {self.guidance_scale}")
         if self.samples < 1 or self.batch_size < 1 or self.timing_batch < 1 or self.repeats < 1:
             raise SchedcError("evaluation samples, batch sizes and timing repeats must be >= 1")
 
@@ -336,6 +341,7 @@ def evaluate(
 ) -> EvalReport:
     """`problem` (from the schedule's profile), when given, predicts the uniform baseline's error too."""
     log = print if progress else (lambda *a, **k: None)
+    schedule, setting_notes = at_setting(schedule, config.guidance_scale, config.steps)
     seeds = config.seeds()
     shared = calibration_seeds(schedule) & set(seeds)
     if shared:
@@ -406,7 +412,7 @@ def evaluate(
             "repeats": config.repeats, "threads": torch.get_num_threads(), "cost_of_schedule": cost,
             "full_seconds": full_seconds, "sampler": full_sampler.to_dict(),
             "peak_cache_tensors": schedule.peak_cache_tensors(),
-            "runtime": runtime["schedule"], "notes": _notes(schedule, full_sampler),
+            "runtime": runtime["schedule"], "notes": _notes(schedule, full_sampler) + setting_notes,
         },
     )
 

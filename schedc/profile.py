@@ -13,7 +13,7 @@ import numpy as np
 from schedc.atomic import atomic_path
 from schedc.errors import ProfileError
 from schedc_runtime.modes import REUSE_MODES
-from schedc.profile_checks import (READ_ERRORS, NpzReader, as_counts, as_sums, check_dims, check_gain, check_shape,
+from schedc.profile_checks import (READ_ERRORS, SET_KEY, as_counts, open_profile_file, as_sums, check_dims, check_gain, check_shape,
                                    check_sums, parse_meta)
 from schedc.profile_meta import PROFILE_VERSION, READABLE_VERSIONS, ProfileMeta  # noqa: F401  (re-exported)
 
@@ -136,8 +136,7 @@ class Profile:
     # -- files -------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        arrays = self._named_arrays()
-        arrays["meta_json"] = np.array(json.dumps(self.meta.to_file_dict()))
+        arrays = self.arrays_for_file()
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, **arrays)
@@ -145,22 +144,31 @@ class Profile:
 
     @classmethod
     def load(cls, path: str | Path) -> "Profile":
-        """Any file -> a valid Profile or one ProfileError line, within the limits of schedc.profile_checks."""
+        """Any file -> a valid Profile or one ProfileError line, within the limits of schedc.profile_checks.
+
+        A multi-setting file (schedc.profile_set) is refused here, naming what reads it."""
         path = Path(path)
         if not path.exists():
             raise ProfileError(f"profile not found: {path} (run `schedc profile` first)")
-        where = f"profile {path}"
+        with open_profile_file(path) as data:
+            if SET_KEY in data.files:
+                raise ProfileError(f"profile {path} holds several settings (guidance scales / step counts): "
+                                   "`schedc solve` compiles for them (--for mean|worst, or --guidance-scale/--steps to pick one)")
+            return cls.read(data, f"profile {path}")
+
+    @classmethod
+    def read(cls, data: Any, where: str) -> "Profile":
+        """One profile from an open NpzReader (or a prefixed view of one: schedc.profile_set)."""
         try:
-            with NpzReader(path) as data:
-                meta = parse_meta(str(data["meta_json"]), where)
-                version = meta.get("schedc_profile")
-                if type(version) is not int or version not in READABLE_VERSIONS:  # not true, 1.0 or "1"
-                    raise ProfileError(f"{where} has format version {version!r}; this schedc reads "
-                                       f"{', '.join(map(str, READABLE_VERSIONS))}: re-profile the model with `schedc profile`")
-                profile_meta = ProfileMeta.from_file_dict(meta, where=where)
-                _check_headers(data, profile_meta, version)
-                arrays = {name: data[name] for name in _ARRAYS}
-                tables = _tables_v1(data) if version == 1 else _tables(data)
+            meta = parse_meta(str(data["meta_json"]), where)
+            version = meta.get("schedc_profile")
+            if type(version) is not int or version not in READABLE_VERSIONS:  # not true, 1.0 or "1"
+                raise ProfileError(f"{where} has format version {version!r}; this schedc reads "
+                                   f"{', '.join(map(str, READABLE_VERSIONS))}: re-profile the model with `schedc profile`")
+            profile_meta = ProfileMeta.from_file_dict(meta, where=where)
+            _check_headers(data, profile_meta, version)
+            arrays = {name: data[name] for name in _ARRAYS}
+            tables = _tables_v1(data) if version == 1 else _tables(data)
         except ProfileError:
             raise
         except READ_ERRORS as exc:
@@ -169,6 +177,12 @@ class Profile:
             return cls(meta=profile_meta, **arrays, **tables)
         except ProfileError as exc:
             raise ProfileError(f"{where}: {exc}") from None
+
+    def arrays_for_file(self) -> dict[str, np.ndarray]:
+        """What `save` writes: every array under its member name, and the metadata JSON."""
+        arrays = self._named_arrays()
+        arrays["meta_json"] = np.array(json.dumps(self.meta.to_file_dict()))
+        return arrays
 
 
 def _validate(p: Profile) -> None:
@@ -205,7 +219,7 @@ def _validate(p: Profile) -> None:
     check_gain(p.probe_final_sum, p.probe_local_sum, p.probe_count)
 
 
-def _check_headers(data: NpzReader, meta: ProfileMeta, version: int) -> None:
+def _check_headers(data: Any, meta: ProfileMeta, version: int) -> None:
     """Before any large array is read: every member it will read has the shape meta implies."""
     b, t = len(meta.blocks), meta.steps
     check_dims(b, t, {})

@@ -31,7 +31,9 @@ MAX_PATTERNS = 64
 MAX_ELEMENTS = 2**28
 MAX_META_CHARS = 4 * 2**20
 MAX_META_DEPTH = 32
-MAX_MEMBERS = 64
+MAX_SETTINGS = 16  # settings (guidance scale x step count) one multi-setting file holds
+MAX_MEMBERS = 20 * MAX_SETTINGS + 1  # a profile is ~13 arrays; a multi-setting file one profile per setting
+SET_KEY = "settings_json"  # the member that marks a multi-setting file (schedc.profile_set)
 MAX_COUNT = 2**40  # samples behind one (block, step) mean: shards can still be merged without overflow
 
 # what can go wrong reading a zip of .npy files; anything else is a bug, not a bad file
@@ -80,7 +82,7 @@ class NpzReader:
             raise KeyError(name)
         shape, dtype = self.header(name)
         where = f"profile {self.path}: array {name!r}"
-        if name == "meta_json":
+        if name.rsplit("/", 1)[-1] in ("meta_json", SET_KEY):
             if dtype.kind != "U" or shape != () or dtype.itemsize // 4 > MAX_META_CHARS:
                 raise ProfileError(f"{where} must be one string of at most {MAX_META_CHARS} characters")
         elif dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None or dtype.kind not in "biuf":
@@ -97,6 +99,30 @@ class NpzReader:
         if array.shape != shape or array.dtype != dtype:
             raise ProfileError(f"{where} does not match its own header")  # pragma: no cover (numpy checks it)
         return array
+
+
+class Prefixed:
+    """The members of an NpzReader under `prefix` ("s0/"), named without it: one profile of a set."""
+
+    def __init__(self, reader: NpzReader, prefix: str) -> None:
+        self.reader, self.prefix = reader, prefix
+        self.files = [n[len(prefix):] for n in reader.files if n.startswith(prefix)]
+
+    def header(self, name: str) -> tuple[tuple[int, ...], np.dtype]:
+        return self.reader.header(self.prefix + name)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.reader[self.prefix + name]
+
+
+def open_profile_file(path: Path) -> NpzReader:
+    """An NpzReader, with any failure to open it as one ProfileError line."""
+    try:
+        return NpzReader(path)
+    except ProfileError:
+        raise
+    except READ_ERRORS as exc:
+        raise ProfileError(f"profile {path} is corrupt or not a schedc profile ({type(exc).__name__})") from None
 
 
 def parse_meta(text: str, where: str) -> dict[str, Any]:

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from schedc.errors import SolverError
 from schedc.metrics import psnr, rel_l2
 from schedc.models.adapter import ModelAdapter
+from schedc.objectives import Objective
 from schedc.profile import Profile
 from schedc.sampler_config import SamplerConfig
 from schedc.schedule import build_schedule
@@ -64,4 +66,30 @@ class RolloutScorer:
         return self._memo[key]
 
 
-__all__ = ["RolloutScorer", "Score"]
+@dataclass
+class SettingsScorer:
+    """One RolloutScorer per setting (the same calibration seeds at each guidance scale); a schedule's
+    Score combines theirs with the objective (schedc.objectives: mean, or the worst setting)."""
+
+    scorers: list[RolloutScorer]
+    objective: Objective
+
+    def __post_init__(self) -> None:
+        if not self.scorers:
+            raise SolverError("a settings scorer needs at least one setting")
+
+    @property
+    def calls(self) -> int:
+        return sum(s.calls for s in self.scorers)
+
+    def each(self, decisions: Decisions, target: "Profile | None" = None) -> list[Score]:
+        if target is not None and len(self.scorers) > 1:
+            raise SolverError("a schedule for several settings runs at their step count (no retargeting)")
+        return [s(decisions, target) for s in self.scorers]
+
+    def __call__(self, decisions: Decisions, target: "Profile | None" = None) -> Score:
+        scores = self.each(decisions, target)
+        return Score(self.objective.psnr([s.psnr for s in scores]), self.objective.rel_l2([s.rel_l2 for s in scores]))
+
+
+__all__ = ["RolloutScorer", "Score", "SettingsScorer"]

@@ -38,7 +38,9 @@ from schedc.errors import SolverError
 from schedc.models.adapter import ModelAdapter
 from schedc.problem import Problem, check_budget
 from schedc.profile import Profile
-from schedc.rollout import RolloutScorer, Score
+from schedc.objectives import get_objective
+from schedc.profile_set import describe, setting_of
+from schedc.rollout import RolloutScorer, Score, SettingsScorer
 from schedc.sampler_config import EVAL_SEED_START
 from schedc.solvers.base import Constraints, Solution
 from schedc.solvers.context import SolveContext
@@ -183,6 +185,37 @@ def _dp_candidates(problem: Problem, budget: float, constraints: Constraints) ->
     return out, failures
 
 
+def _check_settings(profile: Profile, settings: Sequence[Profile], vary_steps: bool) -> None:
+    if not settings:
+        return
+    if vary_steps:
+        raise SolverError("a schedule for several settings keeps their step count: search them with vary_steps off")
+    for p in settings:
+        if (p.meta.fingerprint != profile.meta.fingerprint or p.meta.timesteps != profile.meta.timesteps
+                or p.meta.calibration_seeds[:1] != profile.meta.calibration_seeds[:1]):
+            raise SolverError(f"setting {describe(setting_of(p))} is not the same model, timesteps and calibration "
+                              "seeds as the profile searched: profile every setting in one `schedc profile` run")
+
+
+def _setting_dp_candidates(problem: Problem, budget: float, constraints: Constraints,
+                           profiles: Sequence[Profile]) -> list[Candidate]:
+    """Each setting's own DP schedule (its tables, `problem`'s options and costs): the single-setting
+    schedules a schedule for all settings must not lose to."""
+    from schedc.problem import problem_from_profile
+    from schedc.solvers.dp import solve_dp
+
+    allow = set(problem.reuse_modes) | set(problem.precisions)
+    out = []
+    for p in profiles:
+        own = replace(problem_from_profile(p, allow, "flops"), block_cost=problem.block_cost,
+                      precision_cost=problem.precision_cost)
+        try:
+            out.append(Candidate(f"dp@g={setting_of(p)[0]:g}", solve_dp(own, budget, constraints).actions()))
+        except SolverError:
+            continue
+    return out
+
+
 def _fits(problem: Problem, budget: float, grid) -> bool:
     """Whether a given decisions grid is a schedule of this problem within the budget."""
     options = {"native", *problem.precisions, *problem.reuse_modes}
@@ -248,7 +281,7 @@ def search_schedule(
     adapter: ModelAdapter, profile: Profile, problem: Problem, budget: float, constraints: Constraints = Constraints(),
     *, evaluations: int = EVALUATIONS, samples: int = SEARCH_SAMPLES, predict_samples: int = PREDICT_SAMPLES,
     seed: int = 0, time_limit: float = 60.0, progress: bool = True, warm_starts: Sequence[Decisions] = (),
-    vary_steps: bool = False,
+    vary_steps: bool = False, settings: Sequence[Profile] = (), objective: str = "mean",
 ) -> Solution:
     """Warm starts + local search on measured final error; see the module docstring.
 
@@ -257,6 +290,9 @@ def search_schedule(
     fit this problem or budget (at any step count tried) is skipped and counted in the stats.
     vary_steps: also try fewer sampler steps than the profile's at the same ideal time (schedc.step_settings);
     a schedule that wins there runs at its own step count and records the profile's as its reference.
+    settings: profiles of the same model and step count at other guidance scales: every candidate is also
+    run at each of them and scored by `objective` over all (schedc.objectives); each setting's own DP
+    schedule is a warm start too, so the result is never worse on calibration data than any of them.
     """
     budget = check_budget(budget)
     if evaluations < 0 or samples < 1 or predict_samples < 0 or time_limit <= 0:
@@ -264,18 +300,23 @@ def search_schedule(
     if adapter.fingerprint() != profile.meta.fingerprint:
         raise SolverError(f"the search runs the profiled model, and {adapter.name} is not it (its blocks or weights' "
                           "shapes differ): give the solve context the model the profile was made from")
+    settings = tuple(settings)
+    _check_settings(profile, settings, vary_steps)
     started = time.perf_counter()
     first = min(constraints.first_full, problem.num_steps)
     seeds = list(profile.meta.calibration_seeds)
     native, others, nonblock = _settings(adapter, profile, problem, budget, seeds[:samples], vary_steps,
                                         warm_starts)
     dp_starts, failures = _dp_candidates(problem, budget, constraints)
+    if settings:
+        dp_starts += _setting_dp_candidates(problem, budget, constraints, (profile, *settings))
     given = [Candidate(f"given{i}", tuple(tuple(row) for row in grid)) for i, grid in enumerate(warm_starts)
              if _fits(problem, budget, grid)]
     starts = dp_starts + given + family_candidates(problem, budget, first)
     if not starts and not others:
         raise failures[0] if failures else SolverError(f"no schedule family fits budget {budget:.3f}: raise the budget")
-    scorer = RolloutScorer(adapter, profile, seeds[:samples])
+    goal = get_objective(objective)
+    scorer = SettingsScorer([RolloutScorer(adapter, p, seeds[:samples]) for p in (profile, *settings)], goal)
     bar = tqdm(total=len(starts) + evaluations, desc=f"search b={budget:.2f}", disable=not progress, leave=False)
     scored: list[tuple[Score, Candidate, StepSetting]] = []
     stopped = "evaluations"
@@ -329,10 +370,11 @@ def search_schedule(
             accepted[kind] = accepted.get(kind, 0) + 1
             bar.set_postfix(psnr=f"{best_score.psnr:.2f}")
     bar.close()
-    predicted = best_score
+    predicted, by_setting = best_score, scorer.each(best.decisions, target)
     held = prediction_seeds(seeds, predict_samples)
     if held:
-        predicted = RolloutScorer(adapter, profile, held)(best.decisions, target)
+        by_setting = [RolloutScorer(adapter, p, held)(best.decisions, target) for p in (profile, *settings)]
+        predicted = Score(goal.psnr([s.psnr for s in by_setting]), goal.rel_l2([s.rel_l2 for s in by_setting]))
     pred_error, block = setting.problem.evaluate_decisions(best.decisions)
     cost = block
     steps_stats: dict = {}
@@ -349,6 +391,10 @@ def search_schedule(
              "additive_rel_l2": pred_error if math.isfinite(pred_error) else None, "warm_starts": start_scores,
              "unscored_starts": planned - len(scored),
              "given_starts_skipped": len(warm_starts) - grids_used, **steps_stats}
+    if settings:
+        stats.update(objective=goal.name, by_setting={
+            f"{setting_of(p)[0]:g}": {"predicted_psnr": sc.psnr, "predicted_rel_l2": sc.rel_l2}
+            for p, sc in zip((profile, *settings), by_setting)})
     compute = np.array([[a not in REUSE_MODES for a in row] for row in best.decisions], dtype=bool)
     moved = {} if setting is native else {"sampling": setting.sampler.to_dict(),
                                           "timesteps": tuple(float(t) for t in setting.profile.meta.timesteps)}
@@ -362,7 +408,8 @@ def solve_search(problem: Problem, budget: float, constraints: Constraints, cont
                            samples=context.samples or SEARCH_SAMPLES, seed=context.seed,
                            evaluations=EVALUATIONS if context.evaluations is None else context.evaluations,
                            time_limit=constraints.time_limit, progress=context.progress,
-                           warm_starts=context.warm_starts, vary_steps=context.vary_steps)
+                           warm_starts=context.warm_starts, vary_steps=context.vary_steps,
+                           settings=context.settings, objective=context.objective)
 
 
 __all__ = ["prediction_seeds", "search_schedule", "solve_search"]

@@ -82,3 +82,38 @@ def test_text_model_without_embeddings_says_what_to_give(tmp_path, capsys):
     code = main(["profile", str(tmp_path / "m"), "-q", "-o", str(tmp_path / "x.npz")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "prompt embeddings as cond" in err
+
+
+def test_one_profile_for_several_settings_and_a_schedule_for_all_its_guidance_scales(folder, tmp_path, capsys):
+    profile = tmp_path / "set.npz"
+    assert main(["profile", str(folder), "--steps", "4,6", "--guidance-scale", "1.5,4", "--calib", "2", "--batch-size",
+                 "2", "--probe-steps", "2", "--probe-samples", "1", "--precisions", "none", "--no-latency", "-q",
+                 "-o", str(profile)]) == 0
+    assert "4 settings" in capsys.readouterr().out
+    out = tmp_path / "w.yaml"
+    assert main(["solve", str(profile), "--budget", "0.5", "-q", "-o", str(out)]) == 2  # two step counts: pick one
+    assert "--steps 4" in capsys.readouterr().err and not out.exists()
+    assert main(["solve", str(profile), "--budget", "0.5", "--steps", "6", "--for", "worst", "--evaluations", "3",
+                 "-q", "-o", str(out)]) == 0
+    assert "compiled for the worst over g = 1.5" in capsys.readouterr().out
+    schedule = read_schedule(out)
+    assert schedule.num_steps == 6 and schedule.provenance["compiled_for"]["objective"] == "worst"
+    assert [s["guidance_scale"] for s in schedule.provenance["compiled_for"]["settings"]] == [1.5, 4.0]
+    eval_args = ["eval", str(out), "--samples", "2", "--timing-batch", "2", "--repeats", "1", "--json"]
+    assert main(eval_args + ["--guidance-scale", "4"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["settings"]["sampler"]["guidance_scale"] == 4.0
+    assert report["schedule"]["predicted_psnr"] == pytest.approx(schedule.provenance["stats"]["by_setting"]["4"]["predicted_psnr"], abs=1e-3)
+    assert main(eval_args + ["--guidance-scale", "7"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["schedule"]["predicted_psnr"] is None and any("outside" in n for n in report["settings"]["notes"])
+    assert main(eval_args + ["--steps", "4"]) == 2
+    assert "schedc solve PROFILE --steps 4" in capsys.readouterr().err
+    # shards of a multi-setting profile merge setting by setting
+    shards = [tmp_path / f"shard{i}.npz" for i in range(2)]
+    for i, shard in enumerate(shards):
+        assert main(["profile", str(folder), "--steps", "4", "--guidance-scale", "1.5,4", "--calib", "2", "--batch-size",
+                     "1", "--probe-steps", "2", "--probe-samples", "1", "--precisions", "none", "--no-latency",
+                     "--shard", f"{i}/2", "-q", "-o", str(shard)]) == 0
+    assert main(["merge", *map(str, shards), "-o", str(tmp_path / "merged.npz")]) == 0
+    assert "2 calibration samples, 2 settings" in capsys.readouterr().out

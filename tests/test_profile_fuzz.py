@@ -242,7 +242,9 @@ def test_block_and_step_counts_are_capped(tmp_path):
 
 
 def test_too_many_members(tmp_path):
-    rejected(write(tmp_path / "p.npz", BASE, **{f"extra{i}": np.zeros(1) for i in range(80)}), "at most")
+    from schedc.profile_checks import MAX_MEMBERS
+
+    rejected(write(tmp_path / "p.npz", BASE, **{f"extra{i}": np.zeros(1) for i in range(MAX_MEMBERS)}), "at most")
 
 
 # -- the property: any mutation loads valid or fails with one line, fast ------------------------------------------

@@ -39,6 +39,10 @@ class SolveContext:
     vary_steps: bool = False  # the search also tries fewer sampler steps at the same ideal time (schedc.step_settings)
     seed: int = 0
     progress: bool = True
+    # the same model at other guidance scales (same step count and seeds): the schedule is scored at all of
+    # them and `objective` (schedc.objectives: mean or worst) combines the scores (`schedc solve --for`)
+    settings: tuple = ()
+    objective: str = "mean"
 
     def __post_init__(self) -> None:
         if self.profile is not None and not isinstance(self.profile, Profile):
@@ -51,6 +55,11 @@ class SolveContext:
             raise SolverError("a solve context's warm_starts must be a tuple of decisions grids (tuples of rows)")
         if self.evaluations is not None and self.evaluations < 0:
             raise SolverError(f"a solve context's evaluations must be >= 0, got {self.evaluations}")
+        if not isinstance(self.settings, tuple) or any(not isinstance(p, Profile) for p in self.settings):
+            raise SolverError("a solve context's settings must be a tuple of Profiles")
+        from schedc.objectives import get_objective
+
+        get_objective(self.objective)
         if self.iterations < 1:
             raise SolverError(f"a solve context's iterations must be >= 1, got {self.iterations}")
 
