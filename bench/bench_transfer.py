@@ -14,6 +14,9 @@ held-out seeds against full compute under the run's conditions; mean PSNR and th
 - classes: calibrated on the first half of the classes (or prompts), run on the other half, vs
   calibrated on that other half;
 - guidance: compiled at the model's guidance scale g, run at g' in --guidances, vs compiled at g';
+- scheduler: compiled for the model's own scheduler, run with another compatible one of DDIM,
+  DPM-Solver++ (multistep) and Euler (the profile's tables mapped onto its timesteps by noise level, a no-op
+  where they are the same), vs compiled from a profile measured with that scheduler;
 - batch: the model's own schedule run at batch sizes 1, 4, 16, 64 vs at the calibration batch (16):
   a static schedule has no batch-dependent decision, so this is the runtime's own consistency.
 - minimax (issue #12 item 3): with the closed-loop search (schedc's default solver), one schedule per
@@ -54,7 +57,8 @@ from schedc.retarget import retarget_profile  # noqa: E402
 from schedc.sampler_config import SamplerConfig  # noqa: E402
 from schedc.solvers import Constraints, SolveContext  # noqa: E402
 
-PARTS = ("steps", "classes", "guidance", "batch", "minimax")
+PARTS = ("steps", "classes", "guidance", "scheduler", "batch", "minimax")
+SCHEDULERS = ("DDIMScheduler", "DPMSolverMultistepScheduler", "EulerDiscreteScheduler")  # where compatible
 SOURCE_STEPS = 50  # the steps part compiles from a profile at this step count (issue #12: "compile at 50")
 CALIB_BATCH = 16
 
@@ -106,7 +110,8 @@ class Transfer:
 
     def profile(self, label: str, adapter, sampler: SamplerConfig) -> Profile:
         """The profile of `adapter` (label: which inputs) at `sampler`; shared by every part that needs it."""
-        name = f"{label}-{sampler.steps}steps-g{sampler.guidance_scale:g}"
+        name = f"{label}-{sampler.steps}steps-g{sampler.guidance_scale:g}" + (
+            f"-{sampler.scheduler}" if sampler.scheduler != self.sampler.scheduler else "")
         path = self.work / f"{name}.npz"
         if path.exists():
             profile = Profile.load(path)
@@ -186,6 +191,24 @@ class Transfer:
             sampler = self.sampler.with_changes(guidance_scale=g)
             native = self.profile("all", self.adapter, sampler)
             rows += self.compare("guidance", f"compiled at g={g0:g}, run at g={g:g}", native, source, self.adapter, sampler)
+        return rows
+
+    def part_scheduler(self) -> list[dict]:
+        from schedc.errors import ModelError
+
+        own = self.sampler.scheduler
+        source = self.profile("all", self.adapter, self.sampler)
+        rows = []
+        for name in (n for n in SCHEDULERS if n != own):
+            sampler = self.sampler.with_changes(scheduler=name)
+            try:
+                timesteps = self.adapter.model_timesteps(sampler)
+            except (ModelError, ValueError) as exc:  # incompatible, or schedc's own DDIM (reference-dit)
+                self.log(f"no {name}: {exc}")
+                continue
+            native = self.profile("all", self.adapter, sampler)
+            moved = retarget_profile(source, sampler.steps, timesteps, sampler.to_dict())
+            rows += self.compare("scheduler", f"compiled for {own}, run with {name}", native, moved, self.adapter, sampler)
         return rows
 
     def part_batch(self) -> list[dict]:

@@ -19,7 +19,7 @@ a transfer, not a measurement, and schedules built from it say so (`retargeted_f
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -105,10 +105,12 @@ def _retarget_mode(profile: Profile, mode: str, pos: np.ndarray, gap: int) -> np
     return out
 
 
-def retarget_profile(profile: Profile, steps: int, timesteps: Sequence[float]) -> Profile:
+def retarget_profile(profile: Profile, steps: int, timesteps: Sequence[float],
+                     sampler: Mapping[str, Any] | None = None) -> Profile:
     """`profile`'s tables on `steps` steps at `timesteps` (what the model receives at each; decreasing).
 
-    The profile's own step count returns it unchanged.
+    sampler: the sampler settings the result records (another scheduler of the same model, whose
+    timesteps these are); default the profile's at `steps`. The profile's own timesteps return it unchanged.
     """
     meta = profile.meta
     timesteps = tuple(float(t) for t in timesteps)
@@ -116,7 +118,10 @@ def retarget_profile(profile: Profile, steps: int, timesteps: Sequence[float]) -
         raise ProfileError(f"retargeting to {steps} steps needs {steps} timesteps, got {len(timesteps)}")
     if any(not b < a for a, b in zip(timesteps, timesteps[1:])):
         raise ProfileError("retargeting needs strictly decreasing timesteps")
-    if steps == meta.steps and np.allclose(timesteps, meta.timesteps):
+    target_sampler = dict(sampler) if sampler is not None else {**dict(meta.sampler), "steps": steps}
+    if target_sampler.get("steps") != steps:
+        raise ProfileError(f"retargeting to {steps} steps needs sampler settings of {steps} steps")
+    if steps == meta.steps and np.allclose(timesteps, meta.timesteps) and target_sampler == dict(meta.sampler):
         return profile
     pos = step_positions(meta.timesteps, timesteps)  # [T']
     spacing = (pos[-1] - pos[0]) / max(steps - 1, 1)  # measured steps per target step
@@ -133,7 +138,7 @@ def retarget_profile(profile: Profile, steps: int, timesteps: Sequence[float]) -
     ages = [t - s for table in means.values() for s, t in zip(*np.nonzero(np.isfinite(table).any(axis=(0, 1))))]
     ones = np.ones((profile.num_blocks, steps), dtype=np.int64)
     new_meta = meta.replace(
-        steps=steps, timesteps=timesteps, sampler={**dict(meta.sampler), "steps": steps},
+        steps=steps, timesteps=timesteps, sampler=target_sampler,
         max_age=int(min(steps - 1, max(ages, default=0))), forecast_gap=max(gap, 1) if meta.forecast_gap else 0,
         probe_steps=tuple(range(steps)),
     )

@@ -410,3 +410,27 @@ def test_a_span_ending_at_sd3s_last_block_replays_like_per_block_reuse(cases):
         with replaying(case.adapter, schedule):
             outs.append(case.adapter.generate(inputs, case.sampler))
     assert _rel(outs[1], outs[0]) < 1e-5
+
+
+def test_a_schedule_runs_with_another_compatible_scheduler_and_an_incompatible_one_is_refused(cases):
+    """A sampler naming another scheduler class swaps the model's (DDIM -> DPM-Solver++ / Euler, same config);
+    a schedule compiled for DDIM replays under it (same timesteps), and a class diffusers does not list
+    as compatible is one ModelError line."""
+    from schedc.retarget import retarget_profile
+
+    case = cases("DiTTransformer2DModel")
+    inputs = case.adapter.make_inputs(list(SEEDS))
+    full = case.adapter.generate(inputs, case.sampler)
+    for name in ("DPMSolverMultistepScheduler", "EulerDiscreteScheduler"):
+        other = case.sampler.with_changes(scheduler=name)
+        assert case.adapter.model_timesteps(other) == case.adapter.model_timesteps(case.sampler)
+        out = case.adapter.generate(inputs, other)
+        assert torch.isfinite(out).all() and _rel(out, full) > 1e-4  # another solver, another trajectory
+        moved = retarget_profile(case.profile, STEPS, case.adapter.model_timesteps(other), other.to_dict())
+        assert moved.meta.sampler["scheduler"] == name
+        schedule = _schedule(case, hand_decisions(case), other)
+        with apply_schedule(case.adapter.model, schedule):
+            replayed = case.adapter.generate(inputs, other)
+        assert torch.isfinite(replayed).all() and _rel(replayed, out) < 0.5
+    with pytest.raises(ModelError, match="cannot be swapped"):
+        case.adapter.model_timesteps(case.sampler.with_changes(scheduler="FlowMatchEulerDiscreteScheduler"))

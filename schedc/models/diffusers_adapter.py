@@ -351,8 +351,11 @@ class DiffusersAdapter(ModelAdapter):
         return u + sampler.guidance_scale * (c - u)
 
     # -- sampling -----------------------------------------------------------------------------------------
-    def _scheduler(self, steps: int) -> Any:
-        sched = copy.deepcopy(self.scheduler)
+    def _scheduler(self, steps: int, name: str | None = None) -> Any:
+        """The model's scheduler set to `steps`; `name` (a sampler's scheduler) another class built from its
+        config when diffusers lists it as compatible ("ddim" or the model's own: the model's own)."""
+        sched = copy.deepcopy(self.scheduler if name in (None, "ddim", type(self.scheduler).__name__)
+                              else _swapped(self.scheduler, name))
         kwargs = {}
         if sched.config.get("use_dynamic_shifting"):
             kwargs["mu"] = _calculate_shift(int(math.prod(self._noise_shape()[:-1]) if self.family.layout == "packed"
@@ -362,13 +365,13 @@ class DiffusersAdapter(ModelAdapter):
 
     def model_timesteps(self, sampler: SamplerConfig) -> list[float]:
         """The timestep values the denoiser receives at each step (what a schedule is keyed on)."""
-        return [float(t) * self.family.timestep_scale for t in self._scheduler(sampler.steps).timesteps]
+        return [float(t) * self.family.timestep_scale for t in self._scheduler(sampler.steps, sampler.scheduler).timesteps]
 
     def generate(
         self, inputs: GenerationInputs, sampler: SamplerConfig, on_step: StepCallback | None = None, start: int = 0,
         x_start: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        sched = self._scheduler(sampler.steps)
+        sched = self._scheduler(sampler.steps, sampler.scheduler)
         # a multistep solver (DPM-Solver++, UniPC, PNDM) updates x from the model outputs of earlier steps too,
         # which x alone does not carry: a rollout from step `start` replays steps 0..start-1 from the noise to
         # rebuild that history (without on_step, and x at `start` is still x_start), so it continues the
@@ -403,6 +406,15 @@ class DiffusersAdapter(ModelAdapter):
         """The shared counter (schedc.costmodel), run through this adapter's call plumbing."""
         args, kwargs = self.example_call()
         return count_flops(self.model, args, kwargs, self.block_names, call=self._call)
+
+
+def _swapped(scheduler: Any, name: str) -> Any:
+    """`scheduler`'s config under the compatible diffusers class `name` (DDIM <-> DPM-Solver++ <-> Euler)."""
+    compatible = {cls.__name__: cls for cls in getattr(scheduler, "compatibles", ())}
+    if name not in compatible:
+        raise ModelError(f"the model's {type(scheduler).__name__} cannot be swapped for {name!r}; compatible: "
+                         f"{', '.join(sorted(compatible)) or 'none'}")
+    return compatible[name].from_config(scheduler.config)
 
 
 def _keeps_history(scheduler: Any) -> bool:
