@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from .blockio import BlockIO, tensors_in
+from .compiled import BlockCompiler, compile_options
 from .format import Schedule, ScheduleFormatError, is_reuse, load_schedule, model_fingerprint, timestep_key
 from .generation import ConcurrentUseError, GenerationTracker
 from .hookcore import HookHandle, ModelHook, add_hook, has_foreign_forward, hooks_of
@@ -69,7 +70,8 @@ class ScheduleHandle:
     """
 
     def __init__(
-        self, model: nn.Module, schedule: Schedule, timestep_position: int, step_source: str
+        self, model: nn.Module, schedule: Schedule, timestep_position: int, step_source: str,
+        compile: dict | None = None,
     ) -> None:
         self.model = model
         self.schedule = schedule
@@ -103,6 +105,8 @@ class ScheduleHandle:
                 raise ScheduleFormatError(f"block {schedule.model.blocks[index]} already has a patched forward")
         self._io = [BlockIO(block.forward, schedule.outputs_of(i)) for i, block in enumerate(self.blocks)]
         self._spans = SpanReplay(schedule, self._io) if schedule.spans else None  # spanreplay.py
+        self._compiler = BlockCompiler(self.blocks, compile)  # compiled.py: blocks compiled, decisions eager
+        self._compiled = [self._compiler.wants(block) for block in self.blocks]
         self._hooks: list[HookHandle] = [add_hook(model, _StepTracker(self), _REPLAY_STEP)]
         self._hooks += [add_hook(block, _BlockReplay(self, index), _REPLAY) for index, block in enumerate(self.blocks)]
         self._shimmed_context = self._shim_cache_context(model)
@@ -165,6 +169,7 @@ class ScheduleHandle:
             hook.remove()  # the last hook off a module restores its forward
         if self._shimmed_context:
             del self.model.cache_context
+        self._compiler.restore()
         self._clear()
         self._removed = True
 
@@ -267,7 +272,10 @@ class ScheduleHandle:
                     return spans.reuse(self, gen.key, index, step, args, kwargs)
                 return self._reuse(key, action, args, kwargs, step)
             run = original if action == "native" else self.quantized[(index, action)]
-            out = run(*args, **kwargs)
+            if self._compiled[index]:
+                out = self._compiler.call((index, action, id(run)), run, args, kwargs)
+            else:
+                out = run(*args, **kwargs)
             self.block_calls[index] += 1
             if self._cache_needed[step][index]:
                 self._store(key, self._remember(index, self._cache.get(key), step, args, kwargs, out))
@@ -356,6 +364,7 @@ class _StepTracker(ModelHook):
 
     def __init__(self, handle: ScheduleHandle) -> None:
         self.handle = handle
+        self.new_forward = handle._compiler.eager_frame(self.new_forward)  # type: ignore[method-assign]
 
     def new_forward(self, module: nn.Module, inner: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         return self.handle._model_call(inner, args, kwargs)
@@ -366,6 +375,7 @@ class _BlockReplay(ModelHook):
 
     def __init__(self, handle: ScheduleHandle, index: int) -> None:
         self.handle, self.index = handle, index
+        self.new_forward = handle._compiler.eager_frame(self.new_forward)  # type: ignore[method-assign]
 
     def new_forward(self, module: nn.Module, inner: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         return self.handle._block_call(self.index, inner, args, kwargs)
@@ -378,19 +388,28 @@ def apply_schedule(
     check_fingerprint: bool = True,
     timestep_position: int = 1,
     step_source: str = "timestep",
+    compile: "bool | Mapping[str, Any]" = False,
 ) -> ScheduleHandle:
     """Replay `schedule` inside `model` until `handle.remove()`.
 
     model: the denoiser (the module the pipeline calls once per step, e.g. `pipe.transformer`).
     step_source: "timestep" maps the call's timestep to the step; "counter" counts calls instead (one per
-        step, two with two-call CFG; see generation.py).
+        step, two with two-call CFG; see generation.py). "counter" never reads a tensor's value: no host
+        synchronisation in the hot path (the GPU / CUDA-graph path); "timestep" reads one scalar per call.
+    compile: True or torch.compile options: each block's computation runs compiled (once per block and
+        shape), the schedule's decisions stay eager, so a fixed schedule never recompiles (compiled.py).
+        Blocks compiled in place with `block.compile()` are compiled this way whatever `compile` says.
     Raises ScheduleFormatError (a ValueError) when the schedule does not load or does not fit `model`.
     """
     sched = load_schedule(schedule)
     if step_source not in ("timestep", "counter"):
         raise ScheduleFormatError(f"step_source must be 'timestep' or 'counter', got {step_source!r}")
     check_model(model, sched, check_fingerprint)
-    return ScheduleHandle(model, sched, timestep_position, step_source)
+    try:
+        options = compile_options(compile)
+    except ValueError as exc:
+        raise ScheduleFormatError(str(exc)) from None
+    return ScheduleHandle(model, sched, timestep_position, step_source, options)
 
 
 def check_model(model: nn.Module, schedule: Schedule, check_fingerprint: bool = True) -> None:
