@@ -223,17 +223,25 @@ class Schedule:
 
         Counted at step boundaries; a span's combined residual is one tensor from the compute step it sums
         to its last read."""
+        return int(self.peak_cache_bytes([1] * self.num_blocks))
+
+    def peak_cache_bytes(self, tensor_bytes: "Iterable[float]") -> float:
+        """Most cache bytes alive at once (as peak_cache_tensors), one block-output tensor of block b being
+        tensor_bytes[b] bytes (a span's combined residual: its first block's)."""
+        weights = [float(x) for x in tensor_bytes]
+        if len(weights) != self.num_blocks:
+            raise ScheduleFormatError(f"cache bytes are needed for each of the {self.num_blocks} blocks, got {len(weights)}")
         needed = self.cache_needed()
         plan = plan_spans(self.spans, self.decisions, REUSE_MODES)
-        sizes = [self.cache_tensors(b) for b in range(self.num_blocks)]
-        peak = 0
+        sizes = [self.cache_tensors(b) * weights[b] for b in range(self.num_blocks)]
+        peak = 0.0
         live = [False] * self.num_blocks
         for t in range(self.num_steps):
             for b in range(self.num_blocks):
                 if not is_reuse(self.decisions[t][b]):
                     live[b] = needed[t][b]
-            alive = sum(size for size, alive in zip(sizes, live) if alive)
-            peak = max(peak, alive + plan.live_at(t))
+            spans = sum(weights[first] for (first, _, s), last in plan.last_read.items() if s <= t < last)
+            peak = max(peak, sum(size for size, alive in zip(sizes, live) if alive) + spans)
         return peak
 
     def precisions_used(self) -> frozenset[tuple[int, str]]:

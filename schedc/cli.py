@@ -196,8 +196,10 @@ def cmd_solve(args: argparse.Namespace) -> int:
     moved = (f"; runs {schedule.num_steps} sampler steps (profiled {profile.num_steps}: fewer steps won at this "
              f"speed; call the pipeline with num_inference_steps={schedule.num_steps})"
              if schedule.num_steps != profile.num_steps else "")
+    memory = schedule.provenance.get("predicted", {}).get("peak_cache_mib")
+    cache = f", peak cache {memory:.2f} MiB at batch {schedule.provenance['predicted']['cache_batch']}" if memory is not None else ""
     print(f"wrote {out}: solver {solution.solver}, cost {solution.cost:.3f} of full (budget {args.budget:.2f}), "
-          f"{predicted}, solved in {secs:.2f} s{spans}{moved}")
+          f"{predicted}, solved in {secs:.2f} s{spans}{cache}{moved}")
     if fallback:
         print(f"note: {fallback}; solved with the dp on the additive error model (the closed-loop search runs the model)")
     return 0
@@ -433,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="closed loop: N rounds of run-measure-rescale-resolve on calibration seeds (default 0)")
     p.add_argument("--last-full", type=int, default=0, help="the last K steps compute every block (ilp)")
     p.add_argument("--max-reuse", type=int, default=None, help="at most N consecutive reuses per block (ilp)")
-    p.add_argument("--max-cache-mb", type=float, default=None, help="cache memory limit in MiB at calibration batch size (ilp)")
+    p.add_argument("--max-cache-mb", type=float, default=None, help="cache memory limit in MiB at the profiling batch size (search, ilp; every schedule reports its peak)")
     p.add_argument("--depends", type=_depends, default=(), metavar="UP>DOWN,...",
                    help="block dependencies: when block UP refreshes, DOWN refreshes too, e.g. 0>1>2,4>5 (ilp)")
     p.add_argument("--time-limit", type=float, default=60.0, help="solver time limit in seconds (search, ilp; default 60)")

@@ -86,8 +86,23 @@ def compile_solution(
             {"guidance_scale": g, "steps": n} for g, n in sorted(setting_of(p) for p in (profile, *settings))]}
     if used:
         extra["kernels_at_profile"] = {p: list(profile.meta.kernels.get(p, ["?"])) for p in used}
-    schedule = schedule_from_solution(profile, solution, budget, extra)
-    return Compiled(_fuse_pass(schedule, profile, problem, cost_model, spans), solution, history)
+    schedule = _fuse_pass(schedule_from_solution(profile, solution, budget, extra), profile, problem, cost_model, spans)
+    return Compiled(_with_cache_memory(schedule, profile, constraints), solution, history)
+
+
+def _with_cache_memory(schedule: Schedule, profile: Profile, constraints: Constraints) -> Schedule:
+    """predicted.peak_cache_mib: the most cache memory the runtime holds at once for a batch of the profiling
+    batch size (CFG rows included), from the per-block tensor sizes the profile recorded; checked against
+    constraints.max_cache_bytes (--max-cache-mb)."""
+    if not profile.meta.cache_bytes:
+        return schedule
+    peak = schedule.peak_cache_bytes(profile.meta.cache_bytes)
+    if constraints.max_cache_bytes is not None and peak > constraints.max_cache_bytes * (1 + 1e-9):
+        raise SolverError(f"the schedule holds {peak / 2**20:.3f} MiB of caches, over the limit of "
+                          f"{constraints.max_cache_bytes / 2**20:.3f} MiB")
+    predicted = {**(schedule.provenance.get("predicted") or {}), "peak_cache_mib": round(peak / 2**20, 4),
+                 "cache_batch": int(profile.meta.config.get("batch_size", 0))}
+    return replace(schedule, provenance={**schedule.provenance, "predicted": predicted})
 
 
 def _fuse_pass(schedule: Schedule, profile: Profile, problem: Problem, cost_model: str, spans: bool) -> Schedule:

@@ -61,13 +61,16 @@ class Moves:
 
     KINDS = ("shift", "column", "trade", "mode-step", "mode-block", "fill")
 
-    def __init__(self, problem: Problem, budget: float, first_full: int, rng: np.random.Generator) -> None:
+    def __init__(self, problem: Problem, budget: float, first_full: int, rng: np.random.Generator,
+                 cache_ok=lambda grid: True) -> None:
         self.problem, self.budget, self.first = problem, budget, first_full
         self.rng = rng
         self.modes = block_modes(problem)
+        self.cache_ok = cache_ok  # decisions -> whether their caches fit the memory limit
 
     def feasible(self, grid: np.ndarray) -> bool:
-        return self.problem.evaluate_decisions(grid.tolist())[1] <= self.budget * (1 + 1e-9)
+        return (self.problem.evaluate_decisions(grid.tolist())[1] <= self.budget * (1 + 1e-9)
+                and self.cache_ok(tuple(tuple(str(a) for a in row) for row in grid)))
 
     def repair(self, grid: np.ndarray, blocks) -> None:
         """Reuses whose mode needs more computes than the block has had fall back to a simpler mode."""
@@ -183,6 +186,20 @@ def _dp_candidates(problem: Problem, budget: float, constraints: Constraints) ->
         except SolverError as exc:
             failures.append(exc)
     return out, failures
+
+
+def _cache_check(constraints: Constraints):
+    """(profile, decisions) -> whether the schedule's peak cache memory (per CFG branch, at the profiling batch,
+    runtime's own accounting: runtime Schedule.peak_cache_bytes) is within constraints.max_cache_bytes."""
+    if constraints.max_cache_bytes is None:
+        return lambda profile, grid: True
+    from schedc.schedule import build_schedule
+
+    limit, tensor_bytes = constraints.max_cache_bytes, constraints.cache_bytes
+
+    def ok(profile: Profile, grid: Decisions) -> bool:
+        return build_schedule(profile, grid, {"solver": "cache-check"}).peak_cache_bytes(tensor_bytes) <= limit * (1 + 1e-9)
+    return ok
 
 
 def _check_settings(profile: Profile, settings: Sequence[Profile], vary_steps: bool) -> None:
@@ -312,7 +329,8 @@ def search_schedule(
         dp_starts += _setting_dp_candidates(problem, budget, constraints, (profile, *settings))
     given = [Candidate(f"given{i}", tuple(tuple(row) for row in grid)) for i, grid in enumerate(warm_starts)
              if _fits(problem, budget, grid)]
-    starts = dp_starts + given + family_candidates(problem, budget, first)
+    cache_ok = _cache_check(constraints)
+    starts = [c for c in dp_starts + given + family_candidates(problem, budget, first) if cache_ok(profile, c.decisions)]
     if not starts and not others:
         raise failures[0] if failures else SolverError(f"no schedule family fits budget {budget:.3f}: raise the budget")
     goal = get_objective(objective)
@@ -337,7 +355,8 @@ def search_schedule(
     kinds = {_kind(name) for _, name in ranked[::-1][:3]}
     grids_used = len(given)
     for setting in others:
-        extra = _starts_at(setting, constraints, first, kinds, warm_starts)
+        extra = [c for c in _starts_at(setting, constraints, first, kinds, warm_starts)
+                 if cache_ok(setting.profile, c.decisions)]
         grids_used += sum(c.name.split(":", 1)[1].startswith("given") for c in extra)
         planned += len(extra)
         bar.total += len(extra)
@@ -347,7 +366,8 @@ def search_schedule(
     best_score, best, setting = max(scored, key=lambda sc: sc[0].psnr)
     target = None if setting is native else setting.profile
     start_name, start_scores = best.name, {c.name: round(s.psnr, 3) for s, c, _ in scored}
-    moves = Moves(setting.problem, setting.budget, min(first, setting.steps), np.random.default_rng(seed))
+    moves = Moves(setting.problem, setting.budget, min(first, setting.steps), np.random.default_rng(seed),
+                  lambda grid: cache_ok(setting.profile, grid))
     accepted: dict[str, int] = {}
     tried = misses = 0
     while tried < evaluations and stopped == "evaluations":

@@ -162,3 +162,25 @@ def test_cli_warm_start_must_come_from_the_same_profile(tiny_profile, tmp_path, 
     assert main(["solve", str(other), "--budget", "0.5", "--warm-start", str(start), "-o", str(tmp_path / "s.yaml")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "was not compiled from" in err
+
+
+def test_the_search_keeps_its_caches_within_a_memory_limit_and_reports_the_peak(tiny_profile):
+    """--max-cache-mb with the default solver: every start and move is checked with the runtime's own
+    accounting, and the peak the schedule reports is what the runtime holds at the profiling batch."""
+    from schedc.compile import compile_solution
+    from schedc.solvers import Constraints, SolveContext
+    from schedc_runtime import apply_schedule
+
+    from conftest import TINY_SAMPLER, make_tiny_adapter
+
+    adapter = make_tiny_adapter()
+    context = SolveContext(adapter=adapter, progress=False, evaluations=4, samples=2)
+    free = compile_solution(tiny_profile, 0.4, "search", Constraints(), context=context).schedule
+    peak = free.provenance["predicted"]["peak_cache_mib"]
+    assert peak > 0 and free.provenance["predicted"]["cache_batch"] == 4
+    limit = peak * 2**20 / 2
+    tight = compile_solution(tiny_profile, 0.4, "search", Constraints(max_cache_bytes=limit), context=context).schedule
+    assert tight.provenance["predicted"]["peak_cache_mib"] * 2**20 <= limit * (1 + 1e-6)
+    with apply_schedule(adapter.model, tight) as handle:
+        adapter.generate(adapter.make_inputs(list(range(4))), TINY_SAMPLER)
+        assert handle.peak_cache_bytes == pytest.approx(tight.provenance["predicted"]["peak_cache_mib"] * 2**20, rel=1e-3)

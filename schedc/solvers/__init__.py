@@ -27,6 +27,7 @@ class Solver:
     needs_model: bool = False  # rolls the model out: needs a SolveContext
     deployment: bool = False  # models last_full, max_reuse, max_cache_bytes and dependencies
     summary: str = ""
+    supports: frozenset = frozenset()  # deployment constraints it models without modelling all of them
 
     def __post_init__(self) -> None:
         module, _, function = self.target.partition(":")
@@ -35,9 +36,10 @@ class Solver:
 
     def check(self, constraints: Constraints) -> None:
         """Refuse, before any work, constraints this solver would silently ignore."""
-        unsupported = [] if self.deployment else constraints.deployment()
+        unsupported = [] if self.deployment else [c for c in constraints.deployment() if c not in self.supports]
         if unsupported:
-            raise SolverError(f"the {self.name} solver does not model {', '.join(unsupported)}: use the ilp solver")
+            raise SolverError(f"the {self.name} solver does not model {', '.join(unsupported)}: use the ilp solver"
+                              + (" (or the search for max_cache_bytes)" if unsupported == ["max_cache_bytes"] else ""))
 
     def load(self) -> Callable[..., Solution]:
         module, _, function = self.target.partition(":")
@@ -62,7 +64,7 @@ SOLVERS: dict[str, Solver] = {s.name: s for s in (
            summary="CP-SAT with deployment constraints; no forecast"),
     Solver("learned", "schedc.solvers.learned:solve_learned", needs_model=True,
            summary="router trained through rollouts; residual only"),
-    Solver("search", "schedc.search:solve_search", needs_model=True,
+    Solver("search", "schedc.search:solve_search", needs_model=True, supports=frozenset({"max_cache_bytes"}),
            summary="closed loop: DP and structured families as warm starts, local search on measured final error"),
     Solver("uniform", "schedc.solvers.baselines:solve_uniform", summary="every block refreshes at even intervals"),
     Solver("delta-dit", "schedc.solvers.baselines:solve_delta_dit", summary="Δ-DiT's stage-wise block caching"),

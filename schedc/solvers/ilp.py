@@ -111,10 +111,12 @@ def _build(problem: Problem, budget: float, constraints: Constraints, explain: b
         for t in list(range(first)) + list(range(max(0, steps - constraints.last_full), steps)):
             native_out = [v for (bb, s, e, p, h), v in arcs.items() if bb == b and s == t and p == 0]
             model.Add(sum(native_out) == 1).OnlyEnforceIf(lit["first_full" if t < first else "last_full"])
-    # cache memory: a cache is live at t if an arc with reuse spans t
+    # cache memory: as the runtime counts it, at the end of each step: a compute at s that is reused before
+    # the next compute at e holds its cache from the end of step s through step e - 1
     if constraints.max_cache_bytes is not None:
-        for t in range(1, steps):
-            live = [int(round(constraints.cache_bytes[bb])) * v for (bb, s, e, p, h), v in arcs.items() if s < t < e]
+        for t in range(steps):
+            live = [int(round(constraints.cache_bytes[bb])) * v for (bb, s, e, p, h), v in arcs.items()
+                    if s <= t < e and e > s + 1]
             model.Add(sum(live) <= int(constraints.max_cache_bytes)).OnlyEnforceIf(lit["max_cache_bytes"])
     # bubbling union: an upstream refresh refreshes the listed downstream blocks (and theirs, transitively)
     for up, down in dependency_closure(constraints.dependencies, blocks):
