@@ -20,8 +20,8 @@ held-out seeds against full compute under the run's conditions; mean PSNR and th
 - batch: the model's own schedule run at batch sizes 1, 4, 16, 64 vs at the calibration batch (16):
   a static schedule has no batch-dependent decision, so this is the runtime's own consistency.
 - minimax (issue #12 item 3): with the closed-loop search (schedc's default solver), one schedule per
-  guidance scale in --guidances and one compiled `--for worst` over all of them (and `--for mean`), each
-  run at every scale; the worst case of a schedule = its lowest mean PSNR over the scales. Bar: the
+  guidance scale in --guidances and one compiled `--for worst` over all of them (and `--for mean`),
+  warm-started from the single-scale schedules (`--warm-start`), each run at every scale; the worst case of a schedule = its lowest mean PSNR over the scales. Bar: the
   `--for worst` schedule's worst case is at least every single-scale schedule's.
 
 The solver is --solver (default dp: the transfer is a property of the profile's tables, and the DP reads
@@ -232,8 +232,9 @@ class Transfer:
         rows = []
         for budget in self.args.budgets:
             schedules = {f"g={g:g} only": self.searched(p, budget) for g, p in zip(scales, profiles)}
-            for objective in ("worst", "mean"):
-                schedules[f"--for {objective}"] = self.searched(primary, budget, others, objective)
+            singles = tuple(tuple(tuple(row) for row in s.decisions) for s in schedules.values())
+            for objective in ("worst", "mean"):  # warm-started from the single-scale schedules, as the README says
+                schedules[f"--for {objective}"] = self.searched(primary, budget, others, objective, singles)
             by_g = {name: {f"{g:g}": self.per_sample(self.adapter, sch, self.sampler.with_changes(guidance_scale=g))
                            for g in scales} for name, sch in schedules.items()}
             summary = {name: {g: [float(a.mean()), float(np.percentile(a, 5))] for g, a in runs.items()}
@@ -246,9 +247,10 @@ class Transfer:
             self.log(f"minimax b={budget:.2f}: worst case " + ", ".join(f"{k} {v:.2f}" for k, v in worst.items()))
         return rows
 
-    def searched(self, profile: Profile, budget: float, others: tuple = (), objective: str = "mean"):
+    def searched(self, profile: Profile, budget: float, others: tuple = (), objective: str = "mean", starts: tuple = ()):
         """The default solver's schedule (closed-loop search at the profile's step count)."""
-        context = SolveContext(adapter=self.adapter, progress=False, settings=others, objective=objective)
+        context = SolveContext(adapter=self.adapter, progress=False, settings=others, objective=objective,
+                               warm_starts=starts)
         return compile_schedule(profile, budget, "search", Constraints(time_limit=self.args.time_limit), context=context)
 
     def run(self) -> dict:

@@ -96,10 +96,10 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
+    from schedc.distributed import launched
     from schedc.models import load_model
+    from schedc.profile_set import ProfileSet
     from schedc.profiler import ProfileConfig, profile_model
-
-    from schedc.profile_set import ProfileSet, describe, setting_of
 
     adapter = load_model(args.model, classes=args.classes, cond=args.cond)
     samplers = [adapter.default_sampler.with_changes(steps=n, guidance_scale=g, cfg=args.cfg, cfg_order=args.cfg_order)
@@ -113,18 +113,60 @@ def cmd_profile(args: argparse.Namespace) -> int:
         f"{adapter.name}.profile.npz" if config.shard == (0, 1) else f"{adapter.name}.shard{config.shard[0]}of{config.shard[1]}.profile.npz"
     )
     check_output(out, [p for p in (args.cond,) if p])  # before the work, not after it
+    if launched():  # torchrun: every rank profiles its share of the batches, rank 0 writes
+        return _profile_distributed(adapter, samplers, config, out, args.quiet)
     profiles = []
     for i, sampler in enumerate(samplers):
         if len(samplers) > 1 and not args.quiet:
             print(f"setting {i + 1}/{len(samplers)}: g={sampler.guidance_scale:g}, {sampler.steps} steps", flush=True)
         profiles.append(profile_model(adapter, sampler, config, progress=not args.quiet))
-    ProfileSet(tuple(profiles)).save(out)
-    profile = profiles[0]
-    what = (f"{profile.num_steps} steps" if len(profiles) == 1
-            else f"{len(profiles)} settings ({'; '.join(describe(setting_of(p)) for p in profiles)})")
-    print(f"wrote {out}: {profile.num_blocks} blocks x {what}, {len(profile.meta.calibration_seeds)} calibration "
-          f"samples, {sum(p.meta.profile_seconds for p in profiles):.0f}s")
+    _report_profiles(ProfileSet(tuple(profiles)), out)
     return 0
+
+
+def _profile_distributed(adapter, samplers, config, out: Path, quiet: bool) -> int:
+    """One torchrun rank of `schedc profile` (schedc.distributed): profile, agree, reduce; rank 0 writes."""
+    from dataclasses import replace
+
+    from schedc.distributed import agree, process_group, sum_across_ranks
+    from schedc.profile_set import ProfileSet
+    from schedc.profiler import profile_model
+
+    def reduce(arrays):
+        agree(None)  # a rank that failed says so here instead: then every rank stops
+        return sum_across_ranks(arrays)
+
+    with process_group() as (rank, world):
+        batches = -(-len(config.seeds()) // config.batch_size)
+        try:
+            if world > batches:
+                raise SchedcError(f"{world} ranks but only {batches} calibration batches: use --calib/--batch-size "
+                                  f"for at least {world} batches")
+            ranked = replace(config, rank=(rank, world))
+            profiles = [profile_model(adapter, s, ranked, progress=not quiet, reduce=reduce) for s in samplers]
+        except SchedcError as exc:
+            if "no profile written" in str(exc):  # another rank failed: agreed already
+                raise
+            agree(exc)
+            raise
+        except Exception as exc:
+            agree(exc)
+            raise
+        if rank == 0:
+            _report_profiles(ProfileSet(tuple(profiles)), out, f" ({world} ranks)")
+    return 0
+
+
+def _report_profiles(profiles, out: Path, how: str = "") -> None:
+    from schedc.profile_set import describe, setting_of
+
+    profiles.save(out)
+    first = profiles.profiles[0]
+    what = (f"{first.num_steps} steps" if len(profiles.profiles) == 1
+            else f"{len(profiles.profiles)} settings ({'; '.join(describe(setting_of(p)) for p in profiles.profiles)})")
+    print(f"wrote {out}: {first.num_blocks} blocks x {what}, {len(first.meta.calibration_seeds)} calibration "
+          f"samples, {sum(p.meta.profile_seconds for p in profiles.profiles):.0f}s{how}")
+
 
 
 def cmd_merge(args: argparse.Namespace) -> int:

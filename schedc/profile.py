@@ -108,9 +108,13 @@ class Profile:
     # -- merging shards --------------------------------------------------------------------------
     def merge(self, other: "Profile") -> "Profile":
         """Exact: sums and counts add. Shards must be of the same model and settings, disjoint seeds."""
-        for key in ("fingerprint", "steps", "timesteps", "sampler", "max_age", "precisions", "forecast_gap"):
+        for key in ("fingerprint", "steps", "timesteps", "sampler", "max_age", "precisions", "forecast_gap", "model_source"):
             if getattr(self.meta, key) != getattr(other.meta, key):
                 raise ProfileError(f"cannot merge profiles with different {key}")
+        mine, theirs = ({k: v for k, v in m.config.items() if k not in ("shard", "rank")} for m in (self.meta, other.meta))
+        differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        if differ:
+            raise ProfileError(f"cannot merge profiles made with different profiler options ({', '.join(differ)})")
         overlap = set(self.meta.calibration_seeds) & set(other.meta.calibration_seeds)
         if overlap:
             raise ProfileError(f"cannot merge profiles sharing calibration seeds ({len(overlap)} in common)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import platform
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -41,6 +41,10 @@ class ProfileConfig:
     probe_steps: int = 10  # steps at which the propagation gain is probed (interpolated between)
     probe_samples: int = 4  # samples of the first batch used for the probes
     shard: tuple[int, int] = (0, 1)  # (i, n): this run profiles calibration seeds i, i+n, ...
+    # (r, w): of this run's calibration batches, this process runs batches r, r+w, ... (torch.distributed ranks;
+    # the sums are reduced across them, see schedc.distributed); rank 0 also runs what the first batch does
+    # alone (gain probes, cache sizes, latency), so w ranks measure exactly what one process does
+    rank: tuple[int, int] = (0, 1)
     forecast_gap: int = 8  # forecast reuse measured from compute pairs at most this far apart
     precisions: tuple[str, ...] = PRECISIONS  # reduced precisions whose error Q[b, t, p] is measured
     measure_latency: bool = True  # time each block at each option on this device (the latency cost model)
@@ -56,9 +60,10 @@ class ProfileConfig:
             raise ProfileError(f"unknown precision(s) {', '.join(sorted(unknown))}: choose from {', '.join(PRECISIONS)}")
         if self.forecast_gap < 1:
             raise ProfileError("forecast_gap must be >= 1")
-        i, n = self.shard
-        if not (n >= 1 and 0 <= i < n):
-            raise ProfileError(f"shard must be i/n with 0 <= i < n, got {i}/{n}")
+        for name in ("shard", "rank"):
+            i, n = getattr(self, name)
+            if not (n >= 1 and 0 <= i < n):
+                raise ProfileError(f"{name} must be i/n with 0 <= i < n, got {i}/{n}")
 
     def seeds(self) -> list[int]:
         i, n = self.shard
@@ -280,12 +285,17 @@ def measure_latency(adapter: ModelAdapter, captured: list[tuple[tuple, dict]], q
 
 
 def profile_model(
-    adapter: ModelAdapter, sampler: SamplerConfig, config: ProfileConfig = ProfileConfig(), progress: bool = True
-) -> Profile:
+    adapter: ModelAdapter, sampler: SamplerConfig, config: ProfileConfig = ProfileConfig(), progress: bool = True,
+    reduce: "Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None" = None,
+) -> Profile | None:
     """Measure reuse errors, quantization errors, propagation gains and FLOPs (and latency if asked).
 
     Two-call CFG computes exactly the rows batched CFG computes, so it is measured batched (one call
     per step keeps the per-step bookkeeping simple); the profile still records the two-call sampler.
+
+    Distributed (config.rank = (r, w), `reduce` summing arrays across the w processes): each process runs
+    its share of the batches, the sums and counts are reduced, and rank 0 returns the Profile (the
+    others None).
     """
     recorded_sampler = sampler
     if sampler.cfg == "two-call":
@@ -294,11 +304,14 @@ def profile_model(
     num_blocks = len(adapter.block_names)
     seeds = config.seeds()
     batches = [seeds[i : i + config.batch_size] for i in range(0, len(seeds), config.batch_size)]
+    rank, world = config.rank
+    lead = rank == 0
     probe_at = _probe_steps(steps, config.probe_steps)
     probe_k = min(config.probe_samples, len(batches[0]))
     probe_rows = _cfg_rows(range(probe_k), len(batches[0]), sampler.cfg)
-    total = len(batches) * steps + sum(steps - t for t in probe_at)
-    bar = tqdm(total=total, desc=f"profile {adapter.name}", unit="step", disable=not progress, leave=False)
+    total = len(batches[rank::world]) * steps + (sum(steps - t for t in probe_at) if lead else 0)
+    bar = tqdm(total=total, desc=f"profile {adapter.name}" + (f" rank {rank}/{world}" if world > 1 else ""), unit="step",
+               disable=not progress, leave=False, position=rank if world > 1 else None)
     quantized = [{p: quantize_block(block, p) for p in config.precisions} for block in adapter.blocks()]
     io = [BlockIO(block.forward, adapter.outputs_of(b)) for b, block in enumerate(adapter.blocks())]
 
@@ -309,8 +322,11 @@ def profile_model(
     probe_local = np.zeros((num_blocks, steps))
     probe_count = np.zeros((num_blocks, steps), dtype=np.int64)
     captured: list[tuple[tuple, dict]] = [((), {})] * num_blocks  # one mid-trajectory call per block
+    cache_bytes = [0] * num_blocks  # the first batch's (rank 0's)
     started = time.perf_counter()
     for batch_index, batch_seeds in enumerate(batches):
+        if batch_index % world != rank:
+            continue
         inputs = adapter.make_inputs(batch_seeds)
         first = batch_index == 0
         recorder = _ReuseErrorRecorder(num_blocks, steps, config.max_age, config.forecast_gap,
@@ -358,6 +374,16 @@ def profile_model(
                 if REUSE_MODES[mode].reads == "residual":
                     err_count[mode][b] = 0
 
+    arrays = {"probe_final_sum": probe_final, "probe_local_sum": probe_local, "probe_count": probe_count,
+              **sums, **{f"err_sum.{m}": a for m, a in err_sum.items()}, **{f"err_count.{m}": a for m, a in err_count.items()}}
+    if reduce is not None:
+        arrays = reduce(arrays)
+        if not lead:
+            return None
+        probe_final, probe_local, probe_count = (arrays.pop(k) for k in ("probe_final_sum", "probe_local_sum", "probe_count"))
+        err_sum = {k.split(".", 1)[1]: arrays.pop(k) for k in list(arrays) if k.startswith("err_sum.")}
+        err_count = {k.split(".", 1)[1]: arrays.pop(k) for k in list(arrays) if k.startswith("err_count.")}
+        sums = arrays
     block_flops, nonblock_flops = adapter.flops()
     meta = ProfileMeta(
         model=adapter.name,
@@ -380,7 +406,7 @@ def profile_model(
         nonblock_flops=nonblock_flops,
         profile_seconds=round(time.perf_counter() - started, 2),
         versions={"schedc": __version__, "torch": torch.__version__, "python": platform.python_version()},
-        config=asdict(config),
+        config=asdict(replace(config, rank=(0, 1))),  # the whole run's options, whichever rank wrote it
         latency=measure_latency(adapter, captured, quantized) if config.measure_latency else None,
         device=(platform.processor() or platform.machine()) if config.measure_latency else None,
         nonblock_share=round(measure_nonblock_share(adapter, recorded_sampler, seeds[:config.batch_size]), 4)
