@@ -258,7 +258,7 @@ class Transfer:
         cached = _read_json(path) or {}
         key = {"budgets": self.args.budgets, "samples": self.args.samples, "calib": self.args.calib,
                "solver": self.args.solver, "steps": self.args.steps, "guidances": self.args.guidances,
-               "batches": self.args.batches}
+               "batches": self.args.batches, "time_limit": self.args.time_limit}
         parts = cached.get("parts", {}) if cached.get("key") == key else {}
         for part in self.args.parts:
             if part not in parts:
@@ -272,7 +272,7 @@ class Transfer:
 
 def _keep_other_parts(result: dict, previous: dict | None, parts: list[str]) -> dict:
     """A run of some parts keeps the rows of the parts it did not run (and the settings they ran with)."""
-    key_names = ("budgets", "samples", "calib", "solver", "steps", "guidances", "batches")
+    key_names = ("budgets", "samples", "calib", "solver", "steps", "guidances", "batches", "time_limit")
     this = {k: result["settings"][k] for k in key_names}
     if not previous or "rows" not in previous:
         return {**result, "part_settings": {p: this for p in parts}}
