@@ -98,6 +98,7 @@ def _shard(text: str) -> tuple[int, int]:
 def cmd_profile(args: argparse.Namespace) -> int:
     from schedc.distributed import launched
     from schedc.models import load_model
+    from schedc.profile_resume import partial_dir
     from schedc.profile_set import ProfileSet
     from schedc.profiler import ProfileConfig, profile_model
 
@@ -119,7 +120,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     for i, sampler in enumerate(samplers):
         if len(samplers) > 1 and not args.quiet:
             print(f"setting {i + 1}/{len(samplers)}: g={sampler.guidance_scale:g}, {sampler.steps} steps", flush=True)
-        profiles.append(profile_model(adapter, sampler, config, progress=not args.quiet))
+        profiles.append(profile_model(adapter, sampler, config, progress=not args.quiet, resume=partial_dir(out)))
     _report_profiles(ProfileSet(tuple(profiles)), out)
     return 0
 
@@ -129,6 +130,7 @@ def _profile_distributed(adapter, samplers, config, out: Path, quiet: bool) -> i
     from dataclasses import replace
 
     from schedc.distributed import agree, process_group, sum_across_ranks
+    from schedc.profile_resume import partial_dir
     from schedc.profile_set import ProfileSet
     from schedc.profiler import profile_model
 
@@ -143,7 +145,8 @@ def _profile_distributed(adapter, samplers, config, out: Path, quiet: bool) -> i
                 raise SchedcError(f"{world} ranks but only {batches} calibration batches: use --calib/--batch-size "
                                   f"for at least {world} batches")
             ranked = replace(config, rank=(rank, world))
-            profiles = [profile_model(adapter, s, ranked, progress=not quiet, reduce=reduce) for s in samplers]
+            profiles = [profile_model(adapter, s, ranked, progress=not quiet, reduce=reduce, resume=partial_dir(out))
+                        for s in samplers]
         except SchedcError as exc:
             if "no profile written" in str(exc):  # another rank failed: agreed already
                 raise
@@ -158,9 +161,11 @@ def _profile_distributed(adapter, samplers, config, out: Path, quiet: bool) -> i
 
 
 def _report_profiles(profiles, out: Path, how: str = "") -> None:
+    from schedc.profile_resume import clear
     from schedc.profile_set import describe, setting_of
 
     profiles.save(out)
+    clear(out)  # the kept batches are in the profile now
     first = profiles.profiles[0]
     what = (f"{first.num_steps} steps" if len(profiles.profiles) == 1
             else f"{len(profiles.profiles)} settings ({'; '.join(describe(setting_of(p)) for p in profiles.profiles)})")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import platform
 import time
+from pathlib import Path
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Sequence
 
@@ -26,6 +27,7 @@ from schedc.models.adapter import GenerationInputs, ModelAdapter
 from schedc.profile import Profile
 from schedc.step_settings import measure_nonblock_share
 from schedc.profile_meta import ProfileMeta
+from schedc.profile_resume import BatchStore
 from schedc.sampling import SamplerConfig
 from schedc_runtime.blockio import BlockIO, flat_rows, map_tensors, tensors_in
 from schedc_runtime.hookcore import OutputHook, add_hook
@@ -286,7 +288,7 @@ def measure_latency(adapter: ModelAdapter, captured: list[tuple[tuple, dict]], q
 
 def profile_model(
     adapter: ModelAdapter, sampler: SamplerConfig, config: ProfileConfig = ProfileConfig(), progress: bool = True,
-    reduce: "Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None" = None,
+    reduce: "Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None" = None, resume: "Path | None" = None,
 ) -> Profile | None:
     """Measure reuse errors, quantization errors, propagation gains and FLOPs (and latency if asked).
 
@@ -296,6 +298,9 @@ def profile_model(
     Distributed (config.rank = (r, w), `reduce` summing arrays across the w processes): each process runs
     its share of the batches, the sums and counts are reduced, and rank 0 returns the Profile (the
     others None).
+
+    resume: a folder keeping each finished batch's sums (schedc.profile_resume); batches found there are
+    read back instead of profiled again.
     """
     recorded_sampler = sampler
     if sampler.cfg == "two-call":
@@ -323,9 +328,25 @@ def profile_model(
     probe_count = np.zeros((num_blocks, steps), dtype=np.int64)
     captured: list[tuple[tuple, dict]] = [((), {})] * num_blocks  # one mid-trajectory call per block
     cache_bytes = [0] * num_blocks  # the first batch's (rank 0's)
+    store = None if resume is None else BatchStore(resume, {
+        "fingerprint": adapter.fingerprint(), "sampler": sampler.to_dict(), "seeds": seeds, "source": adapter.source,
+        "config": {k: v for k, v in asdict(config).items() if k not in ("shard", "rank")}})
     started = time.perf_counter()
+
+    def add(arrays: dict[str, np.ndarray]) -> None:
+        for name, value in arrays.items():
+            kind, _, mode = name.partition(".")
+            table = {"err_sum": err_sum, "err_count": err_count}.get(kind, sums)
+            key = mode or name
+            table[key] = table[key] + value if key in table else value
+
     for batch_index, batch_seeds in enumerate(batches):
         if batch_index % world != rank:
+            continue
+        kept = store.load(batch_index) if store is not None and batch_index > 0 else None
+        if kept is not None:
+            add(kept)
+            bar.update(steps)
             continue
         inputs = adapter.make_inputs(batch_seeds)
         first = batch_index == 0
@@ -353,11 +374,12 @@ def profile_model(
             for h in handles:
                 h.remove()
         check_reference(adapter, final, inputs)  # errors relative to a diverged trajectory mean nothing
-        for name, value in (("quant_err_sum", recorder.q_sum), ("quant_count", recorder.q_count)):
-            sums[name] = sums[name] + value if name in sums else value
-        for mode in recorder.modes:
-            err_sum[mode] = err_sum[mode] + recorder.err_sum[mode] if mode in err_sum else recorder.err_sum[mode]
-            err_count[mode] = err_count[mode] + recorder.err_count[mode] if mode in err_count else recorder.err_count[mode]
+        batch = {"quant_err_sum": recorder.q_sum, "quant_count": recorder.q_count,
+                 **{f"err_sum.{m}": recorder.err_sum[m] for m in recorder.modes},
+                 **{f"err_count.{m}": recorder.err_count[m] for m in recorder.modes}}
+        add(batch)
+        if store is not None and batch_index > 0:
+            store.save(batch_index, batch)
         if first:
             cache_bytes = list(recorder.cache_bytes)
             probe_inputs = inputs.subset(slice(0, probe_k))

@@ -64,6 +64,7 @@ def test_two_gloo_ranks_profile_what_one_process_does(folder, tmp_path):
     run = _torchrun(["profile", str(folder), *ARGS, "-o", str(two)])
     assert run.returncode == 0, run.stderr[-2000:]
     assert "(2 ranks)" in run.stdout and run.stdout.count("wrote") == 1  # rank 0 alone writes
+    assert not (tmp_path / "two.npz.partial").exists()  # kept batches are dropped once the profile is written
     a, b = Profile.load(one), Profile.load(two)
     assert a.meta.calibration_seeds == b.meta.calibration_seeds and a.meta.config == b.meta.config
     for name, array in a._named_arrays().items():

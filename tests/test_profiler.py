@@ -164,3 +164,35 @@ def test_save_load_round_trip_and_errors(tiny_profile, tmp_path):
         Profile.load(corrupt)
     with pytest.raises(ProfileError):
         ProfileConfig(shard=(2, 2))
+
+
+def test_a_crashed_profile_resumes_from_its_finished_batches(tmp_path):
+    """Every finished batch after the first is kept; the same run restarted profiles only the rest (and the
+    first batch, which also probes) and gives the profile an uninterrupted run gives."""
+    from schedc.profile_resume import BatchStore
+
+    config = ProfileConfig(calib_samples=8, batch_size=2, max_age=4, probe_steps=2, probe_samples=1, measure_latency=False)
+    straight = profile_model(make_tiny_adapter(), TINY_SAMPLER, config, progress=False)
+    crashing, calls = make_tiny_adapter(), []
+    generate = crashing.generate
+
+    def dies_on_the_third_batch(inputs, sampler, *args, **kwargs):
+        if kwargs.get("on_step") is not None and not kwargs.get("start"):  # a batch, not a gain probe
+            calls.append(len(inputs))
+            if len(calls) == 3:
+                raise RuntimeError("killed")
+        return generate(inputs, sampler, *args, **kwargs)
+
+    crashing.generate = dies_on_the_third_batch
+    with pytest.raises(RuntimeError, match="killed"):
+        profile_model(crashing, TINY_SAMPLER, config, progress=False, resume=tmp_path)
+    assert len(list(tmp_path.glob("*/batch*.npz"))) == 1  # batch 1 (batch 0 is always run again)
+    calls.clear()
+    crashing.generate = lambda inputs, sampler, *a, **k: (calls.append(len(inputs)) if k.get("on_step") and not k.get("start")
+                                                          else None) or generate(inputs, sampler, *a, **k)
+    resumed = profile_model(crashing, TINY_SAMPLER, config, progress=False, resume=tmp_path)
+    assert len(calls) == 3  # batches 0, 2, 3
+    for name, array in straight._named_arrays().items():
+        assert np.allclose(array, resumed._named_arrays()[name], rtol=1e-12), name
+    other = BatchStore(tmp_path, {"changed": True})
+    assert other.load(1) is None  # another command never reads these sums
