@@ -9,7 +9,6 @@ by the identity, and gives the ideal speedup 1 / (o + (1 - o) c) at block cost c
 from __future__ import annotations
 
 import statistics
-import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Iterator
@@ -28,6 +27,7 @@ from schedc.sampling import SamplerConfig
 from schedc.schedule import calibration_seeds, compute_from_schedule, derive_schedule
 from schedc.solvers.baselines import delta_dit_compute, fewer_steps_count, uniform_compute_steps
 from schedc.step_settings import block_cost_at, time_fraction
+from schedc.timing import device_of, timed
 from schedc_runtime.blockio import BlockIO
 from schedc_runtime.format import timestep_key
 from schedc_runtime.hookcore import CallHook, add_hook
@@ -310,21 +310,18 @@ def interleaved_times(
     Raw per-round times, so callers can take ratios between any two variants within a round.
     """
     names = list(variants) + (["skip"] if skip else [])
+    device = device_of(adapter.model)  # an accelerator is synchronised around each timed generation
     times: dict[str, list[float]] = {n: [] for n in names}
     replay: dict = {}  # output-only blocks' outputs, recorded by the warm-up's skip run
 
     def run(name: str) -> float:
         if name == "skip":
             with blocks_skipped(adapter, replay):
-                started = time.perf_counter()
-                adapter.generate(inputs, full_sampler)
-                return time.perf_counter() - started
+                return timed(lambda: adapter.generate(inputs, full_sampler), device)
         schedule = variants[name]
         sampler = sampler_of(schedule) if schedule is not None else full_sampler
         with replaying(adapter, schedule):
-            started = time.perf_counter()
-            adapter.generate(inputs, sampler)
-            return time.perf_counter() - started
+            return timed(lambda: adapter.generate(inputs, sampler), device)
 
     for name in names:  # warm-up
         run(name)

@@ -28,6 +28,7 @@ from schedc.profile import Profile
 from schedc.step_settings import measure_nonblock_share
 from schedc.profile_meta import ProfileMeta
 from schedc.profile_resume import BatchStore
+from schedc.timing import device_of, timed
 from schedc.sampling import SamplerConfig
 from schedc_runtime.blockio import BlockIO, flat_rows, map_tensors, tensors_in
 from schedc_runtime.hookcore import OutputHook, add_hook
@@ -259,7 +260,8 @@ def output_rows(output: Any) -> int:
 
 
 def measure_latency(adapter: ModelAdapter, captured: list[tuple[tuple, dict]], quantized: list[dict], repeats: int = 30) -> dict:
-    """Median seconds of one call of each block at each option on this device, on captured inputs.
+    """Median seconds of one call of each block at each option on this device, on captured inputs
+    (synchronising an accelerator around each call: schedc.timing).
 
     "reuse" is the residual reuse itself (an add), so a cost model can charge it honestly.
     """
@@ -276,13 +278,9 @@ def measure_latency(adapter: ModelAdapter, captured: list[tuple[tuple, dict]], q
                 reuse = lambda: out  # noqa: E731  (replaying an output costs nothing)
             runs = {"native": lambda: block(*args, **kwargs), "reuse": reuse,
                     **{p: (lambda c=c: c(*args, **kwargs)) for p, c in copies.items()}}
+            device = device_of(block)
             for name, run in runs.items():
-                times = []
-                for _ in range(repeats):
-                    started = time.perf_counter()
-                    run()
-                    times.append(time.perf_counter() - started)
-                table[name].append(float(np.median(times)))
+                table[name].append(float(np.median([timed(run, device) for _ in range(repeats)])))
     return table
 
 
