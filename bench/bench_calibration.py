@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from bench_transfer import _numbers  # noqa: E402
 from bench_zoo import _read_json, _write_json, default_models, model_spec  # noqa: E402
 from schedc.atomic import atomic_write_text  # noqa: E402
 from schedc.compile import compile_solution  # noqa: E402
@@ -137,15 +138,6 @@ def write_summary(out: Path) -> str:
     text = summary_markdown(results)
     atomic_write_text(out / "summary.md", text)
     return text
-
-
-def _numbers(kind):
-    def parse(text: str):
-        try:
-            return [kind(x) for x in text.split(",") if x.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    return parse
 
 
 def main() -> int:

@@ -42,6 +42,16 @@ def atomic_write_text(target: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
+def atomic_savez(target: str | os.PathLike, arrays: dict, compressed: bool = True) -> Path:
+    """Arrays into one .npz at `target`, written to a temporary file and renamed (never half a file)."""
+    import numpy as np
+
+    with atomic_path(target) as tmp:
+        with open(tmp, "wb") as fh:
+            (np.savez_compressed if compressed else np.savez)(fh, **arrays)
+    return Path(target)
+
+
 def check_output(target: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> Path:
     """Refuse, before any work, an output that is a directory, sits where nothing can be written, or
     is one of the command's own inputs (no command ever overwrites what it read)."""

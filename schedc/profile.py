@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from schedc.atomic import atomic_path
+from schedc.atomic import atomic_savez
 from schedc.errors import ProfileError
 from schedc_runtime.modes import REUSE_MODES
 from schedc.profile_checks import (READ_ERRORS, SET_KEY, as_counts, open_profile_file, as_sums, check_dims, check_gain, check_shape,
@@ -139,12 +139,7 @@ class Profile:
 
     # -- files -------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        arrays = self.arrays_for_file()
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, **arrays)
-        return path
+        return atomic_savez(path, self.arrays_for_file())
 
     @classmethod
     def load(cls, path: str | Path) -> "Profile":

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from schedc.atomic import atomic_path
+from schedc.atomic import atomic_savez
 from schedc.errors import ProfileError
 from schedc.profile_checks import READ_ERRORS, open_profile_file
 
@@ -47,9 +47,7 @@ class BatchStore:
 
     def save(self, index: int, arrays: dict[str, np.ndarray]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(self.dir / f"batch{index}.npz") as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
+        atomic_savez(self.dir / f"batch{index}.npz", arrays, compressed=False)
 
 
 def clear(output: Path) -> None:

@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from schedc.atomic import atomic_path
+from schedc.atomic import atomic_savez
 from schedc.errors import ProfileError
 from schedc.profile import Profile
 from schedc.profile_checks import MAX_SETTINGS, SET_KEY, Prefixed, open_profile_file, parse_meta
@@ -101,15 +101,11 @@ class ProfileSet:
     def save(self, path: str | Path) -> Path:
         if len(self.profiles) == 1:
             return self.profiles[0].save(path)
-        path = Path(path)
         arrays: dict[str, Any] = {SET_KEY: np.array(json.dumps({"schedc_profile_set": SET_VERSION,
                                                                  "settings": [list(s) for s in self.settings]}))}
         for i, profile in enumerate(self.profiles):
             arrays.update({f"s{i}/{name}": a for name, a in profile.arrays_for_file().items()})
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, **arrays)
-        return path
+        return atomic_savez(path, arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> "ProfileSet":

@@ -54,3 +54,20 @@ def schedule_for(profile, compute: np.ndarray, sampler: SamplerConfig = TINY_SAM
 @pytest.fixture(scope="session")
 def reference_adapter() -> ReferenceAdapter:
     return ReferenceAdapter()
+
+
+@pytest.fixture(scope="session")
+def dit_folder(tmp_path_factory):
+    """A tiny random diffusers DiT saved as a local folder (transformer/ + scheduler/): what the CLI loads."""
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("dit-folder")
+    model = diffusers.DiTTransformer2DModel(
+        sample_size=8, patch_size=2, in_channels=1, out_channels=1, num_layers=3, num_attention_heads=2,
+        attention_head_dim=8, norm_type="ada_norm_zero", num_embeds_ada_norm=4,
+    )
+    for p in model.parameters():  # adaLN-Zero starts as the identity: perturb so every block works
+        p.data.add_(0.05 * torch.randn_like(p))
+    model.save_pretrained(root / "transformer")
+    diffusers.DDIMScheduler(timestep_spacing="trailing").save_pretrained(root / "scheduler")
+    return root

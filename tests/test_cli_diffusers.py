@@ -14,20 +14,8 @@ from schedc.schedule import read_schedule  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    import torch
-
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("dit-folder")
-    model = diffusers.DiTTransformer2DModel(
-        sample_size=8, patch_size=2, in_channels=1, out_channels=1, num_layers=3, num_attention_heads=2,
-        attention_head_dim=8, norm_type="ada_norm_zero", num_embeds_ada_norm=4,
-    )
-    for p in model.parameters():  # adaLN-Zero starts as the identity: perturb so every block works
-        p.data.add_(0.05 * torch.randn_like(p))
-    model.save_pretrained(root / "transformer")
-    diffusers.DDIMScheduler(timestep_spacing="trailing").save_pretrained(root / "scheduler")
-    return root
+def folder(dit_folder):
+    return dit_folder
 
 
 def test_profile_solve_eval_from_a_folder(folder, tmp_path, capsys):

@@ -24,20 +24,8 @@ ARGS = ["--steps", "6", "--calib", "4", "--batch-size", "1", "--probe-steps", "2
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    import torch
-
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("dit-folder")
-    model = diffusers.DiTTransformer2DModel(
-        sample_size=8, patch_size=2, in_channels=1, out_channels=1, num_layers=3, num_attention_heads=2,
-        attention_head_dim=8, norm_type="ada_norm_zero", num_embeds_ada_norm=4,
-    )
-    for p in model.parameters():
-        p.data.add_(0.05 * torch.randn_like(p))
-    model.save_pretrained(root / "transformer")
-    diffusers.DDIMScheduler(timestep_spacing="trailing").save_pretrained(root / "scheduler")
-    return root
+def folder(dit_folder):
+    return dit_folder
 
 
 def _no_schedc_traceback(stderr: str) -> bool:
