@@ -434,3 +434,21 @@ def test_a_schedule_runs_with_another_compatible_scheduler_and_an_incompatible_o
         assert torch.isfinite(replayed).all() and _rel(replayed, out) < 0.5
     with pytest.raises(ModelError, match="cannot be swapped"):
         case.adapter.model_timesteps(case.sampler.with_changes(scheduler="FlowMatchEulerDiscreteScheduler"))
+
+
+def test_prompt_embeddings_stream_from_the_file_a_batch_at_a_time(tmp_path):
+    """A conditioning file is read row by row as batches ask (memory of one batch, not of every prompt),
+    and gives the same rows as the file loaded whole."""
+    from safetensors.torch import load_file, save_file
+
+    g = torch.Generator().manual_seed(0)
+    path = tmp_path / "prompts.safetensors"
+    save_file({"encoder_hidden_states": torch.randn(500, TOKENS, TEXT_DIM, generator=g),
+               "pooled_projections": torch.randn(500, POOLED_DIM, generator=g),
+               "negative_encoder_hidden_states": torch.randn(TOKENS, TEXT_DIM, generator=g)}, str(path))
+    lazy, whole = Conditioning.load(str(path)), Conditioning(load_file(str(path)))
+    index = torch.tensor([3, 499, 3])
+    for negative in (False, True):
+        got, want = lazy.rows(index, negative), whole.rows(index, negative)
+        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
+    assert lazy.prompts == 500 and lazy.tensors["encoder_hidden_states"].reads == 3  # the 3 rows asked for, not 500

@@ -43,6 +43,31 @@ VAE_SCALE = 8  # latent -> pixel size of the diffusers latent models (size condi
 FLUX_GUIDANCE = 3.5  # the embedded guidance FLUX-dev-style models receive (the pipeline's default)
 
 
+class FileRows:
+    """One tensor of a safetensors file, read row by row on indexing ([N] ids or an int): what
+    Conditioning needs of a tensor (shape, dim(), rows), without loading the rest."""
+
+    def __init__(self, handle: Any, key: str) -> None:
+        self._slice = handle.get_slice(key)
+        self.shape = torch.Size(self._slice.get_shape())
+        self.reads = 0  # rows read so far (tests: the file is not loaded whole)
+
+    def dim(self) -> int:
+        return len(self.shape)
+
+    def full(self) -> torch.Tensor:
+        """The whole tensor (for the small ones: a single negative prompt)."""
+        return self._slice[:]
+
+    def __getitem__(self, index: "int | torch.Tensor") -> torch.Tensor:
+        if isinstance(index, int):
+            self.reads += 1
+            return self._slice[index:index + 1][0]
+        rows = [int(i) for i in index]
+        self.reads += len(rows)
+        return torch.stack([self._slice[i:i + 1][0] for i in rows]) if rows else torch.empty(0, *self.shape[1:])
+
+
 @dataclass(frozen=True)
 class Conditioning:
     """Per-prompt conditioning tensors for text-conditioned models (from a safetensors file).
@@ -72,6 +97,8 @@ class Conditioning:
             if negative:
                 neg = self.tensors.get(f"negative_{key}")
                 neg = torch.zeros_like(value[0]) if neg is None else neg
+                if isinstance(neg, FileRows) and neg.dim() != value.dim():
+                    neg = neg.full()  # one negative prompt for every row
                 out[key] = (neg[index] if neg.dim() == value.dim() else neg.unsqueeze(0).expand(len(index), *neg.shape)).clone()
             else:
                 out[key] = value[index]
@@ -79,10 +106,13 @@ class Conditioning:
 
     @classmethod
     def load(cls, path: str) -> "Conditioning":
-        from safetensors.torch import load_file
+        """Rows are read from the file when a batch asks for them (memory-mapped, never the whole file),
+        so a calibration set of many prompts costs the memory of one batch."""
+        from safetensors import safe_open
 
         try:
-            return cls(load_file(path))
+            handle = safe_open(path, framework="pt")
+            return cls({key: FileRows(handle, key) for key in handle.keys()})
         except FileNotFoundError:
             raise ModelError(f"conditioning file not found: {path}") from None
         except ModelError:
