@@ -381,7 +381,15 @@ def _add_eval_options(p: argparse.ArgumentParser, repeats: int) -> None:
 
 
 def _classes(text: str) -> tuple[int, ...]:
-    """'0,1,2', '0-9' or '0-3,7' -> class ids (ranges inclusive)."""
+    """'0,1,2', '0-9' or '0-3,7' -> class ids (ranges inclusive); '@FILE': the same, from a text file
+    (commas or whitespace between entries)."""
+    if text.startswith("@"):
+        try:
+            with open(text[1:], encoding="utf-8") as fh:
+                body = fh.read(1 << 20)  # a calibration set's ids, bounded
+        except (OSError, UnicodeError) as exc:
+            raise argparse.ArgumentTypeError(f"--classes {text}: cannot read the file ({type(exc).__name__})") from None
+        text = ",".join(body.split()).replace(",,", ",")
     out: list[int] = []
     for part in (p.strip() for p in text.split(",")):
         if not part:
@@ -398,7 +406,8 @@ def _classes(text: str) -> tuple[int, ...]:
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     """How to condition a diffusers model (recorded in the profile, so later commands reuse them)."""
     p.add_argument("--classes", type=_classes, default=None, metavar="IDS",
-                   help="class ids the samples cycle through (class-conditioned models; default: all)")
+                   help="class ids the samples cycle through, e.g. 0-9 or 0-3,7, or @FILE with such entries "
+                        "(class-conditioned models; default: all)")
     p.add_argument("--cond", default=None, metavar="FILE",
                    help="prompt embeddings for text-conditioned models: a safetensors file with encoder_hidden_states "
                         "[prompts, tokens, dim] (+ pooled_projections, negative_* for the unconditional branch)")

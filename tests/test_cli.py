@@ -89,3 +89,17 @@ def test_console_script_prints_no_traceback(files):
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_classes_take_ids_ranges_or_a_file_of_them(tmp_path):
+    import argparse
+
+    from schedc.cli import _classes
+
+    assert _classes("0-3,7") == (0, 1, 2, 3, 7)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("0 2\n3-4,\n")
+    assert _classes(f"@{ids}") == (0, 2, 3, 4)
+    for bad in ("@" + str(tmp_path / "missing.txt"), "3-1", "a"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _classes(bad)
