@@ -18,7 +18,11 @@ interaction is in the score.
    scored, so the predicted PSNR / rel L2 in the schedule is an unbiased estimate for new inputs.
 
 The result is never worse on the search's calibration samples than any warm start it scored (all of
-them unless the time limit ends the warm starts, DP first; `unscored_starts` counts the rest).
+them unless the time limit ends the warm starts, DP first; `unscored_starts` counts the rest). A schedule
+for several settings (`settings`, the worst case or mean over guidance scales) is the exception: a worst
+case over 16 samples per setting overfits, so the local search's winner and the best starts are re-ranked
+on 32 fresh calibration-side seeds and the best there is kept (never worse there than those starts); the
+prediction is measured on the seeds after those.
 Deterministic by seed as long as the evaluation budget (`evaluations`) ends the search; the time limit
 is a guard (the stats record which one stopped it).
 """
@@ -53,7 +57,9 @@ from schedc_runtime.safeyaml import format_ranges
 SEARCH_SAMPLES = 16  # calibration samples each candidate is scored on
 PREDICT_SAMPLES = 64  # fresh calibration-side samples the winner's prediction is measured on
 EVALUATIONS = 80  # rollouts of the local search (the deterministic stopping rule)
-MAX_MISSES = 2000  # proposals in a row without a feasible move: the schedule has none, stop
+MAX_MISSES = 2000
+SELECT_SAMPLES = 32  # fresh seeds a schedule for several settings is re-ranked on (the worst case is noisy)
+SELECT_STARTS = 3  # best starts re-ranked with the local search's winner  # proposals in a row without a feasible move: the schedule has none, stop
 
 
 class Moves:
@@ -202,6 +208,23 @@ def _cache_check(constraints: Constraints):
     return ok
 
 
+def _select_on_fresh_seeds(adapter: ModelAdapter, profiles: Sequence[Profile], goal, seeds: list[int],
+                           scored: list, best: Candidate) -> tuple[Candidate, dict]:
+    """The local search's winner or one of the best starts, whichever scores best on SELECT_SAMPLES fresh
+    seeds (right after the calibration seeds; the prediction then uses the ones after those)."""
+    fresh = prediction_seeds(seeds, SELECT_SAMPLES)
+    scorer = SettingsScorer([RolloutScorer(adapter, p, fresh) for p in profiles], goal)
+    ranked = sorted(scored, key=lambda sc: -sc[0].psnr)
+    finalists = {best.decisions: best}
+    for _, cand, _ in ranked:
+        if len(finalists) > SELECT_STARTS:
+            break
+        finalists.setdefault(cand.decisions, cand)
+    scores = {c.name: scorer(c.decisions) for c in finalists.values()}
+    chosen = max(finalists.values(), key=lambda c: scores[c.name].psnr)
+    return chosen, {name: round(sc.psnr, 3) for name, sc in scores.items()}
+
+
 def _check_settings(profile: Profile, settings: Sequence[Profile], vary_steps: bool) -> None:
     if not settings:
         return
@@ -244,10 +267,11 @@ def _fits(problem: Problem, budget: float, grid) -> bool:
     return cost <= budget * (1 + 1e-9) and not math.isnan(error)
 
 
-def prediction_seeds(calibration: list[int], count: int) -> list[int]:
-    """`count` seeds right after the profile's calibration seeds: calibration-side (recorded as such in the
-    schedule, so evaluation refuses them), never scored by the search, so the prediction is unbiased."""
-    start = max(calibration) + 1
+def prediction_seeds(calibration: list[int], count: int, after: int = 0) -> list[int]:
+    """`count` seeds right after the profile's calibration seeds (and `after` more): calibration-side
+    (recorded as such in the schedule, so evaluation refuses them), never scored by the search, so the
+    prediction is unbiased."""
+    start = max(calibration) + 1 + after
     if start + count > EVAL_SEED_START:
         raise SolverError(f"prediction seeds {start}..{start + count - 1} would reach the evaluation seeds ({EVAL_SEED_START}..)")
     return list(range(start, start + count))
@@ -390,8 +414,13 @@ def search_schedule(
             accepted[kind] = accepted.get(kind, 0) + 1
             bar.set_postfix(psnr=f"{best_score.psnr:.2f}")
     bar.close()
+    selection: dict = {}
+    if settings and predict_samples:  # a worst case over settings on few samples overfits: re-rank on fresh ones
+        best, selection = _select_on_fresh_seeds(adapter, (profile, *settings), goal, seeds, scored, best)
+        best_score = scorer(best.decisions)  # memoised: its score on the search's samples
+    picked = prediction_seeds(seeds, SELECT_SAMPLES) if selection else []
     predicted, by_setting = best_score, scorer.each(best.decisions, target)
-    held = prediction_seeds(seeds, predict_samples)
+    held = prediction_seeds(seeds, predict_samples, after=len(picked))
     if held:
         by_setting = [RolloutScorer(adapter, p, held)(best.decisions, target) for p in (profile, *settings)]
         predicted = Score(goal.psnr([s.psnr for s in by_setting]), goal.rel_l2([s.rel_l2 for s in by_setting]))
@@ -406,7 +435,8 @@ def search_schedule(
                        "block_flops_cost": block * setting.steps / profile.num_steps}
     stats = {"solve_seconds": time.perf_counter() - started, "start": start_name, "search_psnr": best_score.psnr,
              "predicted_psnr": predicted.psnr, "predict_seeds": len(held), "search_seeds": min(samples, len(seeds)),
-             **({"prediction_seeds": format_ranges(held)} if held else {}),
+             **({"prediction_seeds": format_ranges(picked + held)} if held or picked else {}),
+             **({"selected_on_fresh_seeds": selection, "selected": best.name} if selection else {}),
              "rollouts": scorer.calls, "accepted": sum(accepted.values()), "stopped_by": stopped, "seed": seed,
              "additive_rel_l2": pred_error if math.isfinite(pred_error) else None, "warm_starts": start_scores,
              "unscored_starts": planned - len(scored),
