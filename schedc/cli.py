@@ -129,7 +129,7 @@ def _profile_distributed(adapter, samplers, config, out: Path, quiet: bool) -> i
     """One torchrun rank of `schedc profile` (schedc.distributed): profile, agree, reduce; rank 0 writes."""
     from dataclasses import replace
 
-    from schedc.distributed import agree, process_group, sum_across_ranks
+    from schedc.distributed import RankFailed, agree, process_group, sum_across_ranks
     from schedc.profile_resume import partial_dir
     from schedc.profile_set import ProfileSet
     from schedc.profiler import profile_model
@@ -147,10 +147,7 @@ def _profile_distributed(adapter, samplers, config, out: Path, quiet: bool) -> i
             ranked = replace(config, rank=(rank, world))
             profiles = [profile_model(adapter, s, ranked, progress=not quiet, reduce=reduce, resume=partial_dir(out))
                         for s in samplers]
-        except SchedcError as exc:
-            if "no profile written" in str(exc):  # another rank failed: agreed already
-                raise
-            agree(exc)
+        except RankFailed:  # agreed already: every rank knows
             raise
         except Exception as exc:
             agree(exc)
@@ -171,7 +168,6 @@ def _report_profiles(profiles, out: Path, how: str = "") -> None:
             else f"{len(profiles.profiles)} settings ({'; '.join(describe(setting_of(p)) for p in profiles.profiles)})")
     print(f"wrote {out}: {first.num_blocks} blocks x {what}, {len(first.meta.calibration_seeds)} calibration "
           f"samples, {sum(p.meta.profile_seconds for p in profiles.profiles):.0f}s{how}")
-
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -235,11 +231,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
     if retargeted and measured is None:
         predicted += f", transferred from the {retargeted['steps']}-step profile"
     if settings:
+        from schedc.profile_set import setting_of
+
         by = solution.stats.get("by_setting") or {}
-        predicted += (f"; compiled for the {args.objective} over g = "
-                      + ", ".join(f"{g}" + (f" ({v['predicted_psnr']:.2f} dB)" if v else "") for g, v in
-                                  sorted(((f"{p.meta.sampler['guidance_scale']:g}", by.get(f"{p.meta.sampler['guidance_scale']:g}"))
-                                          for p in (source, *settings)), key=lambda x: float(x[0]))))
+        scales = sorted(setting_of(p)[0] for p in (source, *settings))
+        predicted += f"; compiled for the {args.objective} over g = " + ", ".join(
+            f"{g:g}" + (f" ({by[f'{g:g}']['predicted_psnr']:.2f} dB)" if f"{g:g}" in by else "") for g in scales)
     moved = (f"; runs {schedule.num_steps} sampler steps (profiled {profile.num_steps}: fewer steps won at this "
              f"speed; call the pipeline with num_inference_steps={schedule.num_steps})"
              if schedule.num_steps != profile.num_steps else "")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Iterable
 
 from schedc import costmodel
 from schedc.errors import SchedcError, SolverError
-from schedc.problem import Problem, check_budget, problem_from_profile, resolve_cost
+from schedc.problem import Problem, check_budget, problem_from_profile, problem_like, resolve_cost
 from schedc.profile import Profile
 from schedc.schedule import schedule_from_solution
 from schedc.spans import span_stats, with_spans
@@ -62,9 +62,7 @@ def compile_solution(
     if settings:  # one schedule for several guidance scales: the model-free solvers see their combined tables
         from schedc.objectives import combine_problems
 
-        others = [replace(problem_from_profile(p, allowed, "flops"), block_cost=problem.block_cost,
-                          precision_cost=problem.precision_cost) for p in settings]
-        problem = combine_problems([problem, *others], context.objective)
+        problem = combine_problems([problem, *(problem_like(p, problem) for p in settings)], context.objective)
     constraints = constraints.with_cache_bytes(profile.meta.cache_bytes or ())
     history: tuple = ()
     if spec.needs_model or refine:

@@ -26,6 +26,10 @@ import torch.distributed as dist
 
 from schedc.errors import ProfileError
 
+class RankFailed(ProfileError):
+    """Some rank failed and every rank has been told: nothing more to agree on."""
+
+
 TIMEOUT = datetime.timedelta(minutes=30)  # a rank that never reaches a collective fails the others after this
 
 
@@ -84,7 +88,7 @@ def agree(error: BaseException | None) -> None:
     dist.all_gather_object(failed, None if error is None else f"{type(error).__name__}: {error}".splitlines()[0])
     first = next(((rank, message) for rank, message in enumerate(failed) if message is not None), None)
     if first is not None:
-        raise ProfileError(f"rank {first[0]} of {len(failed)} failed ({first[1]}): no profile written")
+        raise RankFailed(f"rank {first[0]} of {len(failed)} failed ({first[1]}): no profile written")
 
 
-__all__ = ["TIMEOUT", "agree", "launched", "process_group", "sum_across_ranks"]
+__all__ = ["RankFailed", "TIMEOUT", "agree", "launched", "process_group", "sum_across_ranks"]

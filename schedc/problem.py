@@ -248,3 +248,10 @@ def problem_from_profile(profile: "Profile", allow: "set[str] | None" = None, co
         precision_cost=ratio if precisions else None,
         max_gap=int(profile.meta.forecast_gap),
     )
+
+
+def problem_like(profile: "Profile", like: Problem) -> Problem:
+    """`profile`'s error tables with `like`'s options and costs: the same decisions priced the same at
+    another setting of the model (another guidance scale, or the profile retargeted to another step count)."""
+    moved = problem_from_profile(profile, set(like.reuse_modes) | set(like.precisions), "flops")
+    return replace(moved, block_cost=like.block_cost, precision_cost=like.precision_cost)

@@ -98,6 +98,15 @@ class Profile:
         return np.stack([np.interp(grid, steps, g[b]) for b in range(self.num_blocks)])
 
     def digest(self) -> str:
+        """sha256 of every array and the metadata; computed once (a Profile is immutable), since the search
+        builds a schedule, which records it, for every move it checks against a memory limit."""
+        cached = self.__dict__.get("_digest")
+        if cached is None:
+            cached = self._hash()
+            object.__setattr__(self, "_digest", cached)
+        return cached
+
+    def _hash(self) -> str:
         h = hashlib.sha256()
         for name, array in self._named_arrays().items():
             h.update(name.encode())

@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from schedc.errors import SolverError
 from schedc.models.adapter import ModelAdapter
-from schedc.problem import Problem, check_budget
+from schedc.problem import Problem, check_budget, problem_like
 from schedc.profile import Profile
 from schedc.objectives import get_objective
 from schedc.profile_set import describe, setting_of
@@ -57,9 +57,9 @@ from schedc_runtime.safeyaml import format_ranges
 SEARCH_SAMPLES = 16  # calibration samples each candidate is scored on
 PREDICT_SAMPLES = 64  # fresh calibration-side samples the winner's prediction is measured on
 EVALUATIONS = 80  # rollouts of the local search (the deterministic stopping rule)
-MAX_MISSES = 2000
+MAX_MISSES = 2000  # proposals in a row without a feasible move: the schedule has none, stop
 SELECT_SAMPLES = 32  # fresh seeds a schedule for several settings is re-ranked on (the worst case is noisy)
-SELECT_STARTS = 3  # best starts re-ranked with the local search's winner  # proposals in a row without a feasible move: the schedule has none, stop
+SELECT_STARTS = 3  # best starts re-ranked with the local search's winner
 
 
 class Moves:
@@ -208,11 +208,10 @@ def _cache_check(constraints: Constraints):
     return ok
 
 
-def _select_on_fresh_seeds(adapter: ModelAdapter, profiles: Sequence[Profile], goal, seeds: list[int],
+def _select_on_fresh_seeds(adapter: ModelAdapter, profiles: Sequence[Profile], goal, fresh: list[int],
                            scored: list, best: Candidate) -> tuple[Candidate, dict]:
-    """The local search's winner or one of the best starts, whichever scores best on SELECT_SAMPLES fresh
-    seeds (right after the calibration seeds; the prediction then uses the ones after those)."""
-    fresh = prediction_seeds(seeds, SELECT_SAMPLES)
+    """The local search's winner or one of the best starts, whichever scores best on the `fresh` seeds
+    (right after the calibration seeds; the prediction then uses the ones after those)."""
     scorer = SettingsScorer([RolloutScorer(adapter, p, fresh) for p in profiles], goal)
     ranked = sorted(scored, key=lambda sc: -sc[0].psnr)
     finalists = {best.decisions: best}
@@ -241,16 +240,13 @@ def _setting_dp_candidates(problem: Problem, budget: float, constraints: Constra
                            profiles: Sequence[Profile]) -> list[Candidate]:
     """Each setting's own DP schedule (its tables, `problem`'s options and costs): the single-setting
     schedules a schedule for all settings must not lose to."""
-    from schedc.problem import problem_from_profile
     from schedc.solvers.dp import solve_dp
 
-    allow = set(problem.reuse_modes) | set(problem.precisions)
     out = []
     for p in profiles:
-        own = replace(problem_from_profile(p, allow, "flops"), block_cost=problem.block_cost,
-                      precision_cost=problem.precision_cost)
         try:
-            out.append(Candidate(f"dp@g={setting_of(p)[0]:g}", solve_dp(own, budget, constraints).actions()))
+            out.append(Candidate(f"dp@g={setting_of(p)[0]:g}",
+                                 solve_dp(problem_like(p, problem), budget, constraints).actions()))
         except SolverError:
             continue
     return out
@@ -415,10 +411,10 @@ def search_schedule(
             bar.set_postfix(psnr=f"{best_score.psnr:.2f}")
     bar.close()
     selection: dict = {}
-    if settings and predict_samples:  # a worst case over settings on few samples overfits: re-rank on fresh ones
-        best, selection = _select_on_fresh_seeds(adapter, (profile, *settings), goal, seeds, scored, best)
+    picked = prediction_seeds(seeds, SELECT_SAMPLES) if settings and predict_samples else []
+    if picked:  # a worst case over settings on few samples overfits: re-rank on fresh ones
+        best, selection = _select_on_fresh_seeds(adapter, (profile, *settings), goal, picked, scored, best)
         best_score = scorer(best.decisions)  # memoised: its score on the search's samples
-    picked = prediction_seeds(seeds, SELECT_SAMPLES) if selection else []
     predicted, by_setting = best_score, scorer.each(best.decisions, target)
     held = prediction_seeds(seeds, predict_samples, after=len(picked))
     if held:

@@ -15,11 +15,11 @@ a run of n steps fits when n / N * (o + (1 - o) c) is no more, c being its block
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from schedc.errors import SolverError
 from schedc.models.adapter import ModelAdapter
-from schedc.problem import Problem, problem_from_profile
+from schedc.problem import Problem, problem_like
 from schedc.profile import Profile
 from schedc.retarget import retarget_profile
 from schedc.sampler_config import SamplerConfig
@@ -81,9 +81,7 @@ def retargeted_setting(adapter: ModelAdapter, profile: Profile, problem: Problem
     """The setting at `steps` (tables retargeted by noise level, costs as `problem`'s); None if no compute fits."""
     sampler = SamplerConfig(**profile.meta.sampler).with_changes(steps=steps)
     target = retarget_profile(profile, steps, adapter.model_timesteps(sampler))
-    allow = set(problem.reuse_modes) | set(problem.precisions)
-    moved = problem_from_profile(target, allow, "flops")
-    moved = replace(moved, block_cost=problem.block_cost, precision_cost=problem.precision_cost)
+    moved = problem_like(target, problem)
     share = block_budget(steps, profile.num_steps, budget, nonblock)
     if share * steps < 1.0 - 1e-9:  # not even step 0's computes fit
         return None
