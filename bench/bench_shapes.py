@@ -437,12 +437,13 @@ def main() -> None:
 
     env = environment(args)
     results = []
+    md, js = Path(args.out + ".md"), Path(args.out + ".json")
     for name in names:
         results.append(run_shape(SHAPES[name], args, log))
         log(shape_markdown(results[-1]))
-    md, js = Path(args.out + ".md"), Path(args.out + ".json")
-    atomic_write_text(md, markdown(env, results))
-    atomic_write_text(js, json.dumps({"environment": env, "shapes": results}, indent=1, default=str))
+        # written after every shape, so a long run interrupted part-way keeps what it measured
+        atomic_write_text(md, markdown(env, results))
+        atomic_write_text(js, json.dumps({"environment": env, "shapes": results}, indent=1, default=str))
     log("\n".join(acceptance(results)) + f"\nwrote {md} and {js}")
 
 
