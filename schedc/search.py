@@ -60,6 +60,7 @@ EVALUATIONS = 80  # rollouts of the local search (the deterministic stopping rul
 MAX_MISSES = 2000  # proposals in a row without a feasible move: the schedule has none, stop
 SELECT_SAMPLES = 32  # fresh seeds a schedule for several settings is re-ranked on (the worst case is noisy)
 SELECT_STARTS = 3  # best starts re-ranked with the local search's winner
+SINGLE_SETTING_STARTS = ("dp@", "given")  # start names always re-ranked too (see _select_on_fresh_seeds)
 
 
 class Moves:
@@ -210,8 +211,11 @@ def _cache_check(constraints: Constraints):
 
 def _select_on_fresh_seeds(adapter: ModelAdapter, profiles: Sequence[Profile], goal, fresh: list[int],
                            scored: list, best: Candidate) -> tuple[Candidate, dict]:
-    """The local search's winner or one of the best starts, whichever scores best on the `fresh` seeds
-    (right after the calibration seeds; the prediction then uses the ones after those)."""
+    """The local search's winner, one of the best starts or one of the single-setting schedules (each
+    setting's DP and every given warm start), whichever scores best on the `fresh` seeds (right after the
+    calibration seeds; the prediction then uses the ones after those). The single-setting schedules are
+    always finalists: they are what a schedule for several settings is compared with, and a winner
+    picked on few calibration samples can lose to them on new ones."""
     scorer = SettingsScorer([RolloutScorer(adapter, p, fresh) for p in profiles], goal)
     ranked = sorted(scored, key=lambda sc: -sc[0].psnr)
     finalists = {best.decisions: best}
@@ -219,6 +223,9 @@ def _select_on_fresh_seeds(adapter: ModelAdapter, profiles: Sequence[Profile], g
         if len(finalists) > SELECT_STARTS:
             break
         finalists.setdefault(cand.decisions, cand)
+    for _, cand, _ in scored:
+        if cand.name.startswith(SINGLE_SETTING_STARTS):
+            finalists.setdefault(cand.decisions, cand)
     scores = {c.name: scorer(c.decisions) for c in finalists.values()}
     chosen = max(finalists.values(), key=lambda c: scores[c.name].psnr)
     return chosen, {name: round(sc.psnr, 3) for name, sc in scores.items()}

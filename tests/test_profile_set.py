@@ -117,3 +117,26 @@ def test_a_worst_case_search_never_loses_to_a_single_settings_dp_on_calibration(
     with pytest.raises(SolverError, match="step count"):
         search_schedule(adapter, primary, problem, 0.5, evaluations=0, samples=2, predict_samples=0, progress=False,
                         settings=others, vary_steps=True)
+
+
+def test_single_setting_schedules_are_always_re_ranked_on_fresh_seeds(settings):
+    """A schedule for several settings is picked on fresh seeds among the winner, the best starts and every
+    single-setting schedule, even one that scored last on calibration (it may win on new seeds)."""
+    from schedc.objectives import get_objective
+    from schedc.rollout import Score
+    from schedc.search import SELECT_STARTS, _select_on_fresh_seeds
+    from schedc.solvers.families import Candidate
+
+    adapter = make_tiny_adapter()
+    primary, others = choose(settings, None, 8)
+    steps, blocks = primary.num_steps, primary.num_blocks
+    grid = lambda reuse: tuple(tuple("native" if (t < 1 or b not in reuse or t % 2 == 0) else "residual"  # noqa: E731
+                                     for b in range(blocks)) for t in range(steps))
+    best = Candidate("winner", grid({0}))
+    tops = [Candidate(f"top{i}", grid({i % blocks, (i + 1) % blocks})) for i in range(SELECT_STARTS + 1)]
+    single = Candidate("given0", grid(set(range(blocks))))  # scored last on calibration
+    scored = [(Score(40.0 - i, 0.01), c, None) for i, c in enumerate(tops)] + [(Score(1.0, 0.5), single, None)]
+    fresh = list(range(max(primary.meta.calibration_seeds) + 1, max(primary.meta.calibration_seeds) + 3))
+    chosen, scores = _select_on_fresh_seeds(adapter, (primary, *others), get_objective("worst"), fresh, scored, best)
+    assert "given0" in scores and "winner" in scores
+    assert scores[chosen.name] == max(scores.values())
