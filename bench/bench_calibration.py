@@ -17,7 +17,6 @@ the profiled count) so only the calibration size varies. Stages are cached under
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -29,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_transfer import _numbers  # noqa: E402
-from bench_zoo import _read_json, _write_json, default_models, model_spec  # noqa: E402
+from bench_cli import model_bench_parser, model_names, numbers  # noqa: E402
+from bench_zoo import _read_json, _write_json, model_spec  # noqa: E402
 from schedc.atomic import atomic_write_text  # noqa: E402
 from schedc.compile import compile_solution  # noqa: E402
 from schedc.evaluate import EVAL_SEED_START, replaying  # noqa: E402
@@ -141,19 +140,10 @@ def write_summary(out: Path) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default=None, help="comma-separated zoo/NAME folders and built-ins (default: the zoo, "
-                                                       "digits-dit and reference-dit)")
-    parser.add_argument("--zoo-root", default=str(ROOT / "zoo"))
-    parser.add_argument("--sizes", type=_numbers(int), default=[4, 8, 16, 32, 64])
-    parser.add_argument("--budgets", type=_numbers(float), default=[0.4])
+    parser = model_bench_parser(__doc__, "/tmp/schedc-calibration", "calibration")
+    parser.add_argument("--sizes", type=numbers(int), default=[4, 8, 16, 32, 64])
+    parser.add_argument("--budgets", type=numbers(float), default=[0.4])
     parser.add_argument("--solvers", default=",".join(SOLVERS))
-    parser.add_argument("--time-limit", type=float, default=60.0)
-    parser.add_argument("--samples", type=int, default=64, help="held-out samples (default 64)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--work", default="/tmp/schedc-calibration")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "calibration"))
-    parser.add_argument("--summary-only", action="store_true")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -164,10 +154,8 @@ def main() -> int:
     if set(args.solvers) - set(SOLVERS) or any(n < 1 for n in args.sizes):
         parser.error(f"solvers are {', '.join(SOLVERS)} and sizes are positive")
     torch.set_num_threads(args.threads)
-    zoo_root = Path(args.zoo_root)
-    names = args.models.split(",") if args.models else default_models(zoo_root) + ["reference-dit"]
     log = lambda m: print(m, flush=True)  # noqa: E731
-    for spec in (model_spec(n.strip(), zoo_root) for n in names if n.strip()):
+    for spec in (model_spec(n, Path(args.zoo_root)) for n in model_names(args)):
         result = Curve(spec, args, log).run()
         atomic_write_text(out / f"{spec.name}.json", json.dumps(result, indent=1))
     print(write_summary(out))

@@ -32,7 +32,6 @@ under --work/<model>/ so a rerun resumes. Writes <out>/<model>.json and <out>/su
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -46,7 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_zoo import _read_json, _write_json, default_models, model_spec  # noqa: E402
+from bench_cli import model_bench_parser, model_names, numbers  # noqa: E402
+from bench_zoo import _read_json, _write_json, model_spec  # noqa: E402
 from schedc.atomic import atomic_write_text  # noqa: E402
 from schedc.compile import compile_schedule  # noqa: E402
 from schedc.evaluate import EVAL_SEED_START, replaying  # noqa: E402
@@ -124,8 +124,13 @@ class Transfer:
         profile.save(path)
         return profile
 
-    def schedule(self, profile: Profile, budget: float):
-        return compile_schedule(profile, budget, self.args.solver, Constraints(time_limit=self.args.time_limit))
+    def schedule(self, profile: Profile, budget: float, calibrating=None):
+        """--solver's schedule; the closed-loop search rolls out on `calibrating` (the adapter whose inputs the
+        profile was measured on; default the model's own), at the profile's sampler, as `schedc solve` does."""
+        context = (SolveContext(adapter=calibrating or self.adapter, progress=False)
+                   if self.args.solver == "search" else None)
+        return compile_schedule(profile, budget, self.args.solver, Constraints(time_limit=self.args.time_limit),
+                                context=context)
 
     def per_sample(self, adapter, schedule, sampler: SamplerConfig, batch: int = 32) -> np.ndarray:
         """[N] PSNR of `schedule` run at `sampler` vs full compute at `sampler`, held-out seeds."""
@@ -146,12 +151,12 @@ class Transfer:
                 "loss_mean": float(native.mean() - moved.mean()), "loss_p5": p5(native) - p5(moved), **extra}
 
     def compare(self, part: str, setting: str, native: Profile, elsewhere: Profile, adapter,
-                sampler: SamplerConfig) -> list[dict]:
+                sampler: SamplerConfig, elsewhere_adapter=None) -> list[dict]:
         """At every budget: a schedule compiled from `native` vs one from `elsewhere`, both run on `adapter`
-        at `sampler` (the run's conditions)."""
+        at `sampler` (the run's conditions); `elsewhere_adapter` holds the inputs `elsewhere` was calibrated on."""
         rows = []
         for budget in self.args.budgets:
-            a, b = self.schedule(native, budget), self.schedule(elsewhere, budget)
+            a, b = self.schedule(native, budget, adapter), self.schedule(elsewhere, budget, elsewhere_adapter or adapter)
             rows.append(self.row(part, setting, budget, self.per_sample(adapter, a, sampler),
                                  self.per_sample(adapter, b, sampler)))
             self.log(_line(rows[-1]))
@@ -177,7 +182,7 @@ class Transfer:
         calibrated = self.profile("classes-a", first, self.sampler)
         native = self.profile("classes-b", second, self.sampler)
         return self.compare("classes", f"calibrated on {_ids(halves[0])}, run on {_ids(halves[1])}", native,
-                            calibrated, second, self.sampler)
+                            calibrated, second, self.sampler, elsewhere_adapter=first)
 
     def part_guidance(self) -> list[dict]:
         if self.sampler.cfg == "none":
@@ -254,7 +259,7 @@ class Transfer:
         return compile_schedule(profile, budget, "search", Constraints(time_limit=self.args.time_limit), context=context)
 
     def run(self) -> dict:
-        path = self.work / "rows.json"
+        path = self.work / ("rows.json" if self.args.solver == "dp" else f"rows-{self.args.solver}.json")
         cached = _read_json(path) or {}
         key = {"budgets": self.args.budgets, "samples": self.args.samples, "calib": self.args.calib,
                "solver": self.args.solver, "steps": self.args.steps, "guidances": self.args.guidances,
@@ -351,33 +356,15 @@ def write_summary(out: Path) -> str:
     return text
 
 
-def _numbers(kind):
-    def parse(text: str):
-        try:
-            return [kind(x) for x in text.split(",") if x.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    return parse
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default=None, help="comma-separated zoo/NAME folders and built-ins (default: the zoo, "
-                                                       "digits-dit and reference-dit)")
-    parser.add_argument("--zoo-root", default=str(ROOT / "zoo"))
+    parser = model_bench_parser(__doc__, "/tmp/schedc-transfer", "transfer")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated parts ({','.join(PARTS)})")
-    parser.add_argument("--budgets", type=_numbers(float), default=[0.2, 0.3, 0.4, 0.5])
-    parser.add_argument("--steps", type=_numbers(int), default=[20, 25, 30, 100])
-    parser.add_argument("--guidances", type=_numbers(float), default=[1.5, 3.0, 5.0])
-    parser.add_argument("--batches", type=_numbers(int), default=[1, 4, 16, 64])
+    parser.add_argument("--budgets", type=numbers(float), default=[0.2, 0.3, 0.4, 0.5])
+    parser.add_argument("--steps", type=numbers(int), default=[20, 25, 30, 100])
+    parser.add_argument("--guidances", type=numbers(float), default=[1.5, 3.0, 5.0])
+    parser.add_argument("--batches", type=numbers(int), default=[1, 4, 16, 64])
     parser.add_argument("--solver", default="dp")
-    parser.add_argument("--time-limit", type=float, default=60.0)
     parser.add_argument("--calib", type=int, default=16, help="calibration samples of every profile (default 16)")
-    parser.add_argument("--samples", type=int, default=64, help="held-out samples (default 64)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--work", default="/tmp/schedc-transfer")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "transfer"))
-    parser.add_argument("--summary-only", action="store_true")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -389,9 +376,7 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown part(s) {', '.join(sorted(unknown))}: choose from {', '.join(PARTS)}")
     torch.set_num_threads(args.threads)
-    zoo_root = Path(args.zoo_root)
-    names = args.models.split(",") if args.models else default_models(zoo_root) + ["reference-dit"]
-    specs = [model_spec(n.strip(), zoo_root) for n in names if n.strip()]
+    specs = [model_spec(n, Path(args.zoo_root)) for n in model_names(args)]
     log = lambda m: print(m, flush=True)  # noqa: E731
     for spec in specs:
         result = _keep_other_parts(Transfer(spec, args, log).run(), _read_json(out / f"{spec.name}.json"), args.parts)

@@ -1,0 +1,45 @@
+"""The command line every per-model quality bench shares (transfer, calibration): which models, where the
+cached stages and results go, threads, held-out samples, and a summary rebuilt from the results alone."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def numbers(kind: type) -> Callable[[str], list]:
+    """argparse type: comma-separated numbers of `kind`."""
+    def parse(text: str) -> list:
+        try:
+            return [kind(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    return parse
+
+
+def model_bench_parser(doc: str, work: str, out: str) -> argparse.ArgumentParser:
+    """A parser with the shared options; the bench adds its own before parsing."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=None, help="comma-separated zoo/NAME folders and built-ins (default: the zoo, "
+                                                       "digits-dit and reference-dit)")
+    parser.add_argument("--zoo-root", default=str(ROOT / "zoo"))
+    parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per solve (a backstop: the search "
+                                                                         "stops on its evaluation budget first)")
+    parser.add_argument("--samples", type=int, default=64, help="held-out samples (default 64)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--work", default=work, help=f"cached stages, so a rerun resumes (default {work})")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / out))
+    parser.add_argument("--summary-only", action="store_true", help="rebuild summary.md from the results and stop")
+    return parser
+
+
+def model_names(args: argparse.Namespace) -> list[str]:
+    """--models, or every zoo model, digits-dit and reference-dit."""
+    from bench_zoo import default_models
+
+    if args.models:
+        return [n.strip() for n in args.models.split(",") if n.strip()]
+    return default_models(Path(args.zoo_root)) + ["reference-dit"]
