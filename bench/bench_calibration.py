@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_cli import model_bench_parser, model_names, numbers  # noqa: E402
-from bench_zoo import _read_json, _write_json, model_spec  # noqa: E402
+from bench_cli import model_bench_parser, model_specs, numbers  # noqa: E402
+from bench_zoo import _read_json, _write_json  # noqa: E402
 from schedc.atomic import atomic_write_text  # noqa: E402
 from schedc.compile import compile_solution  # noqa: E402
 from schedc.evaluate import EVAL_SEED_START, replaying  # noqa: E402
@@ -155,7 +155,7 @@ def main() -> int:
         parser.error(f"solvers are {', '.join(SOLVERS)} and sizes are positive")
     torch.set_num_threads(args.threads)
     log = lambda m: print(m, flush=True)  # noqa: E731
-    for spec in (model_spec(n, Path(args.zoo_root)) for n in model_names(args)):
+    for spec in model_specs(args):
         result = Curve(spec, args, log).run()
         atomic_write_text(out / f"{spec.name}.json", json.dumps(result, indent=1))
     print(write_summary(out))

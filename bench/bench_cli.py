@@ -7,6 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Callable
 
+from bench_zoo import ModelSpec, default_models, model_spec
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -26,8 +28,8 @@ def model_bench_parser(doc: str, work: str, out: str) -> argparse.ArgumentParser
     parser.add_argument("--models", default=None, help="comma-separated zoo/NAME folders and built-ins (default: the zoo, "
                                                        "digits-dit and reference-dit)")
     parser.add_argument("--zoo-root", default=str(ROOT / "zoo"))
-    parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per solve (a backstop: the search "
-                                                                         "stops on its evaluation budget first)")
+    parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per solve: the search stops at its "
+                                                                         "evaluation budget or this, whichever comes first")
     parser.add_argument("--samples", type=int, default=64, help="held-out samples (default 64)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", default=work, help=f"cached stages, so a rerun resumes (default {work})")
@@ -36,10 +38,9 @@ def model_bench_parser(doc: str, work: str, out: str) -> argparse.ArgumentParser
     return parser
 
 
-def model_names(args: argparse.Namespace) -> list[str]:
-    """--models, or every zoo model, digits-dit and reference-dit."""
-    from bench_zoo import default_models
-
-    if args.models:
-        return [n.strip() for n in args.models.split(",") if n.strip()]
-    return default_models(Path(args.zoo_root)) + ["reference-dit"]
+def model_specs(args: argparse.Namespace) -> list[ModelSpec]:
+    """The models of --models, or every zoo model, digits-dit and reference-dit."""
+    zoo_root = Path(args.zoo_root)
+    names = ([n.strip() for n in args.models.split(",") if n.strip()] if args.models
+             else default_models(zoo_root) + ["reference-dit"])
+    return [model_spec(name, zoo_root) for name in names]

@@ -45,8 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_cli import model_bench_parser, model_names, numbers  # noqa: E402
-from bench_zoo import _read_json, _write_json, model_spec  # noqa: E402
+from bench_cli import model_bench_parser, model_specs, numbers  # noqa: E402
+from bench_zoo import _read_json, _write_json  # noqa: E402
 from schedc.atomic import atomic_write_text  # noqa: E402
 from schedc.compile import compile_schedule  # noqa: E402
 from schedc.evaluate import EVAL_SEED_START, replaying  # noqa: E402
@@ -376,7 +376,7 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown part(s) {', '.join(sorted(unknown))}: choose from {', '.join(PARTS)}")
     torch.set_num_threads(args.threads)
-    specs = [model_spec(n, Path(args.zoo_root)) for n in model_names(args)]
+    specs = model_specs(args)
     log = lambda m: print(m, flush=True)  # noqa: E731
     for spec in specs:
         result = _keep_other_parts(Transfer(spec, args, log).run(), _read_json(out / f"{spec.name}.json"), args.parts)
