@@ -127,10 +127,9 @@ class Transfer:
     def schedule(self, profile: Profile, budget: float, calibrating=None):
         """--solver's schedule; the closed-loop search rolls out on `calibrating` (the adapter whose inputs the
         profile was measured on; default the model's own), at the profile's sampler, as `schedc solve` does."""
-        context = (SolveContext(adapter=calibrating or self.adapter, progress=False)
-                   if self.args.solver == "search" else None)
-        return compile_schedule(profile, budget, self.args.solver, Constraints(time_limit=self.args.time_limit),
-                                context=context)
+        if self.args.solver == "search":
+            return self.searched(profile, budget, calibrating=calibrating)
+        return compile_schedule(profile, budget, self.args.solver, Constraints(time_limit=self.args.time_limit))
 
     def per_sample(self, adapter, schedule, sampler: SamplerConfig, batch: int = 32) -> np.ndarray:
         """[N] PSNR of `schedule` run at `sampler` vs full compute at `sampler`, held-out seeds."""
@@ -248,13 +247,17 @@ class Transfer:
             singles = max(v for k, v in worst.items() if k.endswith("only"))
             rows.append({"part": "minimax", "setting": f"g in {','.join(f'{g:g}' for g in scales)}", "budget": budget,
                          "by_g": summary, "worst_case": worst, "meets": worst["--for worst"] >= singles - 1e-9,
-                         "margin": worst["--for worst"] - singles})
+                         "margin": worst["--for worst"] - singles,
+                         "selection": {name: {k: sch.provenance["stats"].get(k) for k in ("selected", "selected_on_fresh_seeds")}
+                                       for name, sch in schedules.items() if name.startswith("--for")}})
             self.log(f"minimax b={budget:.2f}: worst case " + ", ".join(f"{k} {v:.2f}" for k, v in worst.items()))
         return rows
 
-    def searched(self, profile: Profile, budget: float, others: tuple = (), objective: str = "mean", starts: tuple = ()):
-        """The default solver's schedule (closed-loop search at the profile's step count)."""
-        context = SolveContext(adapter=self.adapter, progress=False, settings=others, objective=objective,
+    def searched(self, profile: Profile, budget: float, others: tuple = (), objective: str = "mean", starts: tuple = (),
+                 calibrating=None):
+        """The default solver's schedule (closed-loop search at the profile's step count), rolling out on
+        `calibrating` (the adapter whose inputs the profile was measured on; default the model's own)."""
+        context = SolveContext(adapter=calibrating or self.adapter, progress=False, settings=others, objective=objective,
                                warm_starts=starts)
         return compile_schedule(profile, budget, "search", Constraints(time_limit=self.args.time_limit), context=context)
 

@@ -134,7 +134,7 @@ def test_single_setting_schedules_are_always_re_ranked_on_fresh_seeds(settings):
                                      for b in range(blocks)) for t in range(steps))
     best = Candidate("winner", grid({0}))
     tops = [Candidate(f"top{i}", grid({i % blocks, (i + 1) % blocks})) for i in range(SELECT_STARTS + 1)]
-    single = Candidate("given0", grid(set(range(blocks))))  # scored last on calibration
+    single = Candidate("given0", grid(set(range(blocks))), "given")  # scored last on calibration
     scored = [(Score(40.0 - i, 0.01), c, None) for i, c in enumerate(tops)] + [(Score(1.0, 0.5), single, None)]
     fresh = list(range(max(primary.meta.calibration_seeds) + 1, max(primary.meta.calibration_seeds) + 3))
     chosen, scores = _select_on_fresh_seeds(adapter, (primary, *others), get_objective("worst"), fresh, scored, best)

@@ -12,7 +12,7 @@ from schedc.errors import SolverError
 from schedc.problem import problem_from_profile
 from schedc.schedule import read_schedule
 from schedc.solvers import SolveContext, get_solver
-from schedc.solvers.families import family_candidates, step_dp, warmup_interval
+from schedc.solvers.families import Candidate, family_candidates, step_dp, warmup_interval
 from schedc.search import RolloutScorer, prediction_seeds, search_schedule
 from schedc_runtime.modes import REUSE_MODES
 
@@ -87,6 +87,17 @@ def test_families_fit_the_budget_and_keep_their_pattern(tiny_profile, budget):
     warm = warmup_interval(problem, budget, 3)
     if warm is not None:
         assert warm[:3].all()
+    assert {c.origin for c in cands} == {"family"}
+
+
+def test_a_candidate_says_where_it_came_from():
+    """The search treats starts by origin (a setting's DP and given starts are always re-ranked), not by name."""
+    grid = (("native", "native"), ("residual", "native"))
+    assert Candidate("x", grid, "given").origin == "given"
+    with pytest.raises(ValueError, match="origin"):
+        Candidate("x", grid, "dp@")
+    with pytest.raises(ValueError, match="step 0"):
+        Candidate("x", tuple(reversed(grid)))
 
 
 def test_step_dp_is_optimal_for_the_summed_additive_error(tiny_profile):

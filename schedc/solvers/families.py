@@ -36,10 +36,18 @@ class Candidate:
 
     name: str
     decisions: Decisions
+    origin: str = "family"  # one of ORIGINS: where the search got it (it treats each kind differently)
 
     def __post_init__(self) -> None:
         if not self.decisions or any(a != "native" for a in self.decisions[0]):
             raise ValueError(f"candidate {self.name}: step 0 must compute every block")
+        if self.origin not in ORIGINS:
+            raise ValueError(f"candidate {self.name}: origin {self.origin!r} is not one of {', '.join(ORIGINS)}")
+
+
+# family: a structured family below; dp: the additive model's DP; setting-dp: one setting's own DP (a
+# schedule for several settings must not lose to it); given: a caller's warm start; search: a local-search move
+ORIGINS = ("family", "dp", "setting-dp", "given", "search")
 
 
 def block_modes(problem: Problem) -> list[tuple[str, ...]]:
