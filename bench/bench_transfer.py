@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.stats import bootstrap
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -61,6 +62,22 @@ PARTS = ("steps", "classes", "guidance", "scheduler", "batch", "minimax")
 SCHEDULERS = ("DDIMScheduler", "DPMSolverMultistepScheduler", "EulerDiscreteScheduler")  # where compatible
 SOURCE_STEPS = 50  # the steps part compiles from a profile at this step count (issue #12: "compile at 50")
 CALIB_BATCH = 16
+CI_RESAMPLES = 2000  # paired bootstrap over held-out samples: how much of a loss is sampling noise
+
+
+def minimax_margin(arrays, scales: int) -> float:
+    """Worst case (lowest mean over the scales) of the first schedule minus the best worst case of the others;
+    `arrays`: each schedule's per-sample PSNR at every scale, schedule after schedule."""
+    worst = [min(float(np.mean(a)) for a in arrays[i:i + scales]) for i in range(0, len(arrays), scales)]
+    return worst[0] - max(worst[1:])
+
+
+def paired_ci(statistic, *arrays: np.ndarray) -> list[float]:
+    """95% percentile-bootstrap interval of `statistic(*arrays)`, resampling the held-out samples (the same
+    indices in every array: each array is one schedule or setting on the same seeds)."""
+    res = bootstrap(arrays, statistic, paired=True, vectorized=False, n_resamples=CI_RESAMPLES, method="percentile",
+                    random_state=0)
+    return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
 
 
 class LabelSubset:
@@ -147,7 +164,10 @@ class Transfer:
         p5 = lambda a: float(np.percentile(a, 5))  # noqa: E731
         return {"part": part, "setting": setting, "budget": budget, "native_mean": float(native.mean()),
                 "native_p5": p5(native), "transfer_mean": float(moved.mean()), "transfer_p5": p5(moved),
-                "loss_mean": float(native.mean() - moved.mean()), "loss_p5": p5(native) - p5(moved), **extra}
+                "loss_mean": float(native.mean() - moved.mean()), "loss_p5": p5(native) - p5(moved),
+                "loss_mean_ci": paired_ci(lambda a, b: np.mean(a) - np.mean(b), native, moved),
+                "native_psnr": [round(float(v), 3) for v in native], "transfer_psnr": [round(float(v), 3) for v in moved],
+                **extra}
 
     def compare(self, part: str, setting: str, native: Profile, elsewhere: Profile, adapter,
                 sampler: SamplerConfig, elsewhere_adapter=None) -> list[dict]:
@@ -245,9 +265,12 @@ class Transfer:
                        for name, runs in by_g.items()}
             worst = {name: min(v[0] for v in runs.values()) for name, runs in summary.items()}
             singles = max(v for k, v in worst.items() if k.endswith("only"))
+            names = [n for n in by_g if n.endswith("only")]
+            arrays = [by_g["--for worst"][g] for g in by_g["--for worst"]] + [by_g[n][g] for n in names for g in by_g[n]]
+            margin = lambda *a: minimax_margin(a, len(scales))  # noqa: E731
             rows.append({"part": "minimax", "setting": f"g in {','.join(f'{g:g}' for g in scales)}", "budget": budget,
                          "by_g": summary, "worst_case": worst, "meets": worst["--for worst"] >= singles - 1e-9,
-                         "margin": worst["--for worst"] - singles,
+                         "margin": worst["--for worst"] - singles, "margin_ci": paired_ci(margin, *arrays),
                          "selection": {name: {k: sch.provenance["stats"].get(k) for k in ("selected", "selected_on_fresh_seeds")}
                                        for name, sch in schedules.items() if name.startswith("--for")}})
             self.log(f"minimax b={budget:.2f}: worst case " + ", ".join(f"{k} {v:.2f}" for k, v in worst.items()))
@@ -308,21 +331,25 @@ def summary_markdown(results: list[dict]) -> str:
     lines = ["# Transfer: PSNR lost by a schedule run outside its calibration", "",
              "loss = (schedule compiled for the run's conditions) - (schedule compiled elsewhere), same solver and "
              "budget, held-out seeds, both vs full compute under the run's conditions; p5 = 5th percentile of "
-             "per-sample PSNR (the worst 5%). Positive loss: the transferred schedule is worse. Bars (issue #12): "
+             "per-sample PSNR (the worst 5%). Positive loss: the transferred schedule is worse. 95% CI: paired bootstrap "
+             f"of the mean loss over the held-out samples ({CI_RESAMPLES} resamples): an interval that holds 0 is a loss "
+             "within sampling noise. Bars (issue #12): "
              "classes <= 0.5 dB mean and <= 1 dB worst 5%; steps (retargeted vs native) within 1 dB at budgets 0.2-0.5.", ""]
     for res in results:
         s = res["settings"]
         lines += [f"## {s['model']} ({s['sampler']['steps']} steps {s['sampler']['scheduler']}, CFG {s['sampler']['cfg']} "
                   f"g={s['sampler']['guidance_scale']:g}; solver {s['solver']}, {s['calib']} calibration samples, "
                   f"{s['samples']} held-out)", "",
-                  "| part | setting | budget | compiled here: mean / p5 dB | transferred: mean / p5 dB | loss mean dB | loss p5 dB | meets bar |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| part | setting | budget | compiled here: mean / p5 dB | transferred: mean / p5 dB | loss mean dB | "
+                  "its 95% CI | loss p5 dB | meets bar |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in res["rows"] if r["part"] != "minimax"):
             bar = ACCEPT.get(r["part"])
             meets = "-" if bar is None else ("yes" if r["loss_mean"] <= bar[0] and (bar[1] is None or r["loss_p5"] <= bar[1])
                                             else "**no**")
             lines.append(f"| {r['part']} | {r['setting']} | {r['budget']:.2f} | {r['native_mean']:.2f} / {r['native_p5']:.2f} | "
-                         f"{r['transfer_mean']:.2f} / {r['transfer_p5']:.2f} | {r['loss_mean']:+.2f} | {r['loss_p5']:+.2f} | {meets} |")
+                         f"{r['transfer_mean']:.2f} / {r['transfer_p5']:.2f} | {r['loss_mean']:+.2f} | {_ci(r.get('loss_mean_ci'))} | "
+                         f"{r['loss_p5']:+.2f} | {meets} |")
         lines.append("")
         lines += _minimax_table([r for r in res["rows"] if r["part"] == "minimax"])
     total = [(r, ACCEPT[r["part"]]) for res in results for r in res["rows"] if r["part"] in ACCEPT]
@@ -333,6 +360,11 @@ def summary_markdown(results: list[dict]) -> str:
         lines.append(f"`--for worst` at least as good in the worst case as every single-scale schedule: "
                      f"{sum(r['meets'] for r in minimax)}/{len(minimax)} rows.")
     return "\n".join(lines) + "\n"
+
+
+def _ci(interval) -> str:
+    """A bootstrap interval as text ("-" for rows measured before the bench kept one)."""
+    return "-" if not interval else f"[{interval[0]:+.2f}, {interval[1]:+.2f}]"
 
 
 def _minimax_table(rows: list[dict]) -> list[str]:
@@ -346,7 +378,8 @@ def _minimax_table(rows: list[dict]) -> list[str]:
              "|---|---|" + "---|" * len(scales) + "---|---|"]
     for r in rows:
         for name, runs in r["by_g"].items():
-            meets = ("yes" if r["meets"] else "**no**") + f" ({r['margin']:+.2f})" if name == "--for worst" else ""
+            meets = (("yes" if r["meets"] else "**no**") + f" ({r['margin']:+.2f}, 95% CI {_ci(r.get('margin_ci'))})"
+                     if name == "--for worst" else "")
             lines.append(f"| {r['budget']:.2f} | {name} | " + " | ".join(f"{runs[g][0]:.2f} / {runs[g][1]:.2f}" for g in scales)
                          + f" | {r['worst_case'][name]:.2f} | {meets} |")
     return lines + [""]
