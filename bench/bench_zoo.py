@@ -11,7 +11,9 @@ Per model (issue #11, deliverable 5), each stage cached under --work/<model>/ so
    everything after runs at the sampler recorded in that profile;
 2. schedc schedules at every --budgets with --solver (default: the closed-loop search, --evaluations
    rollouts, on the profile's calibration seeds), solved in rising order with each budget's schedule a
-   warm start of the next (`schedc solve --warm-start`), saved as <solver>-b0.30.yaml;
+   warm start of the next (`schedc solve --warm-start`), saved as <solver>-b0.30.yaml; then, unless
+   --no-matched-budgets, at each fewer-steps baseline's own budget (the one whose ideal time is that run's:
+   what a user matching its speed asks for), warm-started from the ladder's schedule below it;
 3. baselines at --baseline-budgets as `schedc eval --baselines` builds them (fewer steps, with its own
    sampler; uniform; Δ-DiT);
 4. the ecosystem's caches over their settings grids (schedc.ecosystem.ECOSYSTEM_CACHES; MagCache
@@ -208,7 +210,7 @@ class Bench:
         return profile
 
     # (ii) schedc schedules
-    def schedules(self, profile: Profile) -> tuple[dict[float, object], list[str]]:
+    def schedules(self, profile: Profile, matched: dict[float, str]) -> tuple[dict[float, object], list[str]]:
         from schedc.compile import compile_solution
         from schedc.solvers import Constraints, SolveContext
 
@@ -219,13 +221,20 @@ class Bench:
                     "profile": profile.digest(), "ladder": True, "vary_steps": not args.fixed_steps}
         out, failed = {}, []
         previous = None  # the schedule at the next lower budget: a warm start (`schedc solve --warm-start`)
-        for budget in sorted(args.budgets):
-            path = self.work / f"{args.solver}-b{budget:.2f}.yaml"
+        ladder = sorted(args.budgets)
+        # the ladder first (each budget warm-starts the next), then the matched budgets, each warm-started
+        # from the ladder's schedule below it and starting nothing: the ladder is the same with or without them
+        for budget in ladder + sorted(matched):
+            if budget in matched:
+                below = [b for b in ladder if b < budget and b in out]
+                previous = out[below[-1]] if below else None
+            path = self.work / f"{args.solver}-b{budget_label(budget)}.yaml"
             entry = index.get(path.name)
             if path.exists() and entry and entry.get("settings") == settings:
                 out[budget] = previous = read_schedule(path)
                 continue
-            self.log(f"budget {budget:.2f} ({args.solver}, {args.evaluations} evaluations)", "solve")
+            self.log(f"budget {budget_label(budget)} ({args.solver}, {args.evaluations} evaluations"
+                     + (f"; the budget of {matched[budget]}" if budget in matched else "") + ")", "solve")
             started = time.perf_counter()
             try:
                 compiled = compile_solution(
@@ -296,11 +305,12 @@ class Bench:
         profile = self.profile()
         sampler = SamplerConfig(**profile.meta.sampler)  # every later stage runs at the profile's sampler
         block_flops, _ = self.adapter.flops()
-        schedules, failed = self.schedules(profile)
         seeds = list(range(EVAL_SEED_START, EVAL_SEED_START + args.samples))
         timing_inputs = self.adapter.make_inputs(seeds[: args.timing_batch])
         nonblock = self.nonblock_share(sampler, timing_inputs)
         baselines, baseline_failed = self.baselines(profile, sampler, nonblock)
+        matched = {} if args.no_matched_budgets else matched_budgets(profile, baselines, args.budgets)
+        schedules, failed = self.schedules(profile, matched)
         failed += baseline_failed
         eco, skipped = self.ecosystem(profile, sampler)
 
@@ -308,8 +318,8 @@ class Bench:
         variants: list[tuple[Variant, dict]] = [(full_variant(), {"key": "full"})]
         for budget, schedule in sorted(schedules.items()):
             stats = schedule.provenance.get("stats") or {}
-            variants.append((schedule_variant(self.adapter, schedule, "schedc", f"{args.solver} b={budget:.2f}"), {
-                "budget": budget, "cost": block_cost(schedule, block_flops, sampler.steps),
+            variants.append((schedule_variant(self.adapter, schedule, "schedc", f"{args.solver} b={budget_label(budget)}"), {
+                "budget": budget, "matched_to": matched.get(budget), "cost": block_cost(schedule, block_flops, sampler.steps),
                 "model_cost": (schedule.provenance.get("predicted") or {}).get("cost"),
                 "cost_model": schedule.provenance.get("cost_model"),
                 "predicted_psnr": stats.get("predicted_psnr"), "search_psnr": stats.get("search_psnr"),
@@ -402,7 +412,8 @@ class Bench:
             "calibration_seeds": f"0-{args.calib - 1} (profile; the search scores on its first 16 and predicts on the "
                                  f"rest); 0-{MAGCACHE_CALIB - 1} (MagCache's calibration)",
             "solver": args.solver, "evaluations": args.evaluations, "time_limit": args.time_limit,
-            "budgets": args.budgets, "baseline_budgets": args.baseline_budgets, "timing_batch": args.timing_batch,
+            "budgets": args.budgets, "matched_budgets": {f"{b:.4f}": m for b, m in matched.items()},
+            "baseline_budgets": args.baseline_budgets, "timing_batch": args.timing_batch,
             "rounds": args.rounds, "threads": torch.get_num_threads(), "torch": torch.__version__,
             "nonblock_share": nonblock, "full_class_acc": cache.get("full_class_acc"), "skipped": skipped,
             "failed": failed, "flat_db": args.flat_db, "work": str(self.work),
@@ -410,6 +421,31 @@ class Bench:
         }
         result = {"settings": settings, "rows": rows, "checks": checks(rows, args.flat_db)}
         return result
+
+
+def budget_label(budget: float) -> str:
+    """0.30 -> "0.30"; an off-ladder budget keeps four decimals (0.3162), so names and tables stay distinct."""
+    return f"{budget:.2f}" if abs(budget * 100 - round(budget * 100)) < 1e-9 else f"{budget:.4f}"
+
+
+def matched_budgets(profile: Profile, baselines: list[tuple], ladder: list[float]) -> dict[float, str]:
+    """The schedc budget whose ideal time is a fewer-steps baseline's (n of N steps, every block: time n/N,
+    budget block_cost_at(n/N, o) with the profile's recorded non-block share o), rounded up to 1e-4 so that
+    run fits. A user matching that speed asks for that budget; the fixed ladder may fall on either side of it
+    (uniform and Δ-DiT spend exactly their budget, so they need none). Empty when o was not recorded."""
+    from schedc.step_settings import block_cost_at
+
+    share = profile.meta.nonblock_share
+    if share is None:
+        return {}
+    out: dict[float, str] = {}
+    for name, setting, _, schedule in baselines:
+        if name != "fewer-steps":
+            continue
+        budget = math.ceil(block_cost_at(schedule.num_steps / profile.num_steps, min(share, 0.95)) * 1e4 - 1e-6) / 1e4
+        if 0.0 < budget < 1.0 and all(abs(budget - b) > 1e-9 for b in ladder):
+            out.setdefault(budget, f"fewer-steps {setting}")
+    return out
 
 
 # -- checks and reports ------------------------------------------------------------------------------
@@ -518,7 +554,7 @@ def model_markdown(result: dict, command: str) -> str:
         else:
             d = f"{r['delta_psnr']:+.2f}"
             steps = f" ({m['steps']} steps)" if m.get("steps") not in (None, sampler["steps"]) else ""
-            lines.append(head + f"{m['budget']:.2f}{steps} | {m['speedup']:.2f}x | {m['psnr']:.2f} | "
+            lines.append(head + f"{budget_label(m['budget'])}{steps} | {m['speedup']:.2f}x | {m['psnr']:.2f} | "
                          + ((f"**{d}** (tie: the same schedule) |" if r.get("tie") else f"**{d}** (lost) |")
                             if r["lost"] else f"{d} |"))
     lines += ["", f"schedc schedules ({s['solver']}); predicted PSNR = the search's measurement on calibration seeds "
@@ -527,7 +563,7 @@ def model_markdown(result: dict, command: str) -> str:
               "|---|---|---|---|---|---|---|---|"]
     for r in sorted(ours, key=lambda r: r["budget"]):
         e = r.get("prediction_error_db")
-        lines.append(f"| {r['budget']:.2f} | {r.get('steps') or sampler['steps']} | {r['cost']:.3f} | {r['speedup']:.2f}x | {_f(r.get('predicted_psnr'))} | "
+        lines.append(f"| {budget_label(r['budget'])}{' (matched)' if r.get('matched_to') else ''} | {r.get('steps') or sampler['steps']} | {r['cost']:.3f} | {r['speedup']:.2f}x | {_f(r.get('predicted_psnr'))} | "
                      f"{r['psnr']:.2f} | {_f(e, '+.2f')} | {'-' if e is None else ('yes' if abs(e) <= PREDICTION_DB else '**no**')} |")
     share = c["prediction_share"]
     lines += ["",
@@ -662,6 +698,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fixed-steps", action="store_true",
                         help="the search keeps the profiled step count (default: it also tries fewer steps, as `schedc solve` does)")
+    parser.add_argument("--no-matched-budgets", action="store_true",
+                        help="solve only --budgets (default: also each fewer-steps baseline's own budget, the one a user "
+                             "matching its speed would ask for; the ladder is the same either way)")
     parser.add_argument("--flat-db", type=float, default=0.1,
                         help="a budget stretch longer than 0.1 rising by less than this is flat (default 0.1 dB)")
     parser.add_argument("--summary-only", action="store_true", help="rebuild summary.md from <out>/*.json and stop")

@@ -25,10 +25,12 @@ from schedc_runtime import apply_schedule
 
 @dataclass(frozen=True)
 class Score:
-    """Mean over samples of PSNR (dB) and relative L2 against full compute."""
+    """Mean over samples of PSNR (dB) and relative L2 against full compute; `samples`: the per-sample PSNRs
+    (for paired comparisons on the same seeds, schedc.selection), empty where only the means are known."""
 
     psnr: float
     rel_l2: float
+    samples: tuple[float, ...] = field(default=(), compare=False, repr=False)
 
     def better_than(self, other: "Score") -> bool:
         return self.psnr > other.psnr + 1e-6
@@ -62,7 +64,9 @@ class RolloutScorer:
             if not torch.isfinite(out).all():
                 self._memo[key] = Score(-math.inf, math.inf)
             else:
-                self._memo[key] = Score(float(psnr(out, self.full).mean()), float(rel_l2(out, self.full).mean()))
+                each = psnr(out, self.full)  # [N]
+                self._memo[key] = Score(float(each.mean()), float(rel_l2(out, self.full).mean()),
+                                        tuple(float(v) for v in each))
         return self._memo[key]
 
 

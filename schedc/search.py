@@ -10,9 +10,10 @@ interaction is in the score.
 1. Warm starts: the DP's schedule (default decisions, cache-only, residual-only) and every structured
    family (`schedc.solvers.families`: uniform, TaylorSeer-like warm-up + interval, FirstBlockCache /
    DBCache-like first-blocks, Δ-DiT, a step-level DP), each placed at the budget and scored.
-2. Local search from the best: budget-feasible moves (shift a block's compute to a nearby step,
-   move a whole refresh step, trade a compute between blocks, switch the reuse mode of a step or a
-   block, spend leftover budget), first improvement, deterministic by seed.
+2. Local search from the best: budget-feasible moves (`schedc.search_moves`), first improvement,
+   deterministic by seed. A start with no feasible move (every block computes every step, e.g. a
+   fewer-step run that fills the budget exactly) hands the remaining evaluations to the next-best start
+   that has one; the result is still the best schedule scored.
 3. Prediction: the winner is measured again on fresh seeds right after the profile's calibration seeds
    (the schedule records them as calibration seeds, so evaluation never uses them) that the search never
    scored, so the predicted PSNR / rel L2 in the schedule is an unbiased estimate for new inputs.
@@ -21,8 +22,9 @@ The result is never worse on the search's calibration samples than any warm star
 them unless the time limit ends the warm starts, DP first; `unscored_starts` counts the rest). A schedule
 for several settings (`settings`, the worst case or mean over guidance scales) is the exception: a worst
 case over 16 samples per setting overfits, so the local search's winner and the best starts are re-ranked
-on 64 fresh calibration-side seeds and the best there is kept (never worse there than those starts); the
-prediction is measured on the seeds after those.
+on 64 fresh calibration-side seeds (`schedc.selection`: a pick made for several settings must lead the best
+single-setting schedule with 95% bootstrap confidence there, else that one is kept); the prediction is
+measured on the seeds after those.
 Deterministic by seed as long as the evaluation budget (`evaluations`) ends the search; the time limit
 is a guard (the stats record which one stopped it).
 """
@@ -48,7 +50,9 @@ from schedc.rollout import RolloutScorer, Score, SettingsScorer
 from schedc.sampler_config import EVAL_SEED_START
 from schedc.solvers.base import Constraints, Solution
 from schedc.solvers.context import SolveContext
-from schedc.solvers.families import Candidate, Decisions, block_modes, family_candidates
+from schedc.search_moves import has_reuse, moves_at
+from schedc.selection import select_on_fresh_seeds
+from schedc.solvers.families import Candidate, Decisions, family_candidates
 from schedc.step_settings import (StepSetting, alternative_step_counts, block_cost_at, measure_nonblock_share,
                                   profiled_setting, retargeted_setting, time_fraction)
 from schedc_runtime.modes import REUSE_MODES
@@ -60,123 +64,6 @@ EVALUATIONS = 80  # rollouts of the local search (the deterministic stopping rul
 MAX_MISSES = 2000  # proposals in a row without a feasible move: the schedule has none, stop
 SELECT_SAMPLES = 64  # fresh seeds a schedule for several settings is re-ranked on (the worst case is noisy; 32
 # left held-out losses of 0.16-0.36 dB against a finalist, README section 10)
-SELECT_STARTS = 3  # best starts re-ranked with the local search's winner
-SINGLE_SETTING_STARTS = ("setting-dp", "given")  # origins of starts always re-ranked too (see _select_on_fresh_seeds)
-
-
-class Moves:
-    """Budget-feasible neighbours of a decisions grid, drawn with a seeded generator."""
-
-    KINDS = ("shift", "column", "trade", "mode-step", "mode-block", "fill")
-
-    def __init__(self, problem: Problem, budget: float, first_full: int, rng: np.random.Generator,
-                 cache_ok=lambda grid: True) -> None:
-        self.problem, self.budget, self.first = problem, budget, first_full
-        self.rng = rng
-        self.modes = block_modes(problem)
-        self.cache_ok = cache_ok  # decisions -> whether their caches fit the memory limit
-
-    def feasible(self, grid: np.ndarray) -> bool:
-        return (self.problem.evaluate_decisions(grid.tolist())[1] <= self.budget * (1 + 1e-9)
-                and self.cache_ok(tuple(tuple(str(a) for a in row) for row in grid)))
-
-    def repair(self, grid: np.ndarray, blocks) -> None:
-        """Reuses whose mode needs more computes than the block has had fall back to a simpler mode."""
-        for b in blocks:
-            computed = 0
-            for t in range(grid.shape[0]):
-                a = grid[t, b]
-                if a not in REUSE_MODES:
-                    computed += 1
-                elif REUSE_MODES[a].history > computed:
-                    grid[t, b] = next((m for m in self.modes[b] if REUSE_MODES[m].history <= computed), self.modes[b][0])
-
-    def _reuse_mode_near(self, grid: np.ndarray, t: int, b: int) -> str:
-        """The mode a new reuse at (t, b) takes: its neighbour's, else the block's first."""
-        for u in (t - 1, t + 1):
-            if 0 <= u < grid.shape[0] and grid[u, b] in REUSE_MODES:
-                return str(grid[u, b])
-        return self.modes[b][0]
-
-    def propose(self, decisions: Decisions) -> tuple[str, Decisions] | None:
-        grid = np.array(decisions, dtype=object)  # [T, B]
-        kind = self.KINDS[int(self.rng.integers(len(self.KINDS)))]
-        changed = getattr(self, "_" + kind.replace("-", "_"))(grid)
-        if changed is None:
-            return None
-        self.repair(grid, changed)
-        if not self.feasible(grid):
-            return None
-        return kind, tuple(tuple(str(a) for a in row) for row in grid)
-
-    # each move edits `grid` in place and returns the blocks it touched (None: nothing to do)
-    def _compute_cells(self, grid: np.ndarray) -> np.ndarray:
-        mask = np.vectorize(lambda a: a not in REUSE_MODES)(grid)
-        mask[: self.first] = False
-        return np.argwhere(mask)
-
-    def _shift(self, grid: np.ndarray):
-        cells = self._compute_cells(grid)
-        if not len(cells):
-            return None
-        t, b = cells[int(self.rng.integers(len(cells)))]
-        u = t + int(self.rng.choice([-3, -2, -1, 1, 2, 3]))
-        if not (self.first <= u < grid.shape[0]) or grid[u, b] not in REUSE_MODES:
-            return None
-        mode = grid[u, b]
-        grid[u, b], grid[t, b] = grid[t, b], mode
-        return [b]
-
-    def _column(self, grid: np.ndarray):
-        cells = self._compute_cells(grid)
-        if not len(cells):
-            return None
-        t = int(cells[int(self.rng.integers(len(cells)))][0])
-        u = t + int(self.rng.choice([-2, -1, 1, 2]))
-        if not (self.first <= u < grid.shape[0]):
-            return None
-        moved = [b for b in range(grid.shape[1]) if grid[t, b] not in REUSE_MODES and grid[u, b] in REUSE_MODES]
-        if not moved:
-            return None
-        for b in moved:
-            grid[u, b], grid[t, b] = grid[t, b], grid[u, b]
-        return moved
-
-    def _trade(self, grid: np.ndarray):
-        cells = self._compute_cells(grid)
-        reuse = np.argwhere(np.vectorize(lambda a: a in REUSE_MODES)(grid))
-        if not len(cells) or not len(reuse):
-            return None
-        t, b = cells[int(self.rng.integers(len(cells)))]
-        u, c = reuse[int(self.rng.integers(len(reuse)))]
-        grid[u, c], grid[t, b] = grid[t, b], self._reuse_mode_near(grid, t, b)
-        return [b, c]
-
-    def _mode_step(self, grid: np.ndarray):
-        t = int(self.rng.integers(self.first, grid.shape[0])) if grid.shape[0] > self.first else None
-        if t is None:
-            return None
-        mode = str(self.rng.choice(self.problem.reuse_modes))
-        touched = [b for b in range(grid.shape[1]) if grid[t, b] in REUSE_MODES and mode in self.modes[b] and grid[t, b] != mode]
-        for b in touched:
-            grid[t, b] = mode
-        return touched or None
-
-    def _mode_block(self, grid: np.ndarray):
-        b = int(self.rng.integers(grid.shape[1]))
-        mode = str(self.rng.choice(self.modes[b]))
-        rows = [t for t in range(grid.shape[0]) if grid[t, b] in REUSE_MODES and grid[t, b] != mode]
-        for t in rows:
-            grid[t, b] = mode
-        return [b] if rows else None
-
-    def _fill(self, grid: np.ndarray):
-        reuse = np.argwhere(np.vectorize(lambda a: a in REUSE_MODES)(grid))
-        if not len(reuse):
-            return None
-        u, c = reuse[int(self.rng.integers(len(reuse)))]
-        grid[u, c] = "native"
-        return [c]
 
 
 def _dp_candidates(problem: Problem, budget: float, constraints: Constraints) -> list[Candidate]:
@@ -208,28 +95,6 @@ def _cache_check(constraints: Constraints):
     def ok(profile: Profile, grid: Decisions) -> bool:
         return build_schedule(profile, grid, {"solver": "cache-check"}).peak_cache_bytes(tensor_bytes) <= limit * (1 + 1e-9)
     return ok
-
-
-def _select_on_fresh_seeds(adapter: ModelAdapter, profiles: Sequence[Profile], goal, fresh: list[int],
-                           scored: list, best: Candidate) -> tuple[Candidate, dict]:
-    """The local search's winner, one of the best starts or one of the single-setting schedules (each
-    setting's DP and every given warm start), whichever scores best on the `fresh` seeds (right after the
-    calibration seeds; the prediction then uses the ones after those). The single-setting schedules are
-    always finalists: they are what a schedule for several settings is compared with, and a winner
-    picked on few calibration samples can lose to them on new ones."""
-    scorer = SettingsScorer([RolloutScorer(adapter, p, fresh) for p in profiles], goal)
-    ranked = sorted(scored, key=lambda sc: -sc[0].psnr)
-    finalists = {best.decisions: best}
-    for _, cand, _ in ranked:
-        if len(finalists) > SELECT_STARTS:
-            break
-        finalists.setdefault(cand.decisions, cand)
-    for _, cand, _ in scored:
-        if cand.origin in SINGLE_SETTING_STARTS:
-            finalists.setdefault(cand.decisions, cand)
-    scores = {c.name: scorer(c.decisions) for c in finalists.values()}
-    chosen = max(finalists.values(), key=lambda c: scores[c.name].psnr)
-    return chosen, {name: round(sc.psnr, 3) for name, sc in scores.items()}
 
 
 def _check_settings(profile: Profile, settings: Sequence[Profile], vary_steps: bool) -> None:
@@ -395,36 +260,50 @@ def search_schedule(
     if not scored:
         raise SolverError(f"no start could be scored within the time limit at budget {budget:.3f}")
     best_score, best, setting = max(scored, key=lambda sc: sc[0].psnr)
-    target = None if setting is native else setting.profile
     start_name, start_scores = best.name, {c.name: round(s.psnr, 3) for s, c, _ in scored}
-    moves = Moves(setting.problem, setting.budget, min(first, setting.steps), np.random.default_rng(seed),
-                  lambda grid: cache_ok(setting.profile, grid))
+    # restarts: when the current start has no feasible move (every block computes every step, e.g. a
+    # fewer-step run that fits exactly), the local search goes on from the best start that has one
+    restarts = [sc for sc in sorted(scored, key=lambda sc: -sc[0].psnr) if has_reuse(sc[1].decisions)]
+    current_score, current, at = best_score, best, setting
+    rng = np.random.default_rng(seed)
+    moves = moves_at(at, first, rng, cache_ok)
     accepted: dict[str, int] = {}
     tried = misses = 0
+    restarted_from: list[str] = []
     while tried < evaluations and stopped == "evaluations":
         if time.perf_counter() - started > time_limit:
             stopped = "time limit"
             break
-        proposal = moves.propose(best.decisions)
+        proposal = moves.propose(current.decisions)
         if proposal is None:  # e.g. every block computes every step: nothing to move
             misses += 1
             if misses >= MAX_MISSES:
-                stopped = "no feasible move"
+                restarts = [sc for sc in restarts if sc[1].decisions != current.decisions
+                            and sc[1].name not in restarted_from]
+                if not restarts:
+                    stopped = "no feasible move"
+                    continue
+                current_score, current, at = restarts.pop(0)
+                restarted_from.append(current.name)
+                moves, misses = moves_at(at, first, rng, cache_ok), 0
             continue
         misses = 0
         kind, grid = proposal
         tried += 1
         bar.update(1)
-        score = scorer(grid, target)
-        if score.better_than(best_score):
-            best_score, best = score, Candidate(f"{best.name}+{kind}", grid, "search")
+        score = scorer(grid, None if at is native else at.profile)
+        if score.better_than(current_score):
+            current_score, current = score, Candidate(f"{current.name}+{kind}", grid, "search")
             accepted[kind] = accepted.get(kind, 0) + 1
-            bar.set_postfix(psnr=f"{best_score.psnr:.2f}")
+            if current_score.better_than(best_score):
+                best_score, best, setting = current_score, current, at
+                bar.set_postfix(psnr=f"{best_score.psnr:.2f}")
+    target = None if setting is native else setting.profile
     bar.close()
     selection: dict = {}
     picked = prediction_seeds(seeds, SELECT_SAMPLES) if settings and predict_samples else []
     if picked:  # a worst case over settings on few samples overfits: re-rank on fresh ones
-        best, selection = _select_on_fresh_seeds(adapter, (profile, *settings), goal, picked, scored, best)
+        best, selection, confidence = select_on_fresh_seeds(adapter, (profile, *settings), goal, picked, scored, best)
         best_score = scorer(best.decisions)  # memoised: its score on the search's samples
     predicted, by_setting = best_score, scorer.each(best.decisions, target)
     held = prediction_seeds(seeds, predict_samples, after=len(picked))
@@ -443,8 +322,10 @@ def search_schedule(
     stats = {"solve_seconds": time.perf_counter() - started, "start": start_name, "search_psnr": best_score.psnr,
              "predicted_psnr": predicted.psnr, "predict_seeds": len(held), "search_seeds": min(samples, len(seeds)),
              **({"prediction_seeds": format_ranges(picked + held)} if held or picked else {}),
-             **({"selected_on_fresh_seeds": selection, "selected": best.name} if selection else {}),
+             **({"selected_on_fresh_seeds": selection, "selected": best.name, "lead_confidence": confidence}
+                if selection else {}),
              "rollouts": scorer.calls, "accepted": sum(accepted.values()), "stopped_by": stopped, "seed": seed,
+             **({"restarted_from": restarted_from} if restarted_from else {}),
              "additive_rel_l2": pred_error if math.isfinite(pred_error) else None, "warm_starts": start_scores,
              "unscored_starts": planned - len(scored),
              "given_starts_skipped": len(warm_starts) - grids_used, **steps_stats}

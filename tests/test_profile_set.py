@@ -124,7 +124,7 @@ def test_single_setting_schedules_are_always_re_ranked_on_fresh_seeds(settings):
     single-setting schedule, even one that scored last on calibration (it may win on new seeds)."""
     from schedc.objectives import get_objective
     from schedc.rollout import Score
-    from schedc.search import SELECT_STARTS, _select_on_fresh_seeds
+    from schedc.selection import SELECT_CONFIDENCE, SELECT_STARTS, SINGLE_SETTING_STARTS, select_on_fresh_seeds
     from schedc.solvers.families import Candidate
 
     adapter = make_tiny_adapter()
@@ -137,6 +137,31 @@ def test_single_setting_schedules_are_always_re_ranked_on_fresh_seeds(settings):
     single = Candidate("given0", grid(set(range(blocks))), "given")  # scored last on calibration
     scored = [(Score(40.0 - i, 0.01), c, None) for i, c in enumerate(tops)] + [(Score(1.0, 0.5), single, None)]
     fresh = list(range(max(primary.meta.calibration_seeds) + 1, max(primary.meta.calibration_seeds) + 3))
-    chosen, scores = _select_on_fresh_seeds(adapter, (primary, *others), get_objective("worst"), fresh, scored, best)
+    chosen, scores, confidence = select_on_fresh_seeds(adapter, (primary, *others), get_objective("worst"), fresh,
+                                                       scored, best)
     assert "given0" in scores and "winner" in scores
-    assert scores[chosen.name] == max(scores.values())
+    leader = max(scores, key=scores.get)
+    if leader == "given0":  # a single-setting schedule leads: no contest
+        assert chosen.name == "given0" and confidence is None
+    else:  # the leader is kept only when it leads the single-setting schedule confidently
+        assert 0.0 <= confidence <= 1.0
+        assert chosen.name == (leader if confidence >= SELECT_CONFIDENCE else "given0")
+        assert (chosen.origin in SINGLE_SETTING_STARTS) == (confidence < SELECT_CONFIDENCE)
+
+
+def test_a_lead_within_the_seeds_noise_is_not_confident():
+    """Paired bootstrap over seeds: a lead every seed agrees on is confident; one a single seed makes is not."""
+    from schedc.objectives import get_objective
+    from schedc.rollout import Score
+    from schedc.selection import lead_confidence
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(40.0, 3.0, size=(3, 64))  # [settings, seeds]
+    score = lambda a: [Score(float(r.mean()), 0.01, tuple(r.tolist())) for r in a]  # noqa: E731
+    worst = get_objective("worst")
+    assert lead_confidence(worst, score(base + 0.5), score(base)) == 1.0  # every seed 0.5 dB better
+    noisy = base + rng.normal(0.0, 3.0, size=base.shape)
+    noisy[:, 0] += 200.0  # one seed carries the whole lead (absent from ~37% of resamples)
+    assert lead_confidence(worst, score(noisy), score(base)) < 0.95
+    assert lead_confidence(worst, score(base), score(base)) == 0.0  # a tie is no lead
+    assert lead_confidence(worst, score(base), score(base + 0.5)) == 0.0

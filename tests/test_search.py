@@ -52,6 +52,30 @@ def test_search_is_deterministic_by_seed_and_predicts_on_unsearched_seeds(tiny_p
     assert a.predicted_error == pytest.approx(again.rel_l2, rel=1e-4)
 
 
+def test_a_start_with_no_move_hands_the_evaluations_to_the_next_start_that_has_one(tiny_profile):
+    """With the first 8 steps forced to compute, every generated start computes everything (nothing to move);
+    a given start that reuses is where the local search goes on, spending its evaluations there, and the
+    result is still the best schedule scored."""
+    from schedc.solvers import Constraints
+
+    adapter = make_tiny_adapter()
+    problem = problem_from_profile(tiny_profile)
+    reusing = _search(adapter, tiny_profile, budget=0.6)[1].actions()
+    assert any(a in REUSE_MODES for row in reusing for a in row)
+
+    def run(evaluations=6):
+        return search_schedule(adapter, tiny_profile, problem, 1.0, Constraints(first_full=8),
+                               evaluations=evaluations, samples=2, predict_samples=0, progress=False,
+                               warm_starts=[reusing])
+    sol = run()
+    assert sol.stats["restarted_from"] == ["given0"] and sol.stats["stopped_by"] == "evaluations"
+    assert sol.stats["rollouts"] > run(evaluations=0).stats["rollouts"]  # evaluations spent after the restart
+    best_start = max(sol.stats["warm_starts"].values())
+    assert sol.stats["search_psnr"] >= best_start - 1e-3
+    again = run()
+    assert again.actions() == sol.actions() and again.stats["rollouts"] == sol.stats["rollouts"]
+
+
 def test_search_refuses_a_model_that_is_not_the_profiled_one(tiny_profile):
     with pytest.raises(SolverError, match="not it"):
         _search(make_tiny_adapter(depth=3), tiny_profile)
