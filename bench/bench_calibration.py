@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_cli import model_bench_parser, model_specs, numbers  # noqa: E402
-from bench_zoo import _read_json, _write_json  # noqa: E402
+from bench_io import read_json, write_json  # noqa: E402
 from schedc.atomic import atomic_write_text  # noqa: E402
 from schedc.compile import compile_solution  # noqa: E402
 from schedc.evaluate import EVAL_SEED_START, replaying  # noqa: E402
@@ -88,7 +88,7 @@ class Curve:
 
     def run(self) -> dict:
         path = self.work / "rows.json"
-        cached = _read_json(path) or {}
+        cached = read_json(path) or {}
         key = {"samples": self.args.samples, "time_limit": self.args.time_limit}
         rows = cached.get("rows", []) if cached.get("key") == key else []
         done = {(r["n"], r["solver"], r["budget"]) for r in rows}
@@ -97,7 +97,7 @@ class Curve:
                 for solver in self.args.solvers:
                     if (n, solver, budget) not in done:
                         rows.append(self.point(n, solver, budget))
-                        _write_json(path, {"key": key, "rows": rows})
+                        write_json(path, {"key": key, "rows": rows})
         settings = {"model": self.spec.name, "sampler": self.sampler.to_dict(), **key,
                     "eval_seeds": f"{EVAL_SEED_START}-{EVAL_SEED_START + self.args.samples - 1}",
                     "calibration_seeds": "0..n-1", "threads": torch.get_num_threads(), "torch": torch.__version__}
@@ -133,7 +133,7 @@ def _cell(r: dict | None) -> str:
 
 
 def write_summary(out: Path) -> str:
-    results = [d for d in (_read_json(p) for p in sorted(out.glob("*.json"))) if d and "rows" in d]
+    results = [d for d in (read_json(p) for p in sorted(out.glob("*.json"))) if d and "rows" in d]
     text = summary_markdown(results)
     atomic_write_text(out / "summary.md", text)
     return text

@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_cli import model_bench_parser, model_specs, numbers  # noqa: E402
-from bench_zoo import _read_json, _write_json  # noqa: E402
+from bench_io import read_json, write_json  # noqa: E402
 from schedc.atomic import atomic_write_text  # noqa: E402
 from schedc.compile import compile_schedule  # noqa: E402
 from schedc.evaluate import EVAL_SEED_START, replaying  # noqa: E402
@@ -286,7 +286,7 @@ class Transfer:
 
     def run(self) -> dict:
         path = self.work / ("rows.json" if self.args.solver == "dp" else f"rows-{self.args.solver}.json")
-        cached = _read_json(path) or {}
+        cached = read_json(path) or {}
         key = {"budgets": self.args.budgets, "samples": self.args.samples, "calib": self.args.calib,
                "solver": self.args.solver, "steps": self.args.steps, "guidances": self.args.guidances,
                "batches": self.args.batches, "time_limit": self.args.time_limit}
@@ -294,7 +294,7 @@ class Transfer:
         for part in self.args.parts:
             if part not in parts:
                 parts[part] = getattr(self, f"part_{part}")()
-                _write_json(path, {"key": key, "parts": parts})
+                write_json(path, {"key": key, "parts": parts})
         settings = {"model": self.spec.name, "sampler": self.sampler.to_dict(), **key,
                     "eval_seeds": f"{self.seeds[0]}-{self.seeds[-1]}", "calibration_seeds": f"0-{self.args.calib - 1}",
                     "threads": torch.get_num_threads(), "torch": torch.__version__}
@@ -386,7 +386,7 @@ def _minimax_table(rows: list[dict]) -> list[str]:
 
 
 def write_summary(out: Path) -> str:
-    results = [d for d in (_read_json(p) for p in sorted(out.glob("*.json"))) if d and "rows" in d]
+    results = [d for d in (read_json(p) for p in sorted(out.glob("*.json"))) if d and "rows" in d]
     text = summary_markdown(results)
     atomic_write_text(out / "summary.md", text)
     return text
@@ -415,7 +415,7 @@ def main() -> int:
     specs = model_specs(args)
     log = lambda m: print(m, flush=True)  # noqa: E731
     for spec in specs:
-        result = _keep_other_parts(Transfer(spec, args, log).run(), _read_json(out / f"{spec.name}.json"), args.parts)
+        result = _keep_other_parts(Transfer(spec, args, log).run(), read_json(out / f"{spec.name}.json"), args.parts)
         atomic_write_text(out / f"{spec.name}.json", json.dumps(result, indent=1))
     print(write_summary(out))
     return 0

@@ -41,7 +41,6 @@ import hashlib
 import json
 import math
 import shlex
-import statistics
 import sys
 import time
 import traceback
@@ -57,13 +56,13 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_ecosystem import (Variant, ecosystem_variants, full_variant, generate_variant, match_rows,  # noqa: E402
                              schedule_variant, time_rounds)
-from schedc.atomic import atomic_write_text  # noqa: E402
+from bench_io import read_json, write_json  # noqa: E402
+from bench_zoo_report import budget_label, checks, fmt, verdict, write_model, write_summary  # noqa: E402
 from schedc.errors import SchedcError  # noqa: E402
 from schedc.ecosystem import ECOSYSTEM_CACHES  # noqa: E402
 from schedc.evaluate import BASELINES, EVAL_SEED_START, baseline_schedule, block_cost, nonblock_share  # noqa: E402
 from schedc.metrics import check_reference, quality  # noqa: E402
 from schedc.models import BUILTIN_MODELS, ModelAdapter, load_model  # noqa: E402
-from schedc.plots import pareto_plot  # noqa: E402
 from schedc.profile import Profile  # noqa: E402
 from schedc.sampler_config import SamplerConfig  # noqa: E402
 from schedc.schedule import build_schedule, read_schedule, save_schedule  # noqa: E402
@@ -72,10 +71,6 @@ from schedc_runtime import dump_schedule  # noqa: E402
 DEFAULT_BUDGETS = "0.1,0.125,0.15,0.175,0.2,0.25,0.3,0.35,0.4,0.5,0.6,0.7,0.8,0.9"
 DEFAULT_BASELINE_BUDGETS = "0.15,0.2,0.3,0.4,0.5,0.6"
 MAGCACHE_CALIB = 16  # calibration seeds 0..15 for MagCache's own calibration mode
-PREDICTION_DB = 1.0  # acceptance (a): |predicted - measured| PSNR within this
-PREDICTION_SHARE = 0.8  # ... for at least this share of the schedc rows
-MONOTONE_RANGE = (0.1, 0.9)  # acceptance (b): budgets checked
-MONOTONE_STRETCH = 0.1  # ... no flat stretch longer than this
 
 
 # -- models ------------------------------------------------------------------------------------------
@@ -142,25 +137,6 @@ def default_models(zoo_root: Path) -> list[str]:
 # -- cached stages -----------------------------------------------------------------------------------
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def _write_json(path: Path, data) -> None:
-    atomic_write_text(path, json.dumps(data, indent=1, default=_jsonable))
-
-
-def _jsonable(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"not JSON: {type(value).__name__}")
-
-
 def samples_key(schedule) -> str:
     """What makes a schedule's samples what they are (decisions, spans, sampler, timesteps), not its provenance."""
     from dataclasses import replace
@@ -216,7 +192,7 @@ class Bench:
 
         args = self.args
         index_path = self.work / "schedules.json"
-        index = _read_json(index_path) or {}
+        index = read_json(index_path) or {}
         settings = {"solver": args.solver, "evaluations": args.evaluations, "time_limit": args.time_limit,
                     "profile": profile.digest(), "ladder": True, "vary_steps": not args.fixed_steps}
         out, failed = {}, []
@@ -248,7 +224,7 @@ class Bench:
                 continue
             save_schedule(compiled.schedule, path)
             index[path.name] = {"settings": settings, "seconds": round(time.perf_counter() - started, 2)}
-            _write_json(index_path, index)
+            write_json(index_path, index)
             stats = compiled.schedule.provenance.get("stats") or {}
             self.log(f"budget {budget:.2f}: {time.perf_counter() - started:.1f}s"
                      + (f", predicted PSNR {stats['predicted_psnr']:.2f} dB (start {stats.get('start')}, "
@@ -261,12 +237,12 @@ class Bench:
     def nonblock_share(self, sampler: SamplerConfig, timing_inputs) -> float:
         path = self.work / "nonblock.json"
         key = {"threads": torch.get_num_threads(), "timing_batch": self.args.timing_batch, "sampler": sampler.to_dict()}
-        cached = _read_json(path)
+        cached = read_json(path)
         if cached and cached.get("key") == key:
             return float(cached["nonblock_share"])
         self.log("timing the non-block share (3 rounds)", "baselines")
         share = nonblock_share(self.adapter, timing_inputs, sampler)
-        _write_json(path, {"key": key, "nonblock_share": share})
+        write_json(path, {"key": key, "nonblock_share": share})
         return share
 
     # (iii) baselines
@@ -289,13 +265,13 @@ class Bench:
     def ecosystem(self, profile: Profile, sampler: SamplerConfig) -> tuple[list[Variant], list[str]]:
         path = self.work / "magcache.json"
         key = {"sampler": sampler.to_dict(), "seeds": MAGCACHE_CALIB, "fingerprint": self.adapter.fingerprint()}
-        cached = _read_json(path)
+        cached = read_json(path)
         ratios = cached["mag_ratios"] if cached and cached.get("key") == key else None
         caches = [c for c in self.args.caches.split(",") if c]
         variants, skipped, ratios = ecosystem_variants(self.adapter, sampler, caches,
                                                        profile.meta.calibration_seeds[:MAGCACHE_CALIB], ratios)
         if ratios is not None:
-            _write_json(path, {"key": key, "mag_ratios": ratios})
+            write_json(path, {"key": key, "mag_ratios": ratios})
         self.mag_digest = _digest(json.dumps(ratios))
         self.log(f"{len(variants)} settings" + (f"; not applicable: {'; '.join(skipped)}" if skipped else ""), "ecosystem")
         return variants, skipped
@@ -337,7 +313,7 @@ class Bench:
         # (v) quality on held-out seeds
         quality_path = self.work / "quality.json"
         qkey = {"samples": args.samples, "sampler": sampler.to_dict(), "profile": profile.digest()}
-        cache = _read_json(quality_path) or {}
+        cache = read_json(quality_path) or {}
         if cache.get("key") != qkey:
             cache = {"key": qkey, "rows": {}}
         inputs = self.adapter.make_inputs(seeds)
@@ -358,7 +334,7 @@ class Bench:
                 q = quality(samples, full)
                 q["class_acc"] = self.adapter.class_accuracy(samples, inputs.labels)
                 cache["rows"][facts["key"]] = q
-                _write_json(quality_path, cache)
+                write_json(quality_path, cache)
                 if (i + 1) % 10 == 0 or i + 1 == len(missing):
                     self.log(f"{i + 1}/{len(missing)} variants", "quality")
         variants = [variants[0]] + [(v, f) for v, f in variants[1:] if f["key"] in cache["rows"]]
@@ -367,7 +343,7 @@ class Bench:
         timing_path = self.work / "timing.json"
         tkey = {"variants": [f["key"] for _, f in variants], "rounds": args.rounds, "timing_batch": args.timing_batch,
                 "threads": torch.get_num_threads(), "sampler": sampler.to_dict()}
-        timing = _read_json(timing_path)
+        timing = read_json(timing_path)
         if timing and timing.get("key") == tkey:
             speedups = timing["speedups"]
             self.log("cached", "timing")
@@ -382,7 +358,7 @@ class Bench:
             timed = time_rounds(self.adapter, [variants[i][0] for i in unique], timing_inputs, sampler, args.rounds,
                                 lambda m: self.log(m, "timing"))
             speedups = [timed[unique.index(first[f["key"]])] for _, f in variants]
-            _write_json(timing_path, {"key": tkey, "speedups": speedups})
+            write_json(timing_path, {"key": tkey, "speedups": speedups})
 
         # (vii) matching
         rows = []
@@ -423,11 +399,6 @@ class Bench:
         return result
 
 
-def budget_label(budget: float) -> str:
-    """0.30 -> "0.30"; an off-ladder budget keeps four decimals (0.3162), so names and tables stay distinct."""
-    return f"{budget:.2f}" if abs(budget * 100 - round(budget * 100)) < 1e-9 else f"{budget:.4f}"
-
-
 def matched_budgets(profile: Profile, baselines: list[tuple], ladder: list[float]) -> dict[float, str]:
     """The schedc budget whose ideal time is a fewer-steps baseline's (n of N steps, every block: time n/N,
     budget block_cost_at(n/N, o) with the profile's recorded non-block share o), rounded up to 1e-4 so that
@@ -451,57 +422,6 @@ def matched_budgets(profile: Profile, baselines: list[tuple], ladder: list[float
 # -- checks and reports ------------------------------------------------------------------------------
 
 
-def monotone_check(ours: list[dict], flat_db: float) -> dict:
-    """Acceptance (b): held-out PSNR rises with budget over 0.1-0.9.
-
-    Violations: a drop between any two budgets, or a stretch longer than 0.1 whose PSNR rises by less
-    than `flat_db` (a flat stretch)."""
-    pts = sorted((r["budget"], r["psnr"]) for r in ours
-                 if MONOTONE_RANGE[0] - 1e-9 <= r["budget"] <= MONOTONE_RANGE[1] + 1e-9)
-    problems, long_problems = [], []  # any drop or flat stretch; only those over stretches longer than 0.1
-    for i, (b0, p0) in enumerate(pts):
-        for b1, p1 in pts[i + 1:]:
-            longer = b1 - b0 > MONOTONE_STRETCH + 1e-9
-            if p1 < p0:
-                problems.append(f"drop {b0:.2f}->{b1:.2f}: {p0:.2f} -> {p1:.2f} dB")
-            elif longer and p1 - p0 < flat_db:
-                problems.append(f"flat {b0:.2f}->{b1:.2f}: +{p1 - p0:.2f} dB")
-            if longer and p1 - p0 < flat_db:
-                long_problems.append(f"{b0:.2f}->{b1:.2f}: {p1 - p0:+.2f} dB")
-    covered = bool(pts) and pts[0][0] <= MONOTONE_RANGE[0] + 1e-9 and pts[-1][0] >= MONOTONE_RANGE[1] - 1e-9
-    # True / False; None: not established (the budgets measured do not span the range, and nothing failed)
-    established = covered and len(pts) >= 2
-    verdict = False if problems else (True if established else None)
-    rises = False if long_problems else (True if established else None)
-    return {"monotone": verdict, "rises_over_stretches": rises, "covers_range": covered, "points": len(pts),
-            "problems": problems, "long_stretch_problems": long_problems}
-
-
-def checks(rows: list[dict], flat_db: float) -> dict:
-    ours = [r for r in rows if r["family"] == "schedc"]
-    others = [r for r in rows if r["family"] not in ("full", "schedc")]
-    deltas = [r["delta_psnr"] for r in others if r["delta_psnr"] is not None]
-    predicted = [r for r in ours if r.get("prediction_error_db") is not None]
-    within = [r for r in predicted if abs(r["prediction_error_db"]) <= PREDICTION_DB]
-    return {
-        "rows": len(others), "won": sum(not r["lost"] for r in others), "lost": sum(r["lost"] for r in others),
-        "ties": sum(bool(r.get("tie")) and r["lost"] for r in others),
-        "none_as_fast": sum(r["delta_psnr"] is None for r in others),
-        "median_delta": statistics.median(deltas) if deltas else None, "worst_delta": min(deltas) if deltas else None,
-        "predicted_rows": len(predicted), "predicted_within": len(within),
-        "prediction_share": len(within) / len(predicted) if predicted else None,
-        **monotone_check(ours, flat_db),
-    }
-
-
-def _f(value, fmt: str = ".2f", none: str = "-") -> str:
-    return none if value is None else format(value, fmt)
-
-
-def _verdict(monotone: bool | None) -> str:
-    return {True: "yes", False: "**no**", None: "n/a (budgets do not span 0.1-0.9)"}[monotone]
-
-
 def command_for(spec: str) -> str:
     """The command line that reproduces one model's table: this run's options, with --models set to it."""
     argv, skip = [], False
@@ -516,154 +436,6 @@ def command_for(spec: str) -> str:
             continue
         argv.append(a)
     return " ".join(["python bench/bench_zoo.py", "--models", shlex.quote(spec), *map(shlex.quote, argv)])
-
-
-def model_markdown(result: dict, command: str) -> str:
-    s, rows, c = result["settings"], result["rows"], result["checks"]
-    sampler = s["sampler"]
-    ours = [r for r in rows if r["family"] == "schedc"]
-    lines = [
-        f"# {s['model']}: schedc ({s['solver']}) vs baselines and the ecosystem's caches at matched measured speed", "",
-        f"`{command}`", "",
-        f"Model `{s['source']}`" + (f", classes {s['classes']}" if s["classes"] else "")
-        + (f", conditioning `{s['cond']}`" if s["cond"] else "") + f". Sampler (recorded in the profile): "
-        f"{sampler['steps']} steps, {sampler['scheduler']}, CFG {sampler['cfg']} g={sampler['guidance_scale']}. "
-        f"Calibration seeds {s['calibration_seeds']}; quality: PSNR vs full compute on held-out seeds "
-        f"{s['eval_seeds']} ({s['samples']} samples); speed: every variant in the same {s['rounds']} interleaved "
-        f"rounds of {s['timing_batch']} samples (order rotating), median over rounds of full time / variant time; "
-        f"{s['threads']} threads, torch {s['torch']}. schedc: {s['solver']} solver"
-        + (f", {s['evaluations']} evaluations, time limit {s['time_limit']:g} s" if s["solver"] == "search" else "")
-        + f"; non-block share {s['nonblock_share']:.3f}; full-compute class accuracy {_f(s['full_class_acc'])}. "
-        "Matched schedc row: the best PSNR among schedc schedules measured at least as fast in the same rounds; "
-        "a row is lost when ΔPSNR <= 0 or none is as fast.", "",
-        f"**{c['won']} won, {c['lost']} lost** of {c['rows']} rows"
-        + (f" ({c['ties']} of the lost are ties: schedc compiled the baseline's own schedule, same samples and same "
-           "timing run)" if c.get("ties") else "")
-        + (f" ({c['none_as_fast']} with no schedc schedule as fast)" if c["none_as_fast"] else "")
-        + f"; median ΔPSNR {_f(c['median_delta'], '+.2f')} dB, worst {_f(c['worst_delta'], '+.2f')} dB.", "",
-        "| baseline | setting | speedup | PSNR dB | matched schedc budget | its speedup | its PSNR dB | ΔPSNR dB |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        if r["family"] in ("full", "schedc"):
-            continue
-        m = r["schedc"]
-        head = f"| {r['family']} | {r['setting']} | {r['speedup']:.2f}x | {r['psnr']:.2f} | "
-        if m is None:
-            lines.append(head + "none as fast | - | - | **lost** |")
-        else:
-            d = f"{r['delta_psnr']:+.2f}"
-            steps = f" ({m['steps']} steps)" if m.get("steps") not in (None, sampler["steps"]) else ""
-            lines.append(head + f"{budget_label(m['budget'])}{steps} | {m['speedup']:.2f}x | {m['psnr']:.2f} | "
-                         + ((f"**{d}** (tie: the same schedule) |" if r.get("tie") else f"**{d}** (lost) |")
-                            if r["lost"] else f"{d} |"))
-    lines += ["", f"schedc schedules ({s['solver']}); predicted PSNR = the search's measurement on calibration seeds "
-              "it did not search on:", "",
-              "| budget | steps | FLOP cost | speedup | predicted PSNR dB | measured PSNR dB | predicted - measured | within ±1 dB |",
-              "|---|---|---|---|---|---|---|---|"]
-    for r in sorted(ours, key=lambda r: r["budget"]):
-        e = r.get("prediction_error_db")
-        lines.append(f"| {budget_label(r['budget'])}{' (matched)' if r.get('matched_to') else ''} | {r.get('steps') or sampler['steps']} | {r['cost']:.3f} | {r['speedup']:.2f}x | {_f(r.get('predicted_psnr'))} | "
-                     f"{r['psnr']:.2f} | {_f(e, '+.2f')} | {'-' if e is None else ('yes' if abs(e) <= PREDICTION_DB else '**no**')} |")
-    share = c["prediction_share"]
-    lines += ["",
-              f"Prediction within ±{PREDICTION_DB:g} dB: " + ("n/a (the solver records no predicted PSNR)" if share is None
-              else f"{c['predicted_within']}/{c['predicted_rows']} = {share:.0%} "
-              f"({'meets' if share >= PREDICTION_SHARE else '**misses**'} the {PREDICTION_SHARE:.0%} bar)."),
-              f"Monotone in budget over {MONOTONE_RANGE[0]:g}-{MONOTONE_RANGE[1]:g} (no drop; every stretch longer than "
-              f"{MONOTONE_STRETCH:g} rises by >= {s['flat_db']:g} dB): " + _verdict(c["monotone"])
-              + ("" if c["covers_range"] else " (only budgets " + ", ".join(f"{r['budget']:.2f}" for r in ours) + " measured)")
-              + ("" if not c["problems"] else "; " + "; ".join(c["problems"][:12])
-                 + (f"; ... ({len(c['problems'])} in all)" if len(c["problems"]) > 12 else "")) + ".",
-              f"Issue #11's wording (no flat stretch longer than {MONOTONE_STRETCH:g}: every pair of budgets more than "
-              f"{MONOTONE_STRETCH:g} apart rises by >= {s['flat_db']:g} dB): " + _verdict(c.get("rises_over_stretches"))
-              + ("" if not c.get("long_stretch_problems") else "; " + "; ".join(c["long_stretch_problems"][:12])) + "."]
-    if s["skipped"]:
-        lines += ["", "Not applicable here: " + "; ".join(s["skipped"])]
-    if s["failed"]:
-        lines += ["", "Failed (not in the table): " + "; ".join(s["failed"])]
-    return "\n".join(lines) + "\n"
-
-
-def summary_markdown(results: list[dict]) -> str:
-    lines = ["# schedc on the zoo: summary", "",
-             "Per model: baseline and ecosystem rows won / lost at matched measured speed (lost: ΔPSNR <= 0 or no "
-             "schedc schedule as fast), median and worst ΔPSNR over the matched rows, share of schedc schedules "
-             f"whose predicted PSNR is within ±{PREDICTION_DB:g} dB of the held-out PSNR, and whether held-out PSNR "
-             f"rises with budget over {MONOTONE_RANGE[0]:g}-{MONOTONE_RANGE[1]:g}. Details and settings: "
-             "`<model>.md` next to this file.", "",
-             "| model | solver | sampler | rows | won | lost | median ΔPSNR dB | worst ΔPSNR dB | prediction ±1 dB | "
-             "rises over every stretch > 0.1 | no drop at all |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    deltas, won, lost, rows, within, predicted, monotone, rises, ties = [], 0, 0, 0, 0, 0, 0, 0, 0
-    for res in results:
-        s, c = res["settings"], res["checks"]
-        sm = s["sampler"]
-        share = "n/a" if c["prediction_share"] is None else f"{c['predicted_within']}/{c['predicted_rows']} ({c['prediction_share']:.0%})"
-        lines.append(f"| {s['model']} | {s['solver']} | {sm['steps']} steps {sm['scheduler']}, CFG {sm['cfg']} "
-                     f"g={sm['guidance_scale']:g} | {c['rows']} | {c['won']} | {c['lost']}"
-                     + (f" ({c['ties']} ties)" if c.get("ties") else "") + f" | {_f(c['median_delta'], '+.2f')} | "
-                     f"{_f(c['worst_delta'], '+.2f')} | {share} | {_verdict(c.get('rises_over_stretches'))} | "
-                     f"{_verdict(c['monotone'])} |")
-        deltas += [r["delta_psnr"] for r in res["rows"] if r["family"] not in ("full", "schedc") and r["delta_psnr"] is not None]
-        won, lost, rows, ties = won + c["won"], lost + c["lost"], rows + c["rows"], ties + c.get("ties", 0)
-        within, predicted = within + c["predicted_within"], predicted + c["predicted_rows"]
-        monotone += c["monotone"] is True
-        rises += c.get("rises_over_stretches") is True
-    if results:
-        lines.append(f"| **all {len(results)} models** | | | {rows} | {won} | {lost}" + (f" ({ties} ties)" if ties else "") + " | "
-                     f"{_f(statistics.median(deltas) if deltas else None, '+.2f')} | {_f(min(deltas) if deltas else None, '+.2f')} | "
-                     + (f"{within}/{predicted} ({within / predicted:.0%})" if predicted else "n/a")
-                     + f" | {rises}/{len(results)} | {monotone}/{len(results)} |")
-    settings = {(r["settings"]["samples"], r["settings"]["rounds"], r["settings"]["timing_batch"], r["settings"]["threads"],
-                 r["settings"]["evaluations"], r["settings"]["torch"]) for r in results}
-    lines += ["", "Settings: " + "; ".join(f"held-out seeds 1000000.. ({n} samples), {k} interleaved rounds of {b} samples, "
-                                          f"{t} threads, {e} search evaluations, torch {tv}" for n, k, b, t, e, tv in sorted(settings))
-              + ". Acceptance (issue #11): no lost row; prediction within ±1 dB for >= 80% of rows; monotone on every model."]
-    return "\n".join(lines) + "\n"
-
-
-def write_model(result: dict, out: Path, command: str) -> None:
-    name = result["settings"]["model"]
-    result["settings"]["command"] = command
-    _write_json(out / f"{name}.json", result)
-    atomic_write_text(out / f"{name}.md", model_markdown(result, command))
-    rows = [r for r in result["rows"] if r["family"] != "full"]
-    pareto_plot([{"variant": r["family"] if r["family"] != "schedc" else f"schedc ({result['settings']['solver']})",
-                  "speedup": r["speedup"], "psnr": r["psnr"]} for r in rows],
-                out / f"{name}.png", f"{name}: PSNR vs measured speedup (held-out seeds)")
-
-
-def write_summary(out: Path, readme: bool) -> str:
-    results = []
-    for path in sorted(out.glob("*.json")):
-        data = _read_json(path)
-        if data and "rows" in data and "settings" in data:
-            data["checks"] = checks(data["rows"], data["settings"].get("flat_db", 0.1))  # today's rules
-            command = data["settings"].get("command", "")
-            atomic_write_text(path.with_suffix(".md"), model_markdown(data, command))  # the model's md, same rules
-            results.append(data)
-    text = summary_markdown(results)
-    atomic_write_text(out / "summary.md", text)
-    if readme:
-        update_readme(text)
-    return text
-
-
-README_MARKERS = ("<!-- bench_zoo summary: start -->", "<!-- bench_zoo summary: end -->")
-
-
-def update_readme(summary: str) -> None:
-    """Replace the text between the README's bench_zoo markers with the summary table (--readme)."""
-    path = ROOT / "README.md"
-    text = path.read_text()
-    start, end = (text.find(m) for m in README_MARKERS)
-    if start < 0 or end < start:
-        raise SchedcError(f"README.md has no {README_MARKERS[0]} ... {README_MARKERS[1]} block")
-    table = "\n".join(line for line in summary.splitlines() if line.startswith("|"))
-    table += "\n\n" + next(line for line in summary.splitlines() if line.startswith("Settings:"))
-    atomic_write_text(path, text[: start + len(README_MARKERS[0])] + "\n" + table + "\n" + text[end:])
-
 
 # -- main --------------------------------------------------------------------------------------------
 
@@ -729,9 +501,9 @@ def main() -> int:
             continue
         write_model(result, out, command_for(spec.spec))
         c = result["checks"]
-        log(f"{spec.name}: {c['won']} won, {c['lost']} lost of {c['rows']}; median ΔPSNR {_f(c['median_delta'], '+.2f')}, "
-            f"worst {_f(c['worst_delta'], '+.2f')}; prediction ±1 dB {_f(c['prediction_share'], '.0%', 'n/a')}; "
-            f"monotone {_verdict(c['monotone'])} -> {out / (spec.name + '.md')}")
+        log(f"{spec.name}: {c['won']} won, {c['lost']} lost of {c['rows']}; median ΔPSNR {fmt(c['median_delta'], '+.2f')}, "
+            f"worst {fmt(c['worst_delta'], '+.2f')}; prediction ±1 dB {fmt(c['prediction_share'], '.0%', 'n/a')}; "
+            f"monotone {verdict(c['monotone'])} -> {out / (spec.name + '.md')}")
     print(write_summary(out, args.readme))
     for f in failures:
         print(f"bench_zoo: model failed: {f}", file=sys.stderr)
