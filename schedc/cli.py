@@ -232,11 +232,18 @@ def cmd_solve(args: argparse.Namespace) -> int:
         predicted += f", transferred from the {retargeted['steps']}-step profile"
     if settings:
         from schedc.profile_set import setting_of
+        from schedc.selection import SELECT_CONFIDENCE
 
         by = solution.stats.get("by_setting") or {}
         scales = sorted(setting_of(p)[0] for p in (source, *settings))
         predicted += f"; compiled for the {args.objective} over g = " + ", ".join(
             f"{g:g}" + (f" ({by[f'{g:g}']['predicted_psnr']:.2f} dB)" if f"{g:g}" in by else "") for g in scales)
+        confidence = solution.stats.get("lead_confidence")
+        if confidence is not None:
+            kept = solution.stats.get("selected", "")
+            predicted += (f"; picked {kept}, a single-setting schedule: the best schedule for all settings led it "
+                          f"with only {confidence:.0%} bootstrap confidence on fresh seeds" if confidence < SELECT_CONFIDENCE else
+                          f"; it leads the best single-setting schedule with {confidence:.0%} bootstrap confidence")
     moved = (f"; runs {schedule.num_steps} sampler steps (profiled {profile.num_steps}: fewer steps won at this "
              f"speed; call the pipeline with num_inference_steps={schedule.num_steps})"
              if schedule.num_steps != profile.num_steps else "")

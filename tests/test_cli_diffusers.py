@@ -83,8 +83,11 @@ def test_one_profile_for_several_settings_and_a_schedule_for_all_its_guidance_sc
     assert "--steps 4" in capsys.readouterr().err and not out.exists()
     assert main(["solve", str(profile), "--budget", "0.5", "--steps", "6", "--for", "worst", "--evaluations", "3",
                  "-q", "-o", str(out)]) == 0
-    assert "compiled for the worst over g = 1.5" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "compiled for the worst over g = 1.5" in printed
     schedule = read_schedule(out)
+    confidence = schedule.provenance["stats"].get("lead_confidence")  # None: a single-setting schedule led anyway
+    assert ("bootstrap confidence" in printed) == (confidence is not None)
     assert schedule.num_steps == 6 and schedule.provenance["compiled_for"]["objective"] == "worst"
     assert [s["guidance_scale"] for s in schedule.provenance["compiled_for"]["settings"]] == [1.5, 4.0]
     eval_args = ["eval", str(out), "--samples", "2", "--timing-batch", "2", "--repeats", "1", "--json"]
