@@ -103,7 +103,7 @@ def _classes(value) -> tuple[int, ...] | None:
         return None
     if isinstance(value, (list, tuple)):
         return tuple(int(v) for v in value)
-    from schedc.cli import _classes as parse  # the CLI's own parser, so the bench reads ranges as it does
+    from schedc.cli_parser import parse_classes as parse  # the CLI's own parser, so the bench reads ranges as it does
 
     return tuple(parse(str(value)))
 

@@ -94,7 +94,7 @@ def test_console_script_prints_no_traceback(files):
 def test_classes_take_ids_ranges_or_a_file_of_them(tmp_path):
     import argparse
 
-    from schedc.cli import _classes
+    from schedc.cli_parser import parse_classes as _classes
 
     assert _classes("0-3,7") == (0, 1, 2, 3, 7)
     ids = tmp_path / "ids.txt"
