@@ -51,7 +51,7 @@ from schedc.sampler_config import EVAL_SEED_START
 from schedc.solvers.base import Constraints, Solution
 from schedc.solvers.context import SolveContext
 from schedc.search_moves import has_reuse, moves_at
-from schedc.selection import select_on_fresh_seeds
+from schedc.selection import confirm_on_fresh_seeds, select_on_fresh_seeds
 from schedc.solvers.families import Candidate, Decisions, family_candidates
 from schedc.step_settings import (StepSetting, alternative_step_counts, block_cost_at, measure_nonblock_share,
                                   profiled_setting, retargeted_setting, time_fraction)
@@ -194,7 +194,7 @@ def search_schedule(
     adapter: ModelAdapter, profile: Profile, problem: Problem, budget: float, constraints: Constraints = Constraints(),
     *, evaluations: int = EVALUATIONS, samples: int = SEARCH_SAMPLES, predict_samples: int = PREDICT_SAMPLES,
     seed: int = 0, time_limit: float = 60.0, progress: bool = True, warm_starts: Sequence[Decisions] = (),
-    vary_steps: bool = False, settings: Sequence[Profile] = (), objective: str = "mean",
+    vary_steps: bool = False, settings: Sequence[Profile] = (), objective: str = "mean", confirm: bool = False,
 ) -> Solution:
     """Warm starts + local search on measured final error; see the module docstring.
 
@@ -206,6 +206,8 @@ def search_schedule(
     settings: profiles of the same model and step count at other guidance scales: every candidate is also
     run at each of them and scored by `objective` over all (schedc.objectives); each setting's own DP
     schedule is a warm start too, so the result is never worse on calibration data than any of them.
+    confirm: (one setting; experimental, off by default) re-rank the winner and the best starts on fresh
+    seeds and keep a local-search result only if it leads the best start confidently (schedc.selection).
     """
     budget = check_budget(budget)
     if evaluations < 0 or samples < 1 or predict_samples < 0 or time_limit <= 0:
@@ -305,6 +307,12 @@ def search_schedule(
     if picked:  # a worst case over settings on few samples overfits: re-rank on fresh ones
         best, selection, confidence = select_on_fresh_seeds(adapter, (profile, *settings), goal, picked, scored, best)
         best_score = scorer(best.decisions)  # memoised: its score on the search's samples
+    elif confirm and predict_samples:
+        picked = prediction_seeds(seeds, SELECT_SAMPLES)
+        best, setting, selection, confidence = confirm_on_fresh_seeds(adapter, profile, native, picked, scored, best,
+                                                                       setting)
+        target = None if setting is native else setting.profile
+        best_score = scorer(best.decisions, target)  # memoised: its score on the search's samples
     predicted, by_setting = best_score, scorer.each(best.decisions, target)
     held = prediction_seeds(seeds, predict_samples, after=len(picked))
     if held:
@@ -347,7 +355,7 @@ def solve_search(problem: Problem, budget: float, constraints: Constraints, cont
                            evaluations=EVALUATIONS if context.evaluations is None else context.evaluations,
                            time_limit=constraints.time_limit, progress=context.progress,
                            warm_starts=context.warm_starts, vary_steps=context.vary_steps,
-                           settings=context.settings, objective=context.objective)
+                           settings=context.settings, objective=context.objective, confirm=context.confirm)
 
 
 __all__ = ["prediction_seeds", "search_schedule", "solve_search"]

@@ -70,4 +70,32 @@ def select_on_fresh_seeds(adapter: ModelAdapter, profiles: Sequence[Profile], go
     return chosen, {name: round(sc.psnr, 3) for name, sc in scores.items()}, confidence
 
 
-__all__ = ["SELECT_CONFIDENCE", "SELECT_STARTS", "SINGLE_SETTING_STARTS", "lead_confidence", "select_on_fresh_seeds"]
+def confirm_on_fresh_seeds(adapter: ModelAdapter, profile: Profile, native, fresh: list[int], scored: list,
+                           best: Candidate, best_setting) -> tuple[Candidate, object, dict, float | None]:
+    """One setting (opt-in, `search_schedule(confirm=True)`): the local search's winner is the maximum of many
+    comparisons on 16 samples, so it is biased upwards (the winner's curse). Re-rank it and the best
+    SELECT_STARTS starts on the `fresh` seeds, each at its own step count, and keep a local-search result only
+    if it leads the best start there with SELECT_CONFIDENCE. Returns the pick, its step setting, every
+    finalist's fresh score and the confidence (None: a start won outright)."""
+    from schedc.objectives import get_objective
+
+    scorer = RolloutScorer(adapter, profile, fresh)
+    finalists = {best.decisions: (best, best_setting)}
+    for _, cand, at in sorted(scored, key=lambda sc: -sc[0].psnr):
+        if len(finalists) > SELECT_STARTS:
+            break
+        finalists.setdefault(cand.decisions, (cand, at))
+    scores = {c.name: scorer(c.decisions, None if at is native else at.profile) for c, at in finalists.values()}
+    chosen, at = max(finalists.values(), key=lambda ca: scores[ca[0].name].psnr)
+    confidence = None
+    starts = [ca for ca in finalists.values() if ca[0].origin != "search"]
+    if chosen.origin == "search" and starts:
+        start = max(starts, key=lambda ca: scores[ca[0].name].psnr)
+        confidence = lead_confidence(get_objective("mean"), [scores[chosen.name]], [scores[start[0].name]])
+        if confidence < SELECT_CONFIDENCE:
+            chosen, at = start
+    return chosen, at, {name: round(sc.psnr, 3) for name, sc in scores.items()}, confidence
+
+
+__all__ = ["SELECT_CONFIDENCE", "SELECT_STARTS", "SINGLE_SETTING_STARTS", "confirm_on_fresh_seeds", "lead_confidence",
+           "select_on_fresh_seeds"]

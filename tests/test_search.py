@@ -76,6 +76,29 @@ def test_a_start_with_no_move_hands_the_evaluations_to_the_next_start_that_has_o
     assert again.actions() == sol.actions() and again.stats["rollouts"] == sol.stats["rollouts"]
 
 
+def test_a_confirmed_search_keeps_a_local_search_result_only_with_a_confident_lead(tiny_profile):
+    """confirm=True: the winner and the best starts are re-ranked on fresh seeds; a local-search result is kept
+    only with a confident lead over the best start, otherwise that start is; the prediction moves past them."""
+    from schedc.selection import SELECT_CONFIDENCE
+
+    adapter = make_tiny_adapter()
+    problem = problem_from_profile(tiny_profile)
+    sol = search_schedule(adapter, tiny_profile, problem, 0.5, evaluations=12, samples=3, predict_samples=3,
+                          progress=False, confirm=True)
+    fresh, kept, confidence = sol.stats["selected_on_fresh_seeds"], sol.stats["selected"], sol.stats["lead_confidence"]
+    assert kept in fresh and sol.cost <= 0.5 + 1e-9
+    if "+" in kept:  # a local-search result: it led the best start confidently
+        assert confidence >= SELECT_CONFIDENCE
+    elif confidence is not None:  # the local search's result led on the fresh seeds, but not confidently
+        assert confidence < SELECT_CONFIDENCE and fresh[kept] < max(fresh.values())
+    calib = list(tiny_profile.meta.calibration_seeds)
+    # the 64 seeds it picked on, then the 3 it predicted on: calibration-side, none the search scored
+    assert sol.stats["prediction_seeds"] == f"{max(calib) + 1}-{max(calib) + 64 + 3}" and sol.stats["predict_seeds"] == 3
+    again = search_schedule(adapter, tiny_profile, problem, 0.5, evaluations=12, samples=3, predict_samples=3,
+                            progress=False, confirm=True)
+    assert again.actions() == sol.actions()
+
+
 def test_search_refuses_a_model_that_is_not_the_profiled_one(tiny_profile):
     with pytest.raises(SolverError, match="not it"):
         _search(make_tiny_adapter(depth=3), tiny_profile)
