@@ -77,7 +77,7 @@ def markdown(results: dict[str, list[dict]], samples: int) -> str:
             deltas.append(conf["psnr"] - plain["psnr"])
             c = conf["lead_confidence"]
             lines.append(f"| {model} | {budget:.2f} | {plain['psnr']:.2f} | {conf['psnr']:.2f} | {deltas[-1]:+.2f} | "
-                         f"{conf['selected'] or '-'} | {'-' if c is None else f'{c:.0%}'} |")
+                         f"{conf['selected'] or '-'} | {'-' if c is None else f'{c:.1%}'} |")
     if deltas:
         lines += ["", f"{sum(d > 0.05 for d in deltas)} better, {sum(d < -0.05 for d in deltas)} worse, "
                       f"{sum(abs(d) <= 0.05 for d in deltas)} within 0.05 dB; mean Δ {sum(deltas) / len(deltas):+.2f} dB."]
