@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from schedc.models.adapter import ModelAdapter
-from schedc.objectives import Objective
+from schedc.objectives import Objective, get_objective
 from schedc.profile import Profile
 from schedc.rollout import RolloutScorer, Score, SettingsScorer
 from schedc.solvers.families import Candidate
@@ -40,6 +40,33 @@ def lead_confidence(goal: Objective, ours: Sequence[Score], theirs: Sequence[Sco
     return wins / resamples
 
 
+def _finalists(scored: list, best: Candidate, best_setting=None) -> dict:
+    """decisions -> (candidate, its step setting): the local search's winner and the best SELECT_STARTS starts
+    by their calibration score."""
+    finalists = {best.decisions: (best, best_setting)}
+    for _, cand, at in sorted(scored, key=lambda sc: -sc[0].psnr):
+        if len(finalists) > SELECT_STARTS:
+            break
+        finalists.setdefault(cand.decisions, (cand, at))
+    return finalists
+
+
+def _guarded_pick(finalists: dict, each: dict[str, list[Score]], goal: Objective, safe) -> tuple[tuple, dict, float | None]:
+    """The finalist best under `goal` on the fresh seeds (`each`: name -> per-setting Scores there), unless it
+    is not `safe` and does not lead the best safe finalist with SELECT_CONFIDENCE: then that one. Returns the
+    (candidate, setting) picked, every finalist's score and the leader's confidence (None: no contest)."""
+    scores = {name: goal.psnr([sc.psnr for sc in scs]) for name, scs in each.items()}
+    chosen = max(finalists.values(), key=lambda ca: scores[ca[0].name])
+    safes = [ca for ca in finalists.values() if safe(ca[0])]
+    confidence = None
+    if not safe(chosen[0]) and safes:
+        fallback = max(safes, key=lambda ca: scores[ca[0].name])
+        confidence = lead_confidence(goal, each[chosen[0].name], each[fallback[0].name])
+        if confidence < SELECT_CONFIDENCE:
+            chosen = fallback
+    return chosen, {name: round(v, 3) for name, v in scores.items()}, confidence
+
+
 def select_on_fresh_seeds(adapter: ModelAdapter, profiles: Sequence[Profile], goal: Objective, fresh: list[int],
                           scored: list, best: Candidate) -> tuple[Candidate, dict, float | None]:
     """The local search's winner, one of the best starts or one of the single-setting schedules (each
@@ -48,26 +75,13 @@ def select_on_fresh_seeds(adapter: ModelAdapter, profiles: Sequence[Profile], go
     not single-setting must lead the best single-setting one with SELECT_CONFIDENCE, else that one is
     kept. Returns the pick, every finalist's score and the leader's confidence (None: no contest)."""
     scorer = SettingsScorer([RolloutScorer(adapter, p, fresh) for p in profiles], goal)
-    ranked = sorted(scored, key=lambda sc: -sc[0].psnr)
-    finalists = {best.decisions: best}
-    for _, cand, _ in ranked:
-        if len(finalists) > SELECT_STARTS:
-            break
-        finalists.setdefault(cand.decisions, cand)
-    for _, cand, _ in scored:
+    finalists = _finalists(scored, best)
+    for _, cand, at in scored:
         if cand.origin in SINGLE_SETTING_STARTS:
-            finalists.setdefault(cand.decisions, cand)
-    each = {c.name: scorer.each(c.decisions) for c in finalists.values()}
-    scores = {c.name: scorer(c.decisions) for c in finalists.values()}
-    chosen = max(finalists.values(), key=lambda c: scores[c.name].psnr)
-    singles = [c for c in finalists.values() if c.origin in SINGLE_SETTING_STARTS]
-    confidence = None
-    if chosen.origin not in SINGLE_SETTING_STARTS and singles:
-        single = max(singles, key=lambda c: scores[c.name].psnr)
-        confidence = lead_confidence(goal, each[chosen.name], each[single.name])
-        if confidence < SELECT_CONFIDENCE:
-            chosen = single
-    return chosen, {name: round(sc.psnr, 3) for name, sc in scores.items()}, confidence
+            finalists.setdefault(cand.decisions, (cand, at))
+    each = {c.name: scorer.each(c.decisions) for c, _ in finalists.values()}
+    (chosen, _), scores, confidence = _guarded_pick(finalists, each, goal, lambda c: c.origin in SINGLE_SETTING_STARTS)
+    return chosen, scores, confidence
 
 
 def confirm_on_fresh_seeds(adapter: ModelAdapter, profile: Profile, native, fresh: list[int], scored: list,
@@ -77,24 +91,12 @@ def confirm_on_fresh_seeds(adapter: ModelAdapter, profile: Profile, native, fres
     SELECT_STARTS starts on the `fresh` seeds, each at its own step count, and keep a local-search result only
     if it leads the best start there with SELECT_CONFIDENCE. Returns the pick, its step setting, every
     finalist's fresh score and the confidence (None: a start won outright)."""
-    from schedc.objectives import get_objective
-
     scorer = RolloutScorer(adapter, profile, fresh)
-    finalists = {best.decisions: (best, best_setting)}
-    for _, cand, at in sorted(scored, key=lambda sc: -sc[0].psnr):
-        if len(finalists) > SELECT_STARTS:
-            break
-        finalists.setdefault(cand.decisions, (cand, at))
-    scores = {c.name: scorer(c.decisions, None if at is native else at.profile) for c, at in finalists.values()}
-    chosen, at = max(finalists.values(), key=lambda ca: scores[ca[0].name].psnr)
-    confidence = None
-    starts = [ca for ca in finalists.values() if ca[0].origin != "search"]
-    if chosen.origin == "search" and starts:
-        start = max(starts, key=lambda ca: scores[ca[0].name].psnr)
-        confidence = lead_confidence(get_objective("mean"), [scores[chosen.name]], [scores[start[0].name]])
-        if confidence < SELECT_CONFIDENCE:
-            chosen, at = start
-    return chosen, at, {name: round(sc.psnr, 3) for name, sc in scores.items()}, confidence
+    finalists = _finalists(scored, best, best_setting)
+    each = {c.name: [scorer(c.decisions, None if at is native else at.profile)] for c, at in finalists.values()}
+    (chosen, at), scores, confidence = _guarded_pick(finalists, each, get_objective("mean"),
+                                                     lambda c: c.origin != "search")
+    return chosen, at, scores, confidence
 
 
 __all__ = ["SELECT_CONFIDENCE", "SELECT_STARTS", "SINGLE_SETTING_STARTS", "confirm_on_fresh_seeds", "lead_confidence",
