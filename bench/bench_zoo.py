@@ -226,7 +226,7 @@ class Bench:
             index[path.name] = {"settings": settings, "seconds": round(time.perf_counter() - started, 2)}
             write_json(index_path, index)
             stats = compiled.schedule.provenance.get("stats") or {}
-            self.log(f"budget {budget:.2f}: {time.perf_counter() - started:.1f}s"
+            self.log(f"budget {budget_label(budget)}: {time.perf_counter() - started:.1f}s"
                      + (f", predicted PSNR {stats['predicted_psnr']:.2f} dB (start {stats.get('start')}, "
                         f"stopped by {stats.get('stopped_by')}, {compiled.schedule.num_steps} steps)"
                         if "predicted_psnr" in stats else ""), "solve")
@@ -404,7 +404,7 @@ def matched_budgets(profile: Profile, baselines: list[tuple], ladder: list[float
     budget block_cost_at(n/N, o) with the profile's recorded non-block share o), rounded up to 1e-4 so that
     run fits. A user matching that speed asks for that budget; the fixed ladder may fall on either side of it
     (uniform and Δ-DiT spend exactly their budget, so they need none). Empty when o was not recorded."""
-    from schedc.step_settings import block_cost_at
+    from schedc.step_settings import block_cost_at, usable_nonblock
 
     share = profile.meta.nonblock_share
     if share is None:
@@ -413,7 +413,7 @@ def matched_budgets(profile: Profile, baselines: list[tuple], ladder: list[float
     for name, setting, _, schedule in baselines:
         if name != "fewer-steps":
             continue
-        budget = math.ceil(block_cost_at(schedule.num_steps / profile.num_steps, min(share, 0.95)) * 1e4 - 1e-6) / 1e4
+        budget = math.ceil(block_cost_at(schedule.num_steps / profile.num_steps, usable_nonblock(share)) * 1e4 - 1e-6) / 1e4
         if 0.0 < budget < 1.0 and all(abs(budget - b) > 1e-9 for b in ladder):
             out.setdefault(budget, f"fewer-steps {setting}")
     return out

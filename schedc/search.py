@@ -54,7 +54,7 @@ from schedc.search_moves import has_reuse, moves_at
 from schedc.selection import confirm_on_fresh_seeds, select_on_fresh_seeds
 from schedc.solvers.families import Candidate, Decisions, family_candidates
 from schedc.step_settings import (StepSetting, alternative_step_counts, block_cost_at, measure_nonblock_share,
-                                  profiled_setting, retargeted_setting, time_fraction)
+                                  profiled_setting, retargeted_setting, time_fraction, usable_nonblock)
 from schedc_runtime.modes import REUSE_MODES
 from schedc_runtime.safeyaml import format_ranges
 
@@ -160,7 +160,7 @@ def _settings(adapter: ModelAdapter, profile: Profile, problem: Problem, budget:
     if not vary_steps:
         return native, [], None
     recorded = profile.meta.nonblock_share  # measured when profiling: the same profile gives the same step counts
-    nonblock = min(recorded, 0.95) if recorded is not None else measure_nonblock_share(adapter, native.sampler, seeds)
+    nonblock = usable_nonblock(recorded) if recorded is not None else measure_nonblock_share(adapter, native.sampler, seeds)
     counts = set(alternative_step_counts(profile.num_steps, budget, nonblock))
     counts |= {len(grid) for grid in given if 1 <= len(grid) < profile.num_steps}
     others = [retargeted_setting(adapter, profile, problem, n, budget, nonblock) for n in sorted(counts)]

@@ -25,6 +25,7 @@ from schedc.retarget import retarget_profile
 from schedc.sampler_config import SamplerConfig
 
 ALTERNATIVES = 3  # step counts tried between the fewest that fit and the profiled count
+NONBLOCK_MAX = 0.95  # o is capped here so equal-time budgets stay finite (block_cost_at divides by 1 - o)
 
 
 def time_fraction(steps: int, full_steps: int, block_cost: float, nonblock: float) -> float:
@@ -88,11 +89,16 @@ def retargeted_setting(adapter: ModelAdapter, profile: Profile, problem: Problem
     return StepSetting(steps, target, moved, share, sampler)
 
 
+def usable_nonblock(share: float) -> float:
+    """A measured or recorded o kept in [0, NONBLOCK_MAX], the range equal-time budgets are defined on."""
+    return min(max(share, 0.0), NONBLOCK_MAX)
+
+
 def measure_nonblock_share(adapter: ModelAdapter, sampler: SamplerConfig, seeds: list[int], repeats: int = 3) -> float:
-    """o (schedc.evaluate.nonblock_share on `seeds`), kept in [0, 0.95] so equal-time budgets stay finite."""
+    """o (schedc.evaluate.nonblock_share on `seeds`), kept usable (usable_nonblock)."""
     from schedc.evaluate import nonblock_share  # torch-side: only the model-in-the-loop path needs it
 
-    return min(max(nonblock_share(adapter, adapter.make_inputs(seeds), sampler, repeats), 0.0), 0.95)
+    return usable_nonblock(nonblock_share(adapter, adapter.make_inputs(seeds), sampler, repeats))
 
 
 __all__ = ["ALTERNATIVES", "StepSetting", "alternative_step_counts", "block_budget", "block_cost_at", "measure_nonblock_share",
