@@ -32,7 +32,7 @@ from bench_cli import model_bench_parser, model_specs, numbers  # noqa: E402
 from bench_io import read_json, write_json  # noqa: E402
 from schedc.atomic import atomic_write_text  # noqa: E402
 from schedc.compile import compile_solution  # noqa: E402
-from schedc.evaluate import EVAL_SEED_START, replaying  # noqa: E402
+from schedc.evaluate import EVAL_SEED_START, generate_with  # noqa: E402
 from schedc.metrics import psnr, rel_l2  # noqa: E402
 from schedc.profile import Profile  # noqa: E402
 from schedc.profiler import ProfileConfig, profile_model  # noqa: E402
@@ -56,9 +56,9 @@ class Curve:
         self._log(f"[{time.perf_counter() - self.started:7.1f}s] {self.spec.name}: {message}")
 
     def generate(self, schedule, batch: int = 32) -> torch.Tensor:
-        with replaying(self.adapter, schedule):
-            return torch.cat([self.adapter.generate(self.inputs.subset(slice(i, i + batch)), self.sampler)
-                              for i in range(0, len(self.inputs), batch)]).float().clamp(-1, 1)
+        """The held-out samples, at the schedule's own step count (a search that chose fewer steps runs them)."""
+        samples, _ = generate_with(self.adapter, schedule, self.inputs, batch, self.sampler)
+        return samples.float().clamp(-1, 1)
 
     def profile(self, n: int) -> Profile:
         path = self.work / f"calib{n}.npz"
