@@ -124,7 +124,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     starts = tuple(_warm_start(path, profiles, args.profile) for path in args.warm_start)
     context = SolveContext(iterations=args.iterations, seed=args.seed, evaluations=args.evaluations,
                            progress=not args.quiet, warm_starts=starts, settings=settings, objective=args.objective,
-                           vary_steps=args.steps == "auto" and not settings)  # for the model-in-the-loop solvers
+                           vary_steps=args.steps == "auto" and not settings, confirm=not args.no_confirm)  # for the model-in-the-loop solvers
     solver, context, fallback = _resolve_solver(args, context, source)
     profile, retargeted = _profile_at_steps(source, args.steps, context)
     if retargeted:
@@ -166,6 +166,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
             predicted += (f"; picked {kept}, a single-setting schedule: the best schedule for all settings led it "
                           f"with only {confidence:.0%} bootstrap confidence on fresh seeds" if confidence < SELECT_CONFIDENCE else
                           f"; it leads the best single-setting schedule with {confidence:.0%} bootstrap confidence")
+    elif "selected" in solution.stats:
+        predicted += _confirmation(solution.stats)
     moved = (f"; runs {schedule.num_steps} sampler steps (profiled {profile.num_steps}: fewer steps won at this "
              f"speed; call the pipeline with num_inference_steps={schedule.num_steps})"
              if schedule.num_steps != profile.num_steps else "")
@@ -176,6 +178,17 @@ def cmd_solve(args: argparse.Namespace) -> int:
     if fallback:
         print(f"note: {fallback}; solved with the dp on the additive error model (the closed-loop search runs the model)")
     return 0
+
+
+def _confirmation(stats: dict) -> str:
+    """What the fresh-seed confirmation of the search's winner kept (schedc.selection), in words."""
+    kept, confidence = stats["selected"], stats.get("lead_confidence")
+    if stats.get("selected_origin") == "search":
+        return f"; the local search's result led its best start with {confidence:.0%} bootstrap confidence on fresh seeds"
+    if confidence is None:
+        return f"; kept the start {kept}: it scored best on fresh seeds"
+    return (f"; kept the start {kept}: the local search's result led it with only {confidence:.0%} bootstrap "
+            "confidence on fresh seeds")
 
 
 def _profile_at_steps(profile, steps: "str | int", context) -> tuple:

@@ -193,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "at a lower budget: the search then never does worse on its calibration samples")
     p.add_argument("--evaluations", type=int, default=None, metavar="N",
                    help="rollouts of the search's local search (default 80; it stops earlier at --time-limit)")
+    p.add_argument("--no-confirm", action="store_true",
+                   help="keep the search's local-search winner as is (default: it and the best starts are re-ranked on "
+                        "64 fresh calibration seeds and the winner is kept only with a 95%% bootstrap lead, because a "
+                        "winner picked from many comparisons on 16 samples is biased upwards; ~4 more rollouts)")
     p.add_argument("--allow", type=_options, default=None, metavar="OPTIONS",
                    help="decision set, comma-separated from residual,output,forecast,int8,fp8,int4w (default: all the profile measured)")
     p.add_argument("--cost", choices=("auto", "flops", "latency"), default="auto",

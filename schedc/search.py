@@ -14,17 +14,23 @@ interaction is in the score.
    deterministic by seed. A start with no feasible move (every block computes every step, e.g. a
    fewer-step run that fills the budget exactly) hands the remaining evaluations to the next-best start
    that has one; the result is still the best schedule scored.
-3. Prediction: the winner is measured again on fresh seeds right after the profile's calibration seeds
-   (the schedule records them as calibration seeds, so evaluation never uses them) that the search never
-   scored, so the predicted PSNR / rel L2 in the schedule is an unbiased estimate for new inputs.
+3. Confirmation (default; `confirm=False` / `--no-confirm` skips it): the local search keeps any move that
+   raises the mean over 16 samples, so after ~80 comparisons its winner is biased upwards (the winner's
+   curse; held out it fell up to 1.3 dB below its own DP start, README section 11b). The winner and the
+   best three starts are re-ranked on 64 fresh calibration-side seeds right after the profile's; the
+   winner is kept only if it leads the best start there in 95% of paired bootstrap resamples, else the
+   start that scores best there is (`schedc.selection`).
+4. Prediction: the pick is measured again on the fresh seeds after those (the schedule records all of
+   them as calibration seeds, so evaluation never uses them), so the predicted PSNR / rel L2 in the
+   schedule is an unbiased estimate for new inputs.
 
-The result is never worse on the search's calibration samples than any warm start it scored (all of
-them unless the time limit ends the warm starts, DP first; `unscored_starts` counts the rest). A schedule
-for several settings (`settings`, the worst case or mean over guidance scales) is the exception: a worst
-case over 16 samples per setting overfits, so the local search's winner and the best starts are re-ranked
-on 64 fresh calibration-side seeds (`schedc.selection`: a pick made for several settings must lead the best
-single-setting schedule with 95% bootstrap confidence there, else that one is kept); the prediction is
-measured on the seeds after those.
+Without the confirmation the result is never worse on the search's calibration samples than any warm
+start it scored (all of them unless the time limit ends the warm starts, DP first; `unscored_starts`
+counts the rest); with it, it is the best on the fresh seeds of the winner and the best starts, and it is
+a local-search result only with a confident lead there. A schedule for several settings (`settings`, the
+worst case or mean over guidance scales) is always re-ranked so (a worst case over 16 samples per setting
+overfits): a pick made for several settings must lead the best single-setting schedule with 95% bootstrap
+confidence on the fresh seeds, else that one is kept.
 Deterministic by seed as long as the evaluation budget (`evaluations`) ends the search; the time limit
 is a guard (the stats record which one stopped it).
 """
@@ -51,7 +57,7 @@ from schedc.sampler_config import EVAL_SEED_START
 from schedc.solvers.base import Constraints, Solution
 from schedc.solvers.context import SolveContext
 from schedc.search_moves import has_reuse, moves_at
-from schedc.selection import confirm_on_fresh_seeds, select_on_fresh_seeds
+from schedc.selection import SELECT_STARTS, confirm_on_fresh_seeds, select_on_fresh_seeds
 from schedc.solvers.families import Candidate, Decisions, family_candidates
 from schedc.step_settings import (StepSetting, alternative_step_counts, block_cost_at, measure_nonblock_share,
                                   profiled_setting, retargeted_setting, time_fraction, usable_nonblock)
@@ -194,7 +200,7 @@ def search_schedule(
     adapter: ModelAdapter, profile: Profile, problem: Problem, budget: float, constraints: Constraints = Constraints(),
     *, evaluations: int = EVALUATIONS, samples: int = SEARCH_SAMPLES, predict_samples: int = PREDICT_SAMPLES,
     seed: int = 0, time_limit: float = 60.0, progress: bool = True, warm_starts: Sequence[Decisions] = (),
-    vary_steps: bool = False, settings: Sequence[Profile] = (), objective: str = "mean", confirm: bool = False,
+    vary_steps: bool = False, settings: Sequence[Profile] = (), objective: str = "mean", confirm: bool = True,
 ) -> Solution:
     """Warm starts + local search on measured final error; see the module docstring.
 
@@ -206,8 +212,8 @@ def search_schedule(
     settings: profiles of the same model and step count at other guidance scales: every candidate is also
     run at each of them and scored by `objective` over all (schedc.objectives); each setting's own DP
     schedule is a warm start too, so the result is never worse on calibration data than any of them.
-    confirm: (one setting; experimental, off by default) re-rank the winner and the best starts on fresh
-    seeds and keep a local-search result only if it leads the best start confidently (schedc.selection).
+    confirm: (one setting) re-rank the winner and the best starts on fresh seeds and keep a local-search
+    result only if it leads the best start confidently (schedc.selection); several settings always are.
     """
     budget = check_budget(budget)
     if evaluations < 0 or samples < 1 or predict_samples < 0 or time_limit <= 0:
@@ -237,10 +243,21 @@ def search_schedule(
     scored: list[tuple[Score, Candidate, StepSetting]] = []
     stopped = "evaluations"
 
+    fresh_rollouts = ((SELECT_STARTS + 2) * SELECT_SAMPLES if (confirm or settings) and predict_samples else 0)
+    fresh_rollouts += 2 * predict_samples
+    fresh_rollouts *= 1 + len(settings)  # samples run after the search: finalists + full compute, prediction
+
+    def out_of_time() -> bool:
+        """Past the time limit less what re-ranking and prediction will take at the measured per-sample
+        rollout time, so the whole solve fits the limit (the DP start is always scored)."""
+        elapsed = time.perf_counter() - started
+        per_sample = elapsed / max(1, scorer.calls * min(samples, len(seeds)))
+        return elapsed + per_sample * fresh_rollouts > time_limit
+
     def score_all(cands: list[Candidate], setting: StepSetting) -> None:
         nonlocal stopped
         for cand in cands:  # the DP's first, so a time limit hit here still leaves the model-based start
-            if stopped != "evaluations" or (scored and time.perf_counter() - started > time_limit):
+            if stopped != "evaluations" or (scored and out_of_time()):
                 stopped = "time limit"
                 return
             target = None if setting is native else setting.profile
@@ -273,7 +290,7 @@ def search_schedule(
     tried = misses = 0
     restarted_from: list[str] = []
     while tried < evaluations and stopped == "evaluations":
-        if time.perf_counter() - started > time_limit:
+        if out_of_time():
             stopped = "time limit"
             break
         proposal = moves.propose(current.decisions)
@@ -330,7 +347,8 @@ def search_schedule(
     stats = {"solve_seconds": time.perf_counter() - started, "start": start_name, "search_psnr": best_score.psnr,
              "predicted_psnr": predicted.psnr, "predict_seeds": len(held), "search_seeds": min(samples, len(seeds)),
              **({"prediction_seeds": format_ranges(picked + held)} if held or picked else {}),
-             **({"selected_on_fresh_seeds": selection, "selected": best.name, "lead_confidence": confidence}
+             **({"selected_on_fresh_seeds": selection, "selected": best.name, "selected_origin": best.origin,
+                 "lead_confidence": confidence}
                 if selection else {}),
              "rollouts": scorer.calls, "accepted": sum(accepted.values()), "stopped_by": stopped, "seed": seed,
              **({"restarted_from": restarted_from} if restarted_from else {}),

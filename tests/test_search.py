@@ -19,10 +19,12 @@ from schedc_runtime.modes import REUSE_MODES
 from conftest import make_tiny_adapter
 
 
-def _search(adapter, profile, budget=0.5, seed=0, evaluations=12):
+def _search(adapter, profile, budget=0.5, seed=0, evaluations=12, confirm=False):
+    """The local search alone by default (its calibration-sample guarantees); the fresh-seed confirmation that
+    `schedc solve` adds is tested on its own below."""
     problem = problem_from_profile(profile)
     return problem, search_schedule(adapter, profile, problem, budget, evaluations=evaluations, samples=3,
-                                    predict_samples=3, seed=seed, progress=False)
+                                    predict_samples=3, seed=seed, progress=False, confirm=confirm)
 
 
 def test_search_is_never_worse_than_any_warm_start_and_fits_the_budget(tiny_profile):
@@ -242,3 +244,30 @@ def test_the_search_keeps_its_caches_within_a_memory_limit_and_reports_the_peak(
     with apply_schedule(adapter.model, tight) as handle:
         adapter.generate(adapter.make_inputs(list(range(4))), TINY_SAMPLER)
         assert handle.peak_cache_bytes == pytest.approx(tight.provenance["predicted"]["peak_cache_mib"] * 2**20, rel=1e-3)
+
+
+def test_the_time_limit_covers_the_fresh_seed_reranking_and_the_prediction(tiny_profile, monkeypatch):
+    """On a clock that advances one second per sample rolled out, the local search stops early enough that
+    re-ranking its finalists on 64 fresh seeds and predicting on more still finish within the limit."""
+    import types
+
+    import schedc.search as search
+    from schedc.rollout import RolloutScorer
+
+    clock = {"t": 0.0}
+    scored_call = RolloutScorer.__call__
+
+    def call(self, decisions, target=None):
+        before = self.calls
+        out = scored_call(self, decisions, target)
+        clock["t"] += (self.calls - before) * len(self.seeds)  # memoised scores cost nothing
+        return out
+
+    monkeypatch.setattr(RolloutScorer, "__call__", call)
+    monkeypatch.setattr(search, "time", types.SimpleNamespace(perf_counter=lambda: clock["t"]))
+    problem = problem_from_profile(tiny_profile)
+    sol = search_schedule(make_tiny_adapter(), tiny_profile, problem, 0.5, evaluations=500, samples=2,
+                          predict_samples=4, time_limit=400.0, progress=False, confirm=True)
+    assert sol.stats["stopped_by"] == "time limit" and "selected" in sol.stats
+    assert 2 * sol.stats["rollouts"] < 400 - 4 * 64  # the search itself left room for the finalists
+    assert clock["t"] <= 400.0

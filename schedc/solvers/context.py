@@ -43,9 +43,9 @@ class SolveContext:
     # them and `objective` (schedc.objectives: mean or worst) combines the scores (`schedc solve --for`)
     settings: tuple = ()
     objective: str = "mean"
-    # experimental (off by default, bench/bench_confirm.py): re-rank the search's winner against its best starts
-    # on fresh seeds and keep a local-search result only if it leads confidently (schedc.selection)
-    confirm: bool = False
+    # re-rank the search's winner against its best starts on fresh seeds and keep a local-search result only
+    # if it leads confidently (schedc.selection; the winner's curse, README section 11b); False: `--no-confirm`
+    confirm: bool = True
 
     def __post_init__(self) -> None:
         if self.profile is not None and not isinstance(self.profile, Profile):
