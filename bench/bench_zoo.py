@@ -194,7 +194,8 @@ class Bench:
         index_path = self.work / "schedules.json"
         index = read_json(index_path) or {}
         settings = {"solver": args.solver, "evaluations": args.evaluations, "time_limit": args.time_limit,
-                    "profile": profile.digest(), "ladder": True, "vary_steps": not args.fixed_steps}
+                    "profile": profile.digest(), "ladder": True, "vary_steps": not args.fixed_steps,
+                    "confirm": not args.no_confirm}
         out, failed = {}, []
         previous = None  # the schedule at the next lower budget: a warm start (`schedc solve --warm-start`)
         ladder = sorted(args.budgets)
@@ -217,7 +218,7 @@ class Bench:
                     self.profile_path, budget, solver=args.solver, constraints=Constraints(time_limit=args.time_limit),
                     context=SolveContext(adapter=self.adapter, evaluations=args.evaluations, progress=False,
                                          warm_starts=() if previous is None else (previous.decisions,),
-                                         vary_steps=not args.fixed_steps))
+                                         vary_steps=not args.fixed_steps, confirm=not args.no_confirm))
             except SchedcError as exc:
                 self.log(f"budget {budget:.2f}: no schedule ({exc})", "solve")
                 failed.append(f"{args.solver} b={budget:.2f}: {exc}")
@@ -385,9 +386,12 @@ class Bench:
             "model": self.spec.name, "spec": self.spec.spec, "source": self.spec.source, "zoo": self.spec.zoo,
             "classes": list(self.spec.classes) if self.spec.classes else None, "cond": self.spec.cond,
             "sampler": sampler.to_dict(), "eval_seeds": f"{seeds[0]}-{seeds[-1]}", "samples": len(seeds),
-            "calibration_seeds": f"0-{args.calib - 1} (profile; the search scores on its first 16 and predicts on the "
-                                 f"rest); 0-{MAGCACHE_CALIB - 1} (MagCache's calibration)",
+            "calibration_seeds": f"0-{args.calib - 1} (profile; the search scores on its first 16, "
+                                 + ("the 64 seeds after the profile's confirm its pick, the 64 after those predict"
+                                    if not args.no_confirm else "the 64 seeds after the profile's predict")
+                                 + f"); 0-{MAGCACHE_CALIB - 1} (MagCache's calibration)",
             "solver": args.solver, "evaluations": args.evaluations, "time_limit": args.time_limit,
+            "confirm": not args.no_confirm,
             "budgets": args.budgets, "matched_budgets": {f"{b:.4f}": m for b, m in matched.items()},
             "baseline_budgets": args.baseline_budgets, "timing_batch": args.timing_batch,
             "rounds": args.rounds, "threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -470,6 +474,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fixed-steps", action="store_true",
                         help="the search keeps the profiled step count (default: it also tries fewer steps, as `schedc solve` does)")
+    parser.add_argument("--no-confirm", action="store_true",
+                        help="the search keeps its local-search winner unconfirmed (`schedc solve --no-confirm`; default: "
+                             "confirmed on fresh seeds, as `schedc solve` does)")
     parser.add_argument("--no-matched-budgets", action="store_true",
                         help="solve only --budgets (default: also each fewer-steps baseline's own budget, the one a user "
                              "matching its speed would ask for; the ladder is the same either way)")
