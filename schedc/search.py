@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -196,6 +196,23 @@ def _starts_at(setting: StepSetting, constraints: Constraints, first: int, kinds
     return list(out.values())
 
 
+@dataclass
+class _RolloutRate:
+    """Seconds per sample of the search's rollouts (and of full compute), measured as it goes: what the
+    work after the search will take, so the time limit can leave room for it."""
+
+    full: float
+    seconds: float = 0.0
+    samples: int = 0
+
+    def add(self, seconds: float, samples: int) -> None:
+        if samples:
+            self.seconds, self.samples = self.seconds + seconds, self.samples + samples
+
+    def per_sample(self) -> float:
+        return self.seconds / self.samples if self.samples else self.full
+
+
 def search_schedule(
     adapter: ModelAdapter, profile: Profile, problem: Problem, budget: float, constraints: Constraints = Constraints(),
     *, evaluations: int = EVALUATIONS, samples: int = SEARCH_SAMPLES, predict_samples: int = PREDICT_SAMPLES,
@@ -238,21 +255,31 @@ def search_schedule(
     if not starts and not others:
         raise failures[0] if failures else SolverError(f"no schedule family fits budget {budget:.3f}: raise the budget")
     goal = get_objective(objective)
+    clock = time.perf_counter()
     scorer = SettingsScorer([RolloutScorer(adapter, p, seeds[:samples]) for p in (profile, *settings)], goal)
+    rate = _RolloutRate(full=(time.perf_counter() - clock) / (min(samples, len(seeds)) * (1 + len(settings))))
     bar = tqdm(total=len(starts) + evaluations, desc=f"search b={budget:.2f}", disable=not progress, leave=False)
     scored: list[tuple[Score, Candidate, StepSetting]] = []
     stopped = "evaluations"
 
-    fresh_rollouts = ((SELECT_STARTS + 2) * SELECT_SAMPLES if (confirm or settings) and predict_samples else 0)
-    fresh_rollouts += 2 * predict_samples
-    fresh_rollouts *= 1 + len(settings)  # samples run after the search: finalists + full compute, prediction
+    # samples run after the search, per setting: the finalists re-ranked on fresh seeds and the prediction,
+    # each with full compute on its seeds
+    ranked_samples = (SELECT_STARTS + 1) * SELECT_SAMPLES if (confirm or settings) and predict_samples else 0
+    after_rollouts = (ranked_samples + predict_samples + min(samples, len(seeds))) * (1 + len(settings))  # + the next
+    after_full = (SELECT_SAMPLES * (ranked_samples > 0) + predict_samples) * (1 + len(settings))
 
     def out_of_time() -> bool:
-        """Past the time limit less what re-ranking and prediction will take at the measured per-sample
-        rollout time, so the whole solve fits the limit (the DP start is always scored)."""
-        elapsed = time.perf_counter() - started
-        per_sample = elapsed / max(1, scorer.calls * min(samples, len(seeds)))
-        return elapsed + per_sample * fresh_rollouts > time_limit
+        """Past the time limit less what the next rollout, re-ranking and prediction will take at the per-sample
+        times measured so far (rollouts and full compute), so the whole solve fits the limit (the DP start is
+        always scored)."""
+        reserve = rate.per_sample() * after_rollouts + rate.full * after_full
+        return time.perf_counter() - started + reserve > time_limit
+
+    def rollout(decisions, target) -> Score:
+        calls, clock = scorer.calls, time.perf_counter()
+        score = scorer(decisions, target)
+        rate.add(time.perf_counter() - clock, (scorer.calls - calls) * min(samples, len(seeds)))
+        return score
 
     def score_all(cands: list[Candidate], setting: StepSetting) -> None:
         nonlocal stopped
@@ -261,7 +288,7 @@ def search_schedule(
                 stopped = "time limit"
                 return
             target = None if setting is native else setting.profile
-            scored.append((scorer(cand.decisions, target), cand, setting))
+            scored.append((rollout(cand.decisions, target), cand, setting))
             bar.update(1)
 
     planned = len(starts)
@@ -310,7 +337,7 @@ def search_schedule(
         kind, grid = proposal
         tried += 1
         bar.update(1)
-        score = scorer(grid, None if at is native else at.profile)
+        score = rollout(grid, None if at is native else at.profile)
         if score.better_than(current_score):
             current_score, current = score, Candidate(f"{current.name}+{kind}", grid, "search")
             accepted[kind] = accepted.get(kind, 0) + 1
