@@ -40,11 +40,11 @@ def monotone_check(ours: list[dict], flat_db: float) -> dict:
         for b1, p1 in pts[i + 1:]:
             longer = b1 - b0 > MONOTONE_STRETCH + 1e-9
             if p1 < p0:
-                problems.append(f"drop {b0:.2f}->{b1:.2f}: {p0:.2f} -> {p1:.2f} dB")
+                problems.append(f"drop {budget_label(b0)}->{budget_label(b1)}: {p0:.2f} -> {p1:.2f} dB")
             elif longer and p1 - p0 < flat_db:
-                problems.append(f"flat {b0:.2f}->{b1:.2f}: +{p1 - p0:.2f} dB")
+                problems.append(f"flat {budget_label(b0)}->{budget_label(b1)}: +{p1 - p0:.2f} dB")
             if longer and p1 - p0 < flat_db:
-                long_problems.append(f"{b0:.2f}->{b1:.2f}: {p1 - p0:+.2f} dB")
+                long_problems.append(f"{budget_label(b0)}->{budget_label(b1)}: {p1 - p0:+.2f} dB")
     covered = bool(pts) and pts[0][0] <= MONOTONE_RANGE[0] + 1e-9 and pts[-1][0] >= MONOTONE_RANGE[1] - 1e-9
     # True / False; None: not established (the budgets measured do not span the range, and nothing failed)
     established = covered and len(pts) >= 2
