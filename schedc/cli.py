@@ -145,8 +145,10 @@ def cmd_solve(args: argparse.Namespace) -> int:
     save_schedule(schedule, out)
     secs = solution.stats.get("solve_seconds", 0.0)
     measured = solution.stats.get("predicted_psnr")
-    predicted = (f"predicted PSNR {measured:.2f} dB / rel L2 {solution.predicted_error:.4f} (measured on "
-                 f"{solution.stats.get('predict_seeds')} calibration seeds it did not search on)" if measured is not None
+    se = solution.stats.get("predicted_psnr_se")
+    predicted = (f"predicted PSNR {measured:.2f}{f' ± {se:.2f}' if se is not None else ''} dB / rel L2 "
+                 f"{solution.predicted_error:.4f} (measured on {solution.stats.get('predict_seeds')} calibration seeds "
+                 f"it did not search on{'; ± one standard error' if se is not None else ''})" if measured is not None
                  else f"predicted rel L2 {solution.predicted_error:.4f} (additive model)")
     fused = schedule.provenance.get("spans")
     spans = f", {fused['spans']} spans fusing {fused['fused_reuses']} reuses" if isinstance(fused, dict) and fused["spans"] else ""

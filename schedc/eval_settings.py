@@ -45,11 +45,15 @@ def at_setting(schedule: Schedule, guidance_scale: float | None, steps: int | No
     if any(abs(g - guidance_scale) < 1e-9 for g in scales):
         if by_setting:  # this scale's own prediction, not the objective's combination
             stats["predicted_psnr"] = by_setting["predicted_psnr"]
+            stats.pop("predicted_psnr_se", None)
+            if "predicted_psnr_se" in by_setting:
+                stats["predicted_psnr_se"] = by_setting["predicted_psnr_se"]
             predicted["rel_l2"] = by_setting["predicted_rel_l2"]
         notes = [f"runs at g={guidance_scale:g}, a guidance scale it was compiled for"
                  + (f" (the {objective} over {', '.join(f'{g:g}' for g in scales)})" if objective else "")]
     else:
         stats.pop("predicted_psnr", None)
+        stats.pop("predicted_psnr_se", None)
         predicted.pop("rel_l2", None)
         notes = [f"g={guidance_scale:g} is outside the guidance scales the profile measured "
                  f"({', '.join(f'{g:g}' for g in scales)}): the schedule runs unchanged, and no prediction applies"]

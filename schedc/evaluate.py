@@ -18,7 +18,7 @@ import torch
 
 from schedc.errors import SchedcError, ScheduleError
 from schedc.eval_settings import at_setting
-from schedc.metrics import check_reference, ideal_speedup, quality
+from schedc.metrics import check_reference, ideal_speedup, prediction_gap, quality
 from schedc.models.adapter import GenerationInputs, ModelAdapter
 from schedc.problem import FLOP_COST, Problem
 from schedc.profile import Profile
@@ -68,6 +68,7 @@ class Metrics:
     predicted_rel_l2: float | None
     steps: int
     predicted_psnr: float | None = None  # the closed-loop search's measurement on fresh calibration seeds
+    psnr_se: float | None = None  # standard error of `psnr` over the held-out samples
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -396,11 +397,15 @@ def evaluate(
             class_acc=adapter.class_accuracy(samples[name], inputs.labels),
             cost=c, speedup=speedups[name], ideal_speedup=ideal,
             predicted_rel_l2=predicted.get(name), steps=variant.num_steps,
-            predicted_psnr=_predicted_psnr(variant) if name == "schedule" else None,
+            predicted_psnr=_predicted_psnr(variant) if name == "schedule" else None, psnr_se=q["psnr_se"],
         )
 
+    measured = metrics("schedule")
+    predicted_se = (schedule.provenance.get("stats") or {}).get("predicted_psnr_se")
+    gap = ([prediction_gap(measured.predicted_psnr, predicted_se, measured.psnr, measured.psnr_se)]
+           if measured.predicted_psnr is not None and predicted_se is not None else [])
     return EvalReport(
-        schedule=metrics("schedule"),
+        schedule=measured,
         baselines={name: metrics(name) for name in variants if name not in ("full", "schedule")},
         full_class_acc=adapter.class_accuracy(full, inputs.labels),
         nonblock_share=nonblock,
@@ -409,7 +414,7 @@ def evaluate(
             "repeats": config.repeats, "threads": torch.get_num_threads(), "cost_of_schedule": cost,
             "full_seconds": full_seconds, "sampler": full_sampler.to_dict(),
             "peak_cache_tensors": schedule.peak_cache_tensors(),
-            "runtime": runtime["schedule"], "notes": _notes(schedule, full_sampler) + setting_notes,
+            "runtime": runtime["schedule"], "notes": _notes(schedule, full_sampler) + setting_notes + gap,
         },
     )
 

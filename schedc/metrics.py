@@ -55,12 +55,26 @@ def ssim(test: torch.Tensor, ref: torch.Tensor, window: int = 5, sigma: float = 
 
 
 def quality(test: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
+    """Means over samples; psnr_se: the PSNR mean's standard error (per-sample spread / sqrt(N), 0 for one
+    sample): how far another set of as many seeds may land from this one."""
     test, ref = test.float().clamp(-1, 1), ref.float().clamp(-1, 1)
+    each = psnr(test, ref)  # [N]
     return {
-        "psnr": float(psnr(test, ref).mean()),
+        "psnr": float(each.mean()),
+        "psnr_se": float(each.std() / math.sqrt(len(each))) if len(each) > 1 else 0.0,
         "ssim": float(ssim(test, ref).mean()),
         "rel_l2": float(rel_l2(test, ref).mean()),
     }
+
+
+def prediction_gap(predicted: float, predicted_se: float, measured: float, measured_se: float) -> str:
+    """One line on a predicted vs measured PSNR, each with its standard error: whether the gap is more than
+    the two seed sets' own noise (two standard errors of the difference covers it 95% of the time)."""
+    gap, se = predicted - measured, math.hypot(predicted_se, measured_se)
+    within = "within" if abs(gap) <= 2 * se else "more than"
+    return (f"predicted {predicted:.2f} ± {predicted_se:.2f} dB, measured {measured:.2f} ± {measured_se:.2f} dB "
+            f"(± one standard error): the gap {gap:+.2f} dB is {within} two standard errors of the difference "
+            f"({2 * se:.2f} dB), {'what seed noise alone explains' if within == 'within' else 'more than seed noise explains'}")
 
 
 def ideal_speedup(cost: float, nonblock_share: float) -> float:

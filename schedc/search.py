@@ -213,6 +213,18 @@ class _RolloutRate:
         return self.seconds / self.samples if self.samples else self.full
 
 
+def _standard_error(scores: Sequence[Score], objective: str, held: Sequence[int]) -> dict:
+    """{"predicted_psnr_se": dB} of the prediction: the per-sample PSNR spread over sqrt(seeds), for one
+    setting or the mean over settings (the same seeds at each); {} where it is not known (no fresh seeds, or the
+    worst setting, whose standard error a plain formula does not give). Held-out PSNR on as many other seeds
+    scatters about as much again, so |predicted - measured| is noise up to ~2.8 x this."""
+    per = [np.asarray(s.samples, dtype=float) for s in scores]
+    if not held or not all(len(p) > 1 and np.isfinite(p).all() for p in per) or (len(per) > 1 and objective != "mean"):
+        return {}
+    mean = np.mean(per, axis=0)  # [N] per-sample mean over settings
+    return {"predicted_psnr_se": float(mean.std(ddof=1) / math.sqrt(len(mean)))}
+
+
 def search_schedule(
     adapter: ModelAdapter, profile: Profile, problem: Problem, budget: float, constraints: Constraints = Constraints(),
     *, evaluations: int = EVALUATIONS, samples: int = SEARCH_SAMPLES, predict_samples: int = PREDICT_SAMPLES,
@@ -372,7 +384,8 @@ def search_schedule(
                        "nonblock_share": nonblock, "time": share,
                        "block_flops_cost": block * setting.steps / profile.num_steps}
     stats = {"solve_seconds": time.perf_counter() - started, "start": start_name, "search_psnr": best_score.psnr,
-             "predicted_psnr": predicted.psnr, "predict_seeds": len(held), "search_seeds": min(samples, len(seeds)),
+             "predicted_psnr": predicted.psnr, **_standard_error(by_setting, goal.name, held),
+             "predict_seeds": len(held), "search_seeds": min(samples, len(seeds)),
              **({"prediction_seeds": format_ranges(picked + held)} if held or picked else {}),
              **({"selected_on_fresh_seeds": selection, "selected": best.name, "selected_origin": best.origin,
                  "lead_confidence": confidence}
@@ -384,7 +397,8 @@ def search_schedule(
              "given_starts_skipped": len(warm_starts) - grids_used, **steps_stats}
     if settings:
         stats.update(objective=goal.name, by_setting={
-            f"{setting_of(p)[0]:g}": {"predicted_psnr": sc.psnr, "predicted_rel_l2": sc.rel_l2}
+            f"{setting_of(p)[0]:g}": {"predicted_psnr": sc.psnr, "predicted_rel_l2": sc.rel_l2,
+                                      **_standard_error([sc], goal.name, held)}
             for p, sc in zip((profile, *settings), by_setting)})
     compute = np.array([[a not in REUSE_MODES for a in row] for row in best.decisions], dtype=bool)
     moved = {} if setting is native else {"sampling": setting.sampler.to_dict(),

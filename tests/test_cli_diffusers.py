@@ -95,6 +95,8 @@ def test_one_profile_for_several_settings_and_a_schedule_for_all_its_guidance_sc
     report = json.loads(capsys.readouterr().out)
     assert report["settings"]["sampler"]["guidance_scale"] == 4.0
     assert report["schedule"]["predicted_psnr"] == pytest.approx(schedule.provenance["stats"]["by_setting"]["4"]["predicted_psnr"], abs=1e-3)
+    se = schedule.provenance["stats"]["by_setting"]["4"]["predicted_psnr_se"]  # that scale's own standard error
+    assert [n for n in report["settings"]["notes"] if n.startswith(f"predicted {report['schedule']['predicted_psnr']:.2f} ± {se:.2f} dB")]
     assert main(eval_args + ["--guidance-scale", "7"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["schedule"]["predicted_psnr"] is None and any("outside" in n for n in report["settings"]["notes"])

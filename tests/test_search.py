@@ -52,6 +52,9 @@ def test_search_is_deterministic_by_seed_and_predicts_on_unsearched_seeds(tiny_p
     again = RolloutScorer(adapter, tiny_profile, held)(a.actions())
     assert a.stats["predicted_psnr"] == pytest.approx(again.psnr, abs=1e-4)
     assert a.predicted_error == pytest.approx(again.rel_l2, rel=1e-4)
+    # the prediction's standard error: the spread of those seeds' PSNRs over sqrt(3)
+    assert a.stats["predicted_psnr_se"] == pytest.approx(np.std(again.samples, ddof=1) / np.sqrt(3), rel=1e-4)
+    assert a.stats["predicted_psnr_se"] > 0
 
 
 def test_a_start_with_no_move_hands_the_evaluations_to_the_next_start_that_has_one(tiny_profile):
