@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -199,18 +199,20 @@ def _starts_at(setting: StepSetting, constraints: Constraints, first: int, kinds
 @dataclass
 class _RolloutRate:
     """Seconds per sample of the search's rollouts (and of full compute), measured as it goes: what the
-    work after the search will take, so the time limit can leave room for it."""
+    work after the search will take, so the time limit can leave room for it. Kept per step count: the
+    finalists re-ranked afterwards may be the profiled step count's, dearer per sample than the fewer-step
+    rollouts that a plain mean would mix in (the bundled model's solve overran 60 s by 2 s that way)."""
 
     full: float
-    seconds: float = 0.0
-    samples: int = 0
+    by_steps: dict = field(default_factory=dict)  # step count -> [seconds, samples]
 
-    def add(self, seconds: float, samples: int) -> None:
+    def add(self, seconds: float, samples: int, steps: int = 0) -> None:
         if samples:
-            self.seconds, self.samples = self.seconds + seconds, self.samples + samples
+            total = self.by_steps.setdefault(steps, [0.0, 0])
+            total[0], total[1] = total[0] + seconds, total[1] + samples
 
     def per_sample(self) -> float:
-        return self.seconds / self.samples if self.samples else self.full
+        return max((sec / n for sec, n in self.by_steps.values()), default=self.full)
 
 
 def _standard_error(scores: Sequence[Score], objective: str, held: Sequence[int]) -> dict:
@@ -290,7 +292,8 @@ def search_schedule(
     def rollout(decisions, target) -> Score:
         calls, clock = scorer.calls, time.perf_counter()
         score = scorer(decisions, target)
-        rate.add(time.perf_counter() - clock, (scorer.calls - calls) * min(samples, len(seeds)))
+        rate.add(time.perf_counter() - clock, (scorer.calls - calls) * min(samples, len(seeds)),
+                 (target or profile).num_steps)
         return score
 
     def score_all(cands: list[Candidate], setting: StepSetting) -> None:

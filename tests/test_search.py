@@ -262,11 +262,12 @@ def test_the_time_limit_covers_the_fresh_seed_reranking_and_the_prediction(tiny_
     generate, dp_candidates = adapter.generate, search._dp_candidates
 
     def timed_generate(inputs, sampler):
-        clock["t"] += len(inputs)
+        clock["t"] += len(inputs) * sampler.steps / 8  # fewer-step rollouts are cheaper per sample
         return generate(inputs, sampler)
 
     def slow_dp(*args, **kwargs):
-        clock["t"] += 100.0
+        clock["t"] += 100.0 if not clock.get("dp") else 0.0  # the profiled step count's DP: the setup
+        clock["dp"] = True
         return dp_candidates(*args, **kwargs)
 
     monkeypatch.setattr(adapter, "generate", timed_generate)
@@ -274,7 +275,7 @@ def test_the_time_limit_covers_the_fresh_seed_reranking_and_the_prediction(tiny_
     monkeypatch.setattr(search, "time", types.SimpleNamespace(perf_counter=lambda: clock["t"]))
     problem = problem_from_profile(tiny_profile)
     sol = search_schedule(adapter, tiny_profile, problem, 0.5, evaluations=500, samples=2, predict_samples=4,
-                          time_limit=600.0, progress=False, confirm=True)
-    assert sol.stats["stopped_by"] == "time limit" and "selected" in sol.stats
+                          time_limit=600.0, progress=False, confirm=True, vary_steps=True)
+    assert sol.stats["stopped_by"] == "time limit" and "selected" in sol.stats and len(sol.stats["steps_tried"]) > 1
     assert sol.stats["rollouts"] > 40  # the local search ran: the setup's 100 s are not counted per sample
     assert clock["t"] <= 600.0
