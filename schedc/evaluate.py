@@ -8,16 +8,15 @@ by the identity, and gives the ideal speedup 1 / (o + (1 - o) c) at block cost c
 
 from __future__ import annotations
 
-import statistics
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Iterator
 
 import numpy as np
 import torch
 
 from schedc.errors import SchedcError, ScheduleError
 from schedc.eval_settings import at_setting
+from schedc.interleaved import (blocks_skipped, interleaved_times, nonblock_share, replaying,  # noqa: F401
+                                sampler_of, time_interleaved)  # re-exported: benches import them from here
 from schedc.metrics import check_reference, ideal_speedup, prediction_gap, quality
 from schedc.models.adapter import GenerationInputs, ModelAdapter
 from schedc.problem import FLOP_COST, Problem
@@ -27,11 +26,8 @@ from schedc.sampling import SamplerConfig
 from schedc.schedule import calibration_seeds, compute_from_schedule, derive_schedule
 from schedc.solvers.baselines import delta_dit_compute, fewer_steps_count, uniform_compute_steps
 from schedc.step_settings import block_cost_at, time_fraction
-from schedc.timing import device_of, timed
-from schedc_runtime.blockio import BlockIO
 from schedc_runtime.format import timestep_key
-from schedc_runtime.hookcore import CallHook, add_hook
-from schedc_runtime import Schedule, ScheduleFormatError, ScheduleHandle, apply_schedule, check_model
+from schedc_runtime import Schedule, ScheduleFormatError, check_model
 
 BASELINES = ("fewer-steps", "uniform", "delta-dit")
 
@@ -202,42 +198,6 @@ def equivalent_cost(steps: int, full_steps: int, cost: float, nonblock_share: fl
     return min(1.0, max(0.0, block_cost_at(time_fraction(steps, full_steps, cost * full_steps / steps, o), o)))
 
 
-def nonblock_share(adapter: ModelAdapter, inputs: GenerationInputs, sampler: SamplerConfig, repeats: int = 3) -> float:
-    """o: the time of a generation with every block skipped, as a fraction of one with every block computed
-    (median over `repeats` interleaved rounds)."""
-    speedups, _ = time_interleaved(adapter, {"full": None}, inputs, repeats, sampler)
-    return 1.0 / speedups["skip"]
-
-
-def sampler_of(schedule: Schedule) -> SamplerConfig:
-    """The sampling settings recorded in a schedule."""
-    try:
-        sampler = SamplerConfig(**schedule.sampling)
-    except (TypeError, ValueError) as exc:
-        raise ScheduleError(f"schedule has missing or invalid sampling settings: {exc}") from None
-    if sampler.steps != schedule.num_steps:
-        raise ScheduleError(f"schedule has {schedule.num_steps} steps but its sampling settings say {sampler.steps}")
-    return sampler
-
-
-@contextmanager
-def replaying(adapter: ModelAdapter, schedule: Schedule | None) -> Iterator["ScheduleHandle | None"]:
-    """Attach `schedule` (None = the bare model) for the duration of the block."""
-    if schedule is None:
-        yield None
-        return
-    try:
-        handle = apply_schedule(adapter.model, schedule)
-    except ScheduleFormatError as exc:
-        raise ScheduleError(str(exc)) from None
-    try:
-        yield handle
-    except ScheduleFormatError as exc:
-        raise ScheduleError(str(exc)) from None
-    finally:
-        handle.remove()
-
-
 def generate_with(
     adapter: ModelAdapter, schedule: Schedule | None, inputs: GenerationInputs, batch: int, full_sampler: SamplerConfig
 ) -> tuple[torch.Tensor, dict]:
@@ -252,85 +212,6 @@ def generate_with(
         report = {} if handle is None else {"kernels": handle.kernels, "quantized_bytes": handle.quantized_bytes,
                                             "peak_cache_bytes": handle.peak_cache_bytes}
     return samples, report
-
-
-@contextmanager
-def blocks_skipped(adapter: ModelAdapter, replay: dict | None = None) -> Iterator[None]:
-    """No block work: what a generation costs without its blocks (the non-block share).
-
-    A block whose output is a residual of its input returns its input. An output-only block (UNet
-    down/up blocks change shape) cannot: it replays what it returned at the same call of an earlier
-    generation kept in `replay` (its first skipped generation computes and records it once).
-    """
-    blocks = adapter.blocks()
-    replay = {} if replay is None else replay
-    calls = [0] * len(blocks)
-
-    def replayed(b: int):
-        def call(inner, args, kwargs):
-            key = (b, calls[b])
-            calls[b] += 1
-            if key not in replay:
-                replay[key] = inner(*args, **kwargs)
-            return replay[key]
-        return CallHook(call)
-
-    skips = []
-    for b, block in enumerate(blocks):
-        io = BlockIO(block.forward, adapter.outputs_of(b))
-        skips.append(CallHook(lambda inner, args, kwargs, _io=io: _io.identity(
-            args, kwargs, _io.outputs is not None and len(_io.outputs) > 1)) if io.residual_ok else replayed(b))
-    handles = [add_hook(block, skip, "schedc.skip") for block, skip in zip(blocks, skips)]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def time_interleaved(
-    adapter: ModelAdapter, variants: dict[str, Schedule | None], inputs: GenerationInputs, repeats: int,
-    full_sampler: SamplerConfig,
-) -> tuple[dict[str, float], float]:
-    """Speedup of each variant vs "full" and the median full seconds. "skip" = no block work.
-
-    Every round times each variant once (order rotating); the speedup is the median over rounds of
-    full time / variant time within the same round, so slow drifts of a noisy machine cancel.
-    """
-    times = interleaved_times(adapter, variants, inputs, repeats, full_sampler, skip=True)
-    speedups = {n: statistics.median(f / v for f, v in zip(times["full"], times[n])) for n in times}
-    return speedups, statistics.median(times["full"])
-
-
-def interleaved_times(
-    adapter: ModelAdapter, variants: dict[str, Schedule | None], inputs: GenerationInputs, repeats: int,
-    full_sampler: SamplerConfig, skip: bool = False,
-) -> dict[str, list[float]]:
-    """Seconds of each variant in each round (one warm-up first; `skip` adds the no-block run).
-
-    Raw per-round times, so callers can take ratios between any two variants within a round.
-    """
-    names = list(variants) + (["skip"] if skip else [])
-    device = device_of(adapter.model)  # an accelerator is synchronised around each timed generation
-    times: dict[str, list[float]] = {n: [] for n in names}
-    replay: dict = {}  # output-only blocks' outputs, recorded by the warm-up's skip run
-
-    def run(name: str) -> float:
-        if name == "skip":
-            with blocks_skipped(adapter, replay):
-                return timed(lambda: adapter.generate(inputs, full_sampler), device)
-        schedule = variants[name]
-        sampler = sampler_of(schedule) if schedule is not None else full_sampler
-        with replaying(adapter, schedule):
-            return timed(lambda: adapter.generate(inputs, sampler), device)
-
-    for name in names:  # warm-up
-        run(name)
-    for r in range(repeats):
-        order = names[r % len(names):] + names[: r % len(names)]
-        for name in order:
-            times[name].append(run(name))
-    return times
 
 
 def evaluate(

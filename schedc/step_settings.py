@@ -96,7 +96,7 @@ def usable_nonblock(share: float) -> float:
 
 def measure_nonblock_share(adapter: ModelAdapter, sampler: SamplerConfig, seeds: list[int], repeats: int = 3) -> float:
     """o (schedc.evaluate.nonblock_share on `seeds`), kept usable (usable_nonblock)."""
-    from schedc.evaluate import nonblock_share  # torch-side: only the model-in-the-loop path needs it
+    from schedc.interleaved import nonblock_share  # torch-side: only the model-in-the-loop path needs it
 
     return usable_nonblock(nonblock_share(adapter, adapter.make_inputs(seeds), sampler, repeats))
 
