@@ -42,6 +42,7 @@ from schedc.problem import problem_from_profile, resolve_cost  # noqa: E402
 from schedc.profile import Profile  # noqa: E402
 from schedc.sampler_config import SamplerConfig  # noqa: E402
 from schedc.schedule import schedule_from_solution  # noqa: E402
+from schedc.timing import MIN_MEASURE_SECONDS, repeats_for  # noqa: E402
 from schedc.solvers import Constraints, get_solver  # noqa: E402
 
 # Attached: enter -> a factory of per-generation contexts; exit detaches.
@@ -144,26 +145,30 @@ def generate_variant(adapter: ModelAdapter, variant: Variant, inputs, sampler, b
 _generate = generate_variant
 
 
-def time_rounds(adapter: ModelAdapter, variants: list[Variant], inputs, sampler, rounds: int, log: Log) -> list[float]:
+def time_rounds(adapter: ModelAdapter, variants: list[Variant], inputs, sampler, rounds: int, log: Log,
+                min_seconds: float = MIN_MEASURE_SECONDS) -> list[float]:
     """Median over rounds of full time / variant time; every variant once per round, order rotating.
 
-    variants[0] must be full compute. A variant with its own sampler (fewer steps) generates with it.
+    variants[0] must be full compute. A variant with its own sampler (fewer steps) generates with it. Each
+    measurement repeats the variant's generation back to back for at least `min_seconds` (as many runs as its
+    warm-up says; schedc.timing.repeats_for), each run its own generation: short generations jitter.
     """
     times = [[] for _ in variants]
 
-    def run(i: int) -> float:
-        with variants[i].attach() as generation, generation():
+    def run(i: int, repeats: int = 1) -> float:
+        with variants[i].attach() as generation:
             started = time.perf_counter()
-            adapter.generate(inputs, variants[i].sampler or sampler)
-            return time.perf_counter() - started
+            for _ in range(repeats):
+                with generation():
+                    adapter.generate(inputs, variants[i].sampler or sampler)
+            return (time.perf_counter() - started) / repeats
 
-    for i in range(len(variants)):  # warm-up
-        run(i)
+    repeats = [repeats_for(run(i), min_seconds) for i in range(len(variants))]  # warm-up, and its duration
     for r in range(rounds):
         order = list(range(len(variants)))
         order = order[r % len(order):] + order[: r % len(order)]
         for i in order:
-            times[i].append(run(i))
+            times[i].append(run(i, repeats[i]))
         log(f"timing round {r + 1}/{rounds} done")
     return [statistics.median(f / v for f, v in zip(times[0], t)) for t in times]
 
