@@ -299,7 +299,8 @@ class Bench:
                 "budget": budget, "matched_to": matched.get(budget), "cost": block_cost(schedule, block_flops, sampler.steps),
                 "model_cost": (schedule.provenance.get("predicted") or {}).get("cost"),
                 "cost_model": schedule.provenance.get("cost_model"),
-                "predicted_psnr": stats.get("predicted_psnr"), "search_psnr": stats.get("search_psnr"),
+                "predicted_psnr": stats.get("predicted_psnr"), "predicted_psnr_se": stats.get("predicted_psnr_se"),
+                "search_psnr": stats.get("search_psnr"),
                 "predicted_rel_l2": (schedule.provenance.get("predicted") or {}).get("rel_l2"),
                 "stopped_by": stats.get("stopped_by"), "start": stats.get("start"), "steps": schedule.num_steps,
                 "key": samples_key(schedule)}))
@@ -380,8 +381,10 @@ class Bench:
                     r["tie"] = mine["samples_key"] == r["samples_key"]  # schedc compiled this very schedule
         ours = [r for r in rows if r["family"] == "schedc"]
         for r in ours:
-            p = r.get("predicted_psnr")
+            p, p_se, m_se = r.get("predicted_psnr"), r.get("predicted_psnr_se"), r.get("psnr_se")
             r["prediction_error_db"] = None if p is None else p - r["psnr"]
+            # the gap against the two seed sets' own noise (bench_prediction: 64-seed means move by ~0.5 dB)
+            r["prediction_se_db"] = None if p is None or p_se is None or m_se is None else math.hypot(p_se, m_se)
         settings = {
             "model": self.spec.name, "spec": self.spec.spec, "source": self.spec.source, "zoo": self.spec.zoo,
             "classes": list(self.spec.classes) if self.spec.classes else None, "cond": self.spec.cond,

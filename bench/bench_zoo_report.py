@@ -60,6 +60,7 @@ def checks(rows: list[dict], flat_db: float) -> dict:
     deltas = [r["delta_psnr"] for r in others if r["delta_psnr"] is not None]
     predicted = [r for r in ours if r.get("prediction_error_db") is not None]
     within = [r for r in predicted if abs(r["prediction_error_db"]) <= PREDICTION_DB]
+    with_se = [r for r in predicted if r.get("prediction_se_db") is not None]
     return {
         "rows": len(others), "won": sum(not r["lost"] for r in others), "lost": sum(r["lost"] for r in others),
         "ties": sum(bool(r.get("tie")) and r["lost"] for r in others),
@@ -67,6 +68,8 @@ def checks(rows: list[dict], flat_db: float) -> dict:
         "median_delta": statistics.median(deltas) if deltas else None, "worst_delta": min(deltas) if deltas else None,
         "predicted_rows": len(predicted), "predicted_within": len(within),
         "prediction_share": len(within) / len(predicted) if predicted else None,
+        "predicted_rows_se": len(with_se),
+        "predicted_within_2se": sum(abs(r["prediction_error_db"]) <= 2 * r["prediction_se_db"] for r in with_se),
         **monotone_check(ours, flat_db),
     }
 
@@ -120,17 +123,22 @@ def model_markdown(result: dict, command: str) -> str:
                             if r["lost"] else f"{d} |"))
     lines += ["", f"schedc schedules ({s['solver']}); predicted PSNR = the search's measurement on calibration seeds "
               "it did not search on:", "",
-              "| budget | steps | FLOP cost | speedup | predicted PSNR dB | measured PSNR dB | predicted - measured | within ±1 dB |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| budget | steps | FLOP cost | speedup | predicted PSNR dB | measured PSNR dB | predicted - measured | within ±1 dB "
+              "| within 2 SE |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(ours, key=lambda r: r["budget"]):
-        e = r.get("prediction_error_db")
+        e, se = r.get("prediction_error_db"), r.get("prediction_se_db")
+        two_se = "-" if e is None or se is None else f"{'yes' if abs(e) <= 2 * se else '**no**'} ({2 * se:.2f})"
         lines.append(f"| {budget_label(r['budget'])}{' (matched)' if r.get('matched_to') else ''} | {r.get('steps') or sampler['steps']} | {r['cost']:.3f} | {r['speedup']:.2f}x | {fmt(r.get('predicted_psnr'))} | "
-                     f"{r['psnr']:.2f} | {fmt(e, '+.2f')} | {'-' if e is None else ('yes' if abs(e) <= PREDICTION_DB else '**no**')} |")
+                     f"{r['psnr']:.2f} | {fmt(e, '+.2f')} | {'-' if e is None else ('yes' if abs(e) <= PREDICTION_DB else '**no**')} "
+                     f"| {two_se} |")
     share = c["prediction_share"]
     lines += ["",
               f"Prediction within ±{PREDICTION_DB:g} dB: " + ("n/a (the solver records no predicted PSNR)" if share is None
               else f"{c['predicted_within']}/{c['predicted_rows']} = {share:.0%} "
-              f"({'meets' if share >= PREDICTION_SHARE else '**misses**'} the {PREDICTION_SHARE:.0%} bar)."),
+              f"({'meets' if share >= PREDICTION_SHARE else '**misses**'} the {PREDICTION_SHARE:.0%} bar)")
+              + (f"; within two standard errors of the difference (the two 64-seed sets' own noise, in brackets): "
+                 f"{c['predicted_within_2se']}/{c['predicted_rows_se']}." if c.get("predicted_rows_se") else "."),
               f"Monotone in budget over {MONOTONE_RANGE[0]:g}-{MONOTONE_RANGE[1]:g} (no drop; every stretch longer than "
               f"{MONOTONE_STRETCH:g} rises by >= {s['flat_db']:g} dB): " + verdict(c["monotone"])
               + ("" if c["covers_range"] else " (only budgets " + ", ".join(f"{r['budget']:.2f}" for r in ours) + " measured)")
