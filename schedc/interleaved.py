@@ -11,7 +11,8 @@ from typing import Iterator
 from schedc.errors import ScheduleError
 from schedc.models.adapter import GenerationInputs, ModelAdapter
 from schedc.sampling import SamplerConfig
-from schedc.timing import device_of, timed
+from schedc import timing
+from schedc.timing import device_of, repeats_for, timed
 from schedc_runtime import Schedule, ScheduleFormatError, ScheduleHandle, apply_schedule
 from schedc_runtime.blockio import BlockIO
 from schedc_runtime.hookcore import CallHook, add_hook
@@ -105,7 +106,8 @@ def interleaved_times(
     adapter: ModelAdapter, variants: dict[str, Schedule | None], inputs: GenerationInputs, repeats: int,
     full_sampler: SamplerConfig, skip: bool = False,
 ) -> dict[str, list[float]]:
-    """Seconds of each variant in each round (one warm-up first; `skip` adds the no-block run).
+    """Seconds of each variant in each round (one warm-up first; `skip` adds the no-block run). A variant whose
+    warm-up took less than schedc.timing.MIN_MEASURE_SECONDS runs back to back enough times per round to fill it.
 
     Raw per-round times, so callers can take ratios between any two variants within a round.
     """
@@ -114,21 +116,21 @@ def interleaved_times(
     times: dict[str, list[float]] = {n: [] for n in names}
     replay: dict = {}  # output-only blocks' outputs, recorded by the warm-up's skip run
 
-    def run(name: str) -> float:
+    def run(name: str, runs: int = 1) -> float:
+        """Seconds per generation over `runs` back to back (short generations jitter: schedc.timing)."""
         if name == "skip":
             with blocks_skipped(adapter, replay):
-                return timed(lambda: adapter.generate(inputs, full_sampler), device)
+                return timed(lambda: [adapter.generate(inputs, full_sampler) for _ in range(runs)], device) / runs
         schedule = variants[name]
         sampler = sampler_of(schedule) if schedule is not None else full_sampler
         with replaying(adapter, schedule):
-            return timed(lambda: adapter.generate(inputs, sampler), device)
+            return timed(lambda: [adapter.generate(inputs, sampler) for _ in range(runs)], device) / runs
 
-    for name in names:  # warm-up
-        run(name)
+    runs = {name: repeats_for(run(name), timing.MIN_MEASURE_SECONDS) for name in names}  # warm-up, and its duration
     for r in range(repeats):
         order = names[r % len(names):] + names[: r % len(names)]
         for name in order:
-            times[name].append(run(name))
+            times[name].append(run(name, runs[name]))
     return times
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from schedc import timing
 from schedc.models.reference import ReferenceAdapter
 from schedc.models.reference_dit import ReferenceDiT, ReferenceDiTConfig
 from schedc.profiler import ProfileConfig, profile_model
@@ -18,6 +19,9 @@ from schedc.schedule import build_schedule
 # Tests check correctness, not speed: one intra-op thread keeps them fast on a shared 2-core machine
 # (two threads stall each op when other jobs compete for the cores).
 torch.set_num_threads(1)
+# Timing repeats short generations for a second per measurement (schedc.timing): right for a benchmark, minutes
+# for a test suite whose tiny models generate in milliseconds. Tests check what timing returns, not its precision.
+timing.MIN_MEASURE_SECONDS = 0.0
 
 TINY_SAMPLER = SamplerConfig(steps=8, guidance_scale=2.0, cfg="batched")
 TINY_NONBLOCK_SHARE = 0.15  # what the tiny model measures on a 2-core CPU, give or take 0.05
