@@ -147,14 +147,15 @@ _generate = generate_variant
 
 def time_rounds(adapter: ModelAdapter, variants: list[Variant], inputs, sampler, rounds: int, log: Log,
                 min_seconds: float = MIN_MEASURE_SECONDS) -> list[float]:
-    """Median over rounds of full time / variant time; every variant once per round, order rotating.
+    """Median over rounds of full time / variant time, each variant timed right next to its own full-compute
+    run (full first in even rounds, second in odd ones; variant order rotating).
 
     variants[0] must be full compute. A variant with its own sampler (fewer steps) generates with it. Each
     measurement repeats the variant's generation back to back for at least `min_seconds` (as many runs as its
     warm-up says; schedc.timing.repeats_for), each run its own generation: short generations jitter.
+    Why paired: with one full run per round, a variant timed 40 s later in a 45-variant round saw the machine's
+    drift; twelve copies of one schedule timed 3.13-3.50x that way and 3.35-3.63x paired (unet-dpm, 5 rounds).
     """
-    times = [[] for _ in variants]
-
     def run(i: int, repeats: int = 1) -> float:
         with variants[i].attach() as generation:
             started = time.perf_counter()
@@ -164,13 +165,18 @@ def time_rounds(adapter: ModelAdapter, variants: list[Variant], inputs, sampler,
             return (time.perf_counter() - started) / repeats
 
     repeats = [repeats_for(run(i), min_seconds) for i in range(len(variants))]  # warm-up, and its duration
+    ratios: list[list[float]] = [[1.0] for _ in variants]
     for r in range(rounds):
-        order = list(range(len(variants)))
-        order = order[r % len(order):] + order[: r % len(order)]
+        order = list(range(1, len(variants)))
+        order = order[r % len(order):] + order[: r % len(order)] if order else []
         for i in order:
-            times[i].append(run(i, repeats[i]))
+            if r % 2:
+                variant, full = run(i, repeats[i]), run(0, repeats[0])
+            else:
+                full, variant = run(0, repeats[0]), run(i, repeats[i])
+            ratios[i].append(full / variant)
         log(f"timing round {r + 1}/{rounds} done")
-    return [statistics.median(f / v for f, v in zip(times[0], t)) for t in times]
+    return [1.0] + [statistics.median(x[1:]) for x in ratios[1:]]
 
 
 _time_rounds = time_rounds

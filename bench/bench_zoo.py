@@ -66,6 +66,7 @@ from schedc.models import BUILTIN_MODELS, ModelAdapter, load_model  # noqa: E402
 from schedc.profile import Profile  # noqa: E402
 from schedc.sampler_config import SamplerConfig  # noqa: E402
 from schedc.schedule import build_schedule, read_schedule, save_schedule  # noqa: E402
+from schedc.timing import MIN_MEASURE_SECONDS  # noqa: E402
 from schedc_runtime import dump_schedule  # noqa: E402
 
 DEFAULT_BUDGETS = "0.1,0.125,0.15,0.175,0.2,0.25,0.3,0.35,0.4,0.5,0.6,0.7,0.8,0.9"
@@ -344,13 +345,14 @@ class Bench:
         # (vi) timing: all variants in the same interleaved rounds
         timing_path = self.work / "timing.json"
         tkey = {"variants": [f["key"] for _, f in variants], "rounds": args.rounds, "timing_batch": args.timing_batch,
-                "threads": torch.get_num_threads(), "sampler": sampler.to_dict()}
+                "threads": torch.get_num_threads(), "sampler": sampler.to_dict(), "paired": True, "min_seconds": MIN_MEASURE_SECONDS}
         timing = read_json(timing_path)
         if timing and timing.get("key") == tkey:
             speedups = timing["speedups"]
             self.log("cached", "timing")
         else:
-            self.log(f"{len(variants)} variants x {args.rounds} interleaved rounds of {args.timing_batch} samples", "timing")
+            self.log(f"{len(variants)} variants x {args.rounds} interleaved rounds of {args.timing_batch} samples, each "
+                     "next to its own full-compute run", "timing")
             # a variant that computes exactly what an earlier one does (schedc compiled the baseline itself) is
             # the same run: timed once, so a tie is a tie and not a coin flip of the machine's noise
             first = {}
@@ -397,7 +399,8 @@ class Bench:
             "confirm": not args.no_confirm,
             "budgets": args.budgets, "matched_budgets": {f"{b:.4f}": m for b, m in matched.items()},
             "baseline_budgets": args.baseline_budgets, "timing_batch": args.timing_batch,
-            "rounds": args.rounds, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "rounds": args.rounds, "paired": True, "min_seconds": MIN_MEASURE_SECONDS,
+            "threads": torch.get_num_threads(), "torch": torch.__version__,
             "nonblock_share": nonblock, "full_class_acc": cache.get("full_class_acc"), "skipped": skipped,
             "failed": failed, "flat_db": args.flat_db, "work": str(self.work),
             "seconds": round(time.perf_counter() - self.started, 1),

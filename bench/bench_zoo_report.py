@@ -94,8 +94,10 @@ def model_markdown(result: dict, command: str) -> str:
         f"{sampler['steps']} steps, {sampler['scheduler']}, CFG {sampler['cfg']} g={sampler['guidance_scale']}. "
         f"Calibration seeds {s['calibration_seeds']}; quality: PSNR vs full compute on held-out seeds "
         f"{s['eval_seeds']} ({s['samples']} samples); speed: every variant in the same {s['rounds']} interleaved "
-        f"rounds of {s['timing_batch']} samples (order rotating), median over rounds of full time / variant time; "
-        f"{s['threads']} threads, torch {s['torch']}. schedc: {s['solver']} solver"
+        f"rounds of {s['timing_batch']} samples (order rotating), median over rounds of full time / variant time"
+        + ("; each variant timed right next to its own full-compute run, each measurement repeating the generation "
+           f"for at least {s['min_seconds']:g} s; " if s.get("paired") else "; ")
+        + f"{s['threads']} threads, torch {s['torch']}. schedc: {s['solver']} solver"
         + (f", {s['evaluations']} evaluations, time limit {s['time_limit']:g} s" if s["solver"] == "search" else "")
         + f"; non-block share {s['nonblock_share']:.3f}; full-compute class accuracy {fmt(s['full_class_acc'])}. "
         "Matched schedc row: the best PSNR among schedc schedules measured at least as fast in the same rounds; "
