@@ -165,7 +165,7 @@ def time_rounds(adapter: ModelAdapter, variants: list[Variant], inputs, sampler,
             return (time.perf_counter() - started) / repeats
 
     repeats = [repeats_for(run(i), min_seconds) for i in range(len(variants))]  # warm-up, and its duration
-    ratios: list[list[float]] = [[1.0] for _ in variants]
+    ratios: list[list[float]] = [[] for _ in variants]  # [variant][round]; full compute's own stays empty
     for r in range(rounds):
         order = list(range(1, len(variants)))
         order = order[r % len(order):] + order[: r % len(order)] if order else []
@@ -176,7 +176,7 @@ def time_rounds(adapter: ModelAdapter, variants: list[Variant], inputs, sampler,
                 full, variant = run(0, repeats[0]), run(i, repeats[i])
             ratios[i].append(full / variant)
         log(f"timing round {r + 1}/{rounds} done")
-    return [1.0] + [statistics.median(x[1:]) for x in ratios[1:]]
+    return [1.0] + [statistics.median(x) for x in ratios[1:]]
 
 
 _time_rounds = time_rounds

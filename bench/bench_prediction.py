@@ -16,7 +16,6 @@ Writes <out>/prediction.{json,md} (default out: bench/results/prediction).
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -31,9 +30,8 @@ from bench_io import read_json, write_json  # noqa: E402
 from bench_zoo import model_spec  # noqa: E402
 from schedc.atomic import atomic_write_text  # noqa: E402
 from schedc.evaluate import EVAL_SEED_START, generate_with  # noqa: E402
-from schedc.metrics import quality  # noqa: E402
+from schedc.metrics import difference_se, quality, within_noise  # noqa: E402
 from schedc.profile import Profile  # noqa: E402
-from schedc.sampler_config import SamplerConfig  # noqa: E402
 from schedc.schedule import read_schedule, save_schedule  # noqa: E402
 
 CALIB = 32
@@ -76,7 +74,7 @@ def measure(spec, args, log) -> list[dict]:
     work.mkdir(parents=True, exist_ok=True)
     adapter = spec.load()
     profile_path = profile_for(spec, adapter, work, log)
-    sampler = SamplerConfig(**Profile.load(profile_path).meta.sampler)
+    sampler = spec.sampler(adapter)  # what profile_for profiled at, or found the cached profile recorded
     schedules = {b: schedule_for(adapter, profile_path, b, work, log) for b in args.budgets}
     sets = []
     for k in range(args.sets):
@@ -92,12 +90,13 @@ def measure(spec, args, log) -> list[dict]:
         pred, pred_se = stats["predicted_psnr"], stats["predicted_psnr_se"]
         held = [{"seeds": f"{start}-{start + args.samples - 1}", "psnr": q[budget]["psnr"], "psnr_se": q[budget]["psnr_se"],
                  "gap": pred - q[budget]["psnr"],
-                 "gap_in_se": (pred - q[budget]["psnr"]) / math.hypot(pred_se, q[budget]["psnr_se"])} for start, q in sets]
+                 "gap_in_se": (pred - q[budget]["psnr"]) / difference_se(pred_se, q[budget]["psnr_se"])}
+                for start, q in sets]
         means = [h["psnr"] for h in held]
         rows.append({"model": spec.name, "budget": budget, "steps": schedule.num_steps, "predicted_psnr": pred,
                      "predicted_psnr_se": pred_se, "prediction_seeds": stats.get("prediction_seeds"), "held_out": held,
                      "within_1db": sum(abs(h["gap"]) <= 1.0 for h in held),
-                     "within_2se": sum(abs(h["gap_in_se"]) <= 2.0 for h in held),
+                     "within_2se": sum(within_noise(h["gap_in_se"], 1.0) for h in held),
                      "held_out_spread": max(means) - min(means)})
     return rows
 

@@ -61,7 +61,7 @@ from bench_zoo_report import budget_label, checks, fmt, verdict, write_model, wr
 from schedc.errors import SchedcError  # noqa: E402
 from schedc.ecosystem import ECOSYSTEM_CACHES  # noqa: E402
 from schedc.evaluate import BASELINES, EVAL_SEED_START, baseline_schedule, block_cost, nonblock_share  # noqa: E402
-from schedc.metrics import check_reference, quality  # noqa: E402
+from schedc.metrics import check_reference, difference_se, quality  # noqa: E402
 from schedc.models import BUILTIN_MODELS, ModelAdapter, load_model  # noqa: E402
 from schedc.profile import Profile  # noqa: E402
 from schedc.sampler_config import SamplerConfig  # noqa: E402
@@ -386,7 +386,7 @@ class Bench:
             p, p_se, m_se = r.get("predicted_psnr"), r.get("predicted_psnr_se"), r.get("psnr_se")
             r["prediction_error_db"] = None if p is None else p - r["psnr"]
             # the gap against the two seed sets' own noise (bench_prediction: 64-seed means move by ~0.5 dB)
-            r["prediction_se_db"] = None if p is None or p_se is None or m_se is None else math.hypot(p_se, m_se)
+            r["prediction_se_db"] = None if p is None or p_se is None or m_se is None else difference_se(p_se, m_se)
         settings = {
             "model": self.spec.name, "spec": self.spec.spec, "source": self.spec.source, "zoo": self.spec.zoo,
             "classes": list(self.spec.classes) if self.spec.classes else None, "cond": self.spec.cond,

@@ -12,6 +12,7 @@ from pathlib import Path
 from bench_io import read_json, write_json
 from schedc.atomic import atomic_write_text
 from schedc.errors import SchedcError
+from schedc.metrics import NOISE_SE, within_noise
 from schedc.plots import pareto_plot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +70,7 @@ def checks(rows: list[dict], flat_db: float) -> dict:
         "predicted_rows": len(predicted), "predicted_within": len(within),
         "prediction_share": len(within) / len(predicted) if predicted else None,
         "predicted_rows_se": len(with_se),
-        "predicted_within_2se": sum(abs(r["prediction_error_db"]) <= 2 * r["prediction_se_db"] for r in with_se),
+        "predicted_within_2se": sum(within_noise(r["prediction_error_db"], r["prediction_se_db"]) for r in with_se),
         **monotone_check(ours, flat_db),
     }
 
@@ -130,7 +131,7 @@ def model_markdown(result: dict, command: str) -> str:
               "|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(ours, key=lambda r: r["budget"]):
         e, se = r.get("prediction_error_db"), r.get("prediction_se_db")
-        two_se = "-" if e is None or se is None else f"{'yes' if abs(e) <= 2 * se else '**no**'} ({2 * se:.2f})"
+        two_se = "-" if e is None or se is None else f"{'yes' if within_noise(e, se) else '**no**'} ({NOISE_SE * se:.2f})"
         lines.append(f"| {budget_label(r['budget'])}{' (matched)' if r.get('matched_to') else ''} | {r.get('steps') or sampler['steps']} | {r['cost']:.3f} | {r['speedup']:.2f}x | {fmt(r.get('predicted_psnr'))} | "
                      f"{r['psnr']:.2f} | {fmt(e, '+.2f')} | {'-' if e is None else ('yes' if abs(e) <= PREDICTION_DB else '**no**')} "
                      f"| {two_se} |")

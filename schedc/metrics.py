@@ -67,14 +67,27 @@ def quality(test: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
     }
 
 
+NOISE_SE = 2.0  # a gap within this many standard errors of the difference is what seed noise gives 95% of the time
+
+
+def difference_se(se_a: float, se_b: float) -> float:
+    """Standard error of the difference of two means measured on independent seed sets."""
+    return math.hypot(se_a, se_b)
+
+
+def within_noise(gap: float, se: float) -> bool:
+    """Whether a gap between two means is within NOISE_SE standard errors `se` of their difference."""
+    return abs(gap) <= NOISE_SE * se
+
+
 def prediction_gap(predicted: float, predicted_se: float, measured: float, measured_se: float) -> str:
     """One line on a predicted vs measured PSNR, each with its standard error: whether the gap is more than
-    the two seed sets' own noise (two standard errors of the difference covers it 95% of the time)."""
-    gap, se = predicted - measured, math.hypot(predicted_se, measured_se)
-    within = "within" if abs(gap) <= 2 * se else "more than"
+    the two seed sets' own noise."""
+    gap, se = predicted - measured, difference_se(predicted_se, measured_se)
+    within = "within" if within_noise(gap, se) else "more than"
     return (f"predicted {predicted:.2f} ± {predicted_se:.2f} dB, measured {measured:.2f} ± {measured_se:.2f} dB "
             f"(± one standard error): the gap {gap:+.2f} dB is {within} two standard errors of the difference "
-            f"({2 * se:.2f} dB), {'what seed noise alone explains' if within == 'within' else 'more than seed noise explains'}")
+            f"({NOISE_SE * se:.2f} dB), {'what seed noise alone explains' if within == 'within' else 'more than seed noise explains'}")
 
 
 def ideal_speedup(cost: float, nonblock_share: float) -> float:
