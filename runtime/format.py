@@ -192,22 +192,38 @@ class Schedule:
     def cache_needed(self) -> tuple[tuple[bool, ...], ...]:
         """[T][B]: whether the compute at (t, b) must leave a cache behind.
 
-        True when block b reuses before it computes again, and at every compute of a block with a
-        mode that reads more than the last compute (a forecast extrapolates from several). A reuse in a
-        span reads the span's combined residual, not the block's own cache.
+        True for the last `history` computes of block b before each of its reuses (one for a residual or
+        output reuse, two for a forecast): a compute no reuse reads stores nothing, so a block that
+        forecasts once keeps no residuals for the rest of the generation. A reuse in a span reads the
+        span's combined residual, not the block's own cache.
         """
         steps, blocks = self.num_steps, self.num_blocks
         needed = [[False] * blocks for _ in range(steps)]
         for b in range(blocks):
-            forecasts = self.history_of(b) > 1
-            reused_later = False
-            for t in range(steps - 1, -1, -1):
-                if is_reuse(self.decisions[t][b]):
-                    reused_later = reused_later or not self.in_span(t, b)
-                else:
-                    needed[t][b] = reused_later or forecasts
-                    reused_later = False
+            computes: list[int] = []
+            for t in range(steps):
+                action = self.decisions[t][b]
+                if not is_reuse(action):
+                    computes.append(t)
+                elif not self.in_span(t, b):
+                    for s in computes[-_MODE_REGISTRY[action].history:]:
+                        needed[s][b] = True
         return tuple(tuple(row) for row in needed)
+
+    def residuals_held(self) -> tuple[tuple[int, ...], ...]:
+        """[T][B]: residuals block b's cache holds after its compute at step t, in a generation started at
+        step 0 (0 at reuses). A compute that stores adds its residual to the ones the previous compute
+        left (up to `history_of(b)`); one that stores nothing frees them. What a forecast can read, and
+        what its memory is."""
+        needed = self.cache_needed()
+        held = [[0] * self.num_blocks for _ in range(self.num_steps)]
+        for b in range(self.num_blocks):
+            keep, count = self.history_of(b), 0
+            for t, row in enumerate(self.decisions):
+                if not is_reuse(row[b]):
+                    count = min(keep, count + 1) if needed[t][b] else 0
+                    held[t][b] = count
+        return tuple(tuple(row) for row in held)
 
     def history_of(self, block: int) -> int:
         """Most computes any reuse mode of `block` reads (0: the block never reuses a residual)."""
@@ -231,17 +247,18 @@ class Schedule:
         weights = [float(x) for x in tensor_bytes]
         if len(weights) != self.num_blocks:
             raise ScheduleFormatError(f"cache bytes are needed for each of the {self.num_blocks} blocks, got {len(weights)}")
-        needed = self.cache_needed()
+        needed, held = self.cache_needed(), self.residuals_held()
         plan = plan_spans(self.spans, self.decisions, REUSE_MODES)
-        sizes = [self.cache_tensors(b) * weights[b] for b in range(self.num_blocks)]
+        outputs = [max((_MODE_REGISTRY[m].cache_tensors()[1] for m in self.reuse_modes_of(b)), default=0)
+                   for b in range(self.num_blocks)]
         peak = 0.0
-        live = [False] * self.num_blocks
+        live = [0.0] * self.num_blocks  # bytes block b's cache holds since its last compute
         for t in range(self.num_steps):
             for b in range(self.num_blocks):
                 if not is_reuse(self.decisions[t][b]):
-                    live[b] = needed[t][b]
+                    live[b] = (held[t][b] + outputs[b] * needed[t][b]) * weights[b]
             spans = sum(weights[first] for (first, _, s), last in plan.last_read.items() if s <= t < last)
-            peak = max(peak, sum(size for size, alive in zip(sizes, live) if alive) + spans)
+            peak = max(peak, sum(live) + spans)
         return peak
 
     def precisions_used(self) -> frozenset[tuple[int, str]]:

@@ -81,7 +81,7 @@ class ScheduleHandle:
         self._decisions = schedule.decisions
         self._cache_needed = schedule.cache_needed()
         self._history = [schedule.history_of(b) for b in range(len(self.blocks))]  # residuals kept per block
-        self._depth = _reuse_depths(schedule, self._cache_needed, self._history)
+        self._depth = _reuse_depths(schedule)
         self._keeps_output = [any(REUSE_MODES[m].reads == "output" for m in schedule.reuse_modes_of(b))
                               for b in range(len(self.blocks))]
         # quantized copies are built before any forward is shadowed (a deepcopy would copy the shadow)
@@ -341,17 +341,18 @@ class ScheduleHandle:
         return io.rebuild(streams, cached.like_tuple)
 
 
-def _reuse_depths(schedule: Schedule, needed: tuple, history: list[int]) -> tuple[tuple[int, ...], ...]:
+def _reuse_depths(schedule: Schedule) -> tuple[tuple[int, ...], ...]:
     """[T][B]: how many computes a residual reuse at (t, b) reads in a generation started at step 0
     (fewer held means the generation started later: refused rather than silently extrapolated less)."""
+    held = schedule.residuals_held()
     depth = [[0] * schedule.num_blocks for _ in range(schedule.num_steps)]
     for b in range(schedule.num_blocks):
-        held = 0
+        last = 0
         for t, row in enumerate(schedule.decisions):
             if not is_reuse(row[b]):
-                held = min(history[b], held + 1) if needed[t][b] and history[b] else 0
+                last = held[t][b]
             elif REUSE_MODES[row[b]].reads != "output":
-                depth[t][b] = min(REUSE_MODES[row[b]].history, held)
+                depth[t][b] = min(REUSE_MODES[row[b]].history, last)
     return tuple(tuple(row) for row in depth)
 
 

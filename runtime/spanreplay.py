@@ -19,7 +19,7 @@ import torch
 from .blockio import BlockIO
 from .format import Schedule, ScheduleFormatError
 from .modes import REUSE_MODES
-from .spans import SpanKey, plan_spans
+from .spans import plan_spans
 
 
 class CacheOwner(Protocol):

@@ -150,3 +150,31 @@ def test_cache_memory_is_known_in_advance(tiny_adapter, tiny_profile):
         assert handle.peak_cache_bytes == schedule.peak_cache_tensors() * per_block
         assert schedule.peak_cache_tensors() == 3
         assert handle.cache_bytes() == 0 or handle.cache_bytes() <= handle.peak_cache_bytes
+
+
+
+def test_forecast_caches_only_the_computes_it_reads(tiny_adapter, tiny_profile):
+    """Block 1 forecasts at steps 4 and 7: only computes 2, 3 and 5, 6 store a residual (the others are read
+    by nothing), the memory is what the schedule predicts, and each forecast is the line through its two
+    computes: x_t + 2 d_(t-1) - d_(t-2)."""
+    from schedc.schedule import build_schedule
+
+    rows = [["native"] * B for _ in range(T)]
+    rows[4][1] = rows[7][1] = "forecast"
+    schedule = build_schedule(tiny_profile, tuple(map(tuple, rows)), {"solver": "test"})
+    assert [t for t in range(T) if schedule.cache_needed()[t][1]] == [2, 3, 5, 6]
+    assert schedule.peak_cache_tensors() == 2
+    block = tiny_adapter.blocks()[1]
+    seen = []  # per step: (input, output) of block 1, computed or forecast
+    hook = block.register_forward_hook(lambda m, a, o: seen.append((a[0].clone(), o.clone())))
+    try:
+        with apply_schedule(tiny_adapter.model, schedule) as handle:
+            tiny_adapter.generate(tiny_adapter.make_inputs(range(3)), TINY_SAMPLER)
+            per_block = 2 * 3 * 16 * 32 * 4  # [CFG rows, tokens, width] float32
+            assert handle.peak_cache_bytes == 2 * per_block  # not one residual per compute of a forecasting block
+            assert handle.block_calls[1] == T - 2
+    finally:
+        hook.remove()
+    delta = lambda t: seen[t][1] - seen[t][0]  # noqa: E731
+    for t in (4, 7):
+        assert torch.allclose(seen[t][1], seen[t][0] + 2 * delta(t - 1) - delta(t - 2), atol=1e-5)
