@@ -31,6 +31,7 @@ from bench_io import read_json, write_json  # noqa: E402
 from schedc.atomic import atomic_write_text  # noqa: E402
 from schedc.compile import compile_solution  # noqa: E402
 from schedc.metrics import psnr  # noqa: E402
+from schedc.search import PREDICT_SAMPLES, SELECT_SAMPLES  # noqa: E402
 from schedc.solvers import Constraints, SolveContext  # noqa: E402
 
 CALIB = 32  # the profile's calibration samples (`schedc profile`'s default)
@@ -64,8 +65,8 @@ def rows_for(curve: Curve, budgets: list[float], time_limit: float) -> list[dict
 def markdown(results: dict[str, list[dict]], samples: int) -> str:
     lines = ["# The search with and without a fresh-seed confirmation of its winner", "",
              f"Held-out PSNR (dB, seeds 1000000.., {samples} samples, vs full compute); profile on calibration seeds "
-             f"0-{CALIB - 1}, search on the first 16, confirmation on the 64 after the profile's seeds, prediction on "
-             "the 64 after those. Δ = confirmed − plain.", "",
+             f"0-{CALIB - 1}, search on the first 16, confirmation on the {SELECT_SAMPLES} after the profile's seeds, "
+             f"prediction on the {PREDICT_SAMPLES} after those. Δ = confirmed − plain.", "",
              "| model | budget | plain search | confirmed | Δ dB | kept | lead confidence |", "|---|---|---|---|---|---|---|"]
     deltas = []
     for model, rows in results.items():

@@ -32,6 +32,7 @@ from schedc.atomic import atomic_write_text  # noqa: E402
 from schedc.evaluate import EVAL_SEED_START, generate_with  # noqa: E402
 from schedc.metrics import difference_se, quality, within_noise  # noqa: E402
 from schedc.profile import Profile  # noqa: E402
+from schedc.search import PREDICT_SAMPLES, SELECT_SAMPLES  # noqa: E402
 from schedc.schedule import read_schedule, save_schedule  # noqa: E402
 
 CALIB = 32
@@ -59,7 +60,8 @@ def schedule_for(adapter, profile_path: Path, budget: float, work: Path, log):
     path = work / f"search-b{budget:.2f}.yaml"
     if path.exists():
         schedule = read_schedule(path)
-        if schedule.provenance.get("stats", {}).get("predicted_psnr_se") is not None:
+        stats = schedule.provenance.get("stats", {})
+        if stats.get("predicted_psnr_se") is not None and stats.get("predict_seeds") == PREDICT_SAMPLES:
             return schedule
     started = time.perf_counter()
     compiled = compile_solution(profile_path, budget, solver="search", constraints=Constraints(time_limit=60.0),
@@ -105,8 +107,8 @@ def write_report(rows: list[dict], args, out: Path) -> None:
     lines = ["# The search's predicted PSNR vs several disjoint held-out seed sets", "",
              f"`python bench/bench_prediction.py --models {','.join(args.models)} --budgets "
              f"{','.join(f'{b:g}' for b in args.budgets)} --sets {args.sets} --samples {args.samples}`", "",
-             f"Calibration seeds 0-{CALIB - 1} (profile; the search scores on its first 16, confirms on the 64 after the "
-             f"profile's and predicts on the 64 after those); held-out sets of {args.samples} seeds from {EVAL_SEED_START}; "
+             f"Calibration seeds 0-{CALIB - 1} (profile; the search scores on its first 16, confirms on the {SELECT_SAMPLES} after the "
+             f"profile's and predicts on the {PREDICT_SAMPLES} after those); held-out sets of {args.samples} seeds from {EVAL_SEED_START}; "
              f"torch {torch.__version__}, {torch.get_num_threads()} threads. PSNR ± one standard error (per-sample spread / "
              "sqrt(N)); gap = predicted - held-out; 'within 2 SE': |gap| <= 2 standard errors of the difference.", "",
              "| model | budget | steps | predicted dB | held-out sets dB | within ±1 dB | within 2 SE | held-out sets spread dB |",

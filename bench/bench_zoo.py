@@ -66,6 +66,7 @@ from schedc.models import BUILTIN_MODELS, ModelAdapter, load_model  # noqa: E402
 from schedc.profile import Profile  # noqa: E402
 from schedc.sampler_config import SamplerConfig  # noqa: E402
 from schedc.schedule import build_schedule, read_schedule, save_schedule  # noqa: E402
+from schedc.search import PREDICT_SAMPLES, SELECT_SAMPLES  # noqa: E402
 from schedc.timing import MIN_MEASURE_SECONDS  # noqa: E402
 from schedc_runtime import dump_schedule  # noqa: E402
 
@@ -196,7 +197,7 @@ class Bench:
         index = read_json(index_path) or {}
         settings = {"solver": args.solver, "evaluations": args.evaluations, "time_limit": args.time_limit,
                     "profile": profile.digest(), "ladder": True, "vary_steps": not args.fixed_steps,
-                    "confirm": not args.no_confirm}
+                    "confirm": not args.no_confirm, "predict_samples": PREDICT_SAMPLES}
         out, failed = {}, []
         previous = None  # the schedule at the next lower budget: a warm start (`schedc solve --warm-start`)
         ladder = sorted(args.budgets)
@@ -392,8 +393,8 @@ class Bench:
             "classes": list(self.spec.classes) if self.spec.classes else None, "cond": self.spec.cond,
             "sampler": sampler.to_dict(), "eval_seeds": f"{seeds[0]}-{seeds[-1]}", "samples": len(seeds),
             "calibration_seeds": f"0-{args.calib - 1} (profile; the search scores on its first 16, "
-                                 + ("the 64 seeds after the profile's confirm its pick, the 64 after those predict"
-                                    if not args.no_confirm else "the 64 seeds after the profile's predict")
+                                 + (f"the {SELECT_SAMPLES} seeds after the profile's confirm its pick, the {PREDICT_SAMPLES} after those predict"
+                                    if not args.no_confirm else f"the {PREDICT_SAMPLES} seeds after the profile's predict")
                                  + f"); 0-{MAGCACHE_CALIB - 1} (MagCache's calibration)",
             "solver": args.solver, "evaluations": args.evaluations, "time_limit": args.time_limit,
             "confirm": not args.no_confirm,
