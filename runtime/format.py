@@ -237,8 +237,9 @@ class Schedule:
     def peak_cache_tensors(self) -> int:
         """Most cached tensors alive at once in one generation (per CFG branch): memory known in advance.
 
-        Counted at step boundaries; a span's combined residual is one tensor from the compute step it sums
-        to its last read."""
+        Counted after each block's compute, in call order (a block's new cache can be alive next to a later
+        block's old one); a span's combined residual is one tensor from the compute step it sums to its
+        last read."""
         return int(self.peak_cache_bytes([1] * self.num_blocks))
 
     def peak_cache_bytes(self, tensor_bytes: "Iterable[float]") -> float:
@@ -254,10 +255,11 @@ class Schedule:
         peak = 0.0
         live = [0.0] * self.num_blocks  # bytes block b's cache holds since its last compute
         for t in range(self.num_steps):
-            for b in range(self.num_blocks):
+            spans = sum(weights[first] for (first, _, s), last in plan.last_read.items() if s <= t < last)
+            for b in range(self.num_blocks):  # in call order: a block's new cache can meet a later block's old one
                 if not is_reuse(self.decisions[t][b]):
                     live[b] = (held[t][b] + outputs[b] * needed[t][b]) * weights[b]
-            spans = sum(weights[first] for (first, _, s), last in plan.last_read.items() if s <= t < last)
+                    peak = max(peak, sum(live) + spans)
             peak = max(peak, sum(live) + spans)
         return peak
 
