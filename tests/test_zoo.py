@@ -47,7 +47,7 @@ def _sampler(meta: dict, steps: int) -> SamplerConfig:
 
 def test_registry_is_diverse():
     specs = train_zoo.ZOO.values()
-    assert len(train_zoo.ZOO) == 4
+    assert len(train_zoo.ZOO) == 5
     assert {s.family for s in specs} == {"dit", "unet", "pixart", "sd3"}
     assert {s.scheduler for s in specs} == set(train_zoo.SCHEDULERS)
     assert {s.objective for s in specs} == {"epsilon", "flow"}

@@ -111,6 +111,10 @@ ZOO: dict[str, ZooSpec] = {
     # SD3 MMDiT joint blocks + pooled projections, rectified flow; flow-match Euler 28 steps, CFG 3.0
     "sd3-flow": ZooSpec("sd3", 8, "flow", "FlowMatchEulerDiscreteScheduler", 28, 3.0, "batched", 2500, width=64,
                         layers=5),
+    # added in session 12 as a held-out check, after every rule and default was set: PixArt (narrower, deeper)
+    # under DPM-Solver++ 2M at 20 steps with batched CFG 3.0 -- a multistep solver on a transformer
+    "pixart-dpm": ZooSpec("pixart", 8, "epsilon", "DPMSolverMultistepScheduler", 20, 3.0, "batched", 2500, width=48,
+                          layers=8),
 }
 
 
