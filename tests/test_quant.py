@@ -129,3 +129,18 @@ def test_output_reuse_returns_the_cached_output(tiny_adapter, tiny_profile):
         tiny_adapter.generate(tiny_adapter.make_inputs(range(2)), TINY_SAMPLER)
         assert handle.block_calls[0] == T - 2
     assert torch.equal(seen[4], seen[3]) and torch.equal(seen[5], seen[3])
+
+
+def test_a_layer_a_precision_cannot_take_stays_native():
+    """int4w packs groups of 32 input channels: a width-48 layer (pixart-dpm's blocks) keeps its float
+    weights in the int4w copy of the block, and the layers that fit are quantized as usual."""
+    from schedc_runtime.precisions.base import QuantLinear
+
+    torch.manual_seed(0)
+    block = nn.Sequential(nn.Linear(48, 64), nn.GELU(), nn.Linear(64, 48))
+    quantized = quantize_block(block, "int4w")
+    assert type(quantized[0]) is nn.Linear and torch.equal(quantized[0].weight, block[0].weight)
+    assert isinstance(quantized[2], QuantLinear) and quantized[2].precision == "int4w"
+    x = torch.randn(5, 48)
+    with torch.no_grad():
+        assert 0 < float((quantized(x) - block(x)).norm() / block(x).norm()) < 0.15

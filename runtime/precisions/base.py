@@ -70,6 +70,11 @@ class Precision:
             raise NotImplementedError(f"precision {self.name} names no linear_class")
         return self.linear_class(linear, self.name, self.kernel(linear.weight.device))
 
+    def supports(self, linear: nn.Linear) -> bool:
+        """Whether this precision can run `linear` (a layer it cannot stays native in the quantized block, as
+        torchao's filter skips layers whose shape its kernel does not take)."""
+        return True
+
     def kernel(self, device: torch.device) -> str:
         """Which kernel the replacement runs on `device`."""
         raise NotImplementedError
@@ -80,7 +85,8 @@ class Precision:
 
 
 def quantize_block(block: nn.Module, precision: Precision) -> nn.Module:
-    """A copy of `block` whose every nn.Linear runs at `precision` (the original is untouched)."""
+    """A copy of `block` whose every nn.Linear the precision supports runs at `precision` (the others stay
+    native; the original is untouched)."""
     quantized = copy.deepcopy(block)
     vars(quantized).pop("forward", None)  # a runtime shadow on the original is not part of the block
     for module in quantized.modules():  # nor are hooks others registered on it
@@ -90,7 +96,7 @@ def quantize_block(block: nn.Module, precision: Precision) -> nn.Module:
                 hooks.clear()
     for _, module in list(quantized.named_modules()):
         for child_name, child in list(module.named_children()):
-            if isinstance(child, nn.Linear):
+            if isinstance(child, nn.Linear) and precision.supports(child):
                 setattr(module, child_name, precision.quantize_linear(child))
     return quantized.eval().requires_grad_(False)
 

@@ -56,6 +56,9 @@ class Int4w(Precision):
     flop_cost: float = 1.0
     linear_class = Int4wLinear
 
+    def supports(self, linear: nn.Linear) -> bool:
+        return linear.in_features % INT4_GROUP == 0  # whole groups of 32 input channels
+
     def kernel(self, device: torch.device) -> str:
         return "weight-only"
 
