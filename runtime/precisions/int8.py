@@ -43,6 +43,9 @@ def _int_mm_works(device: torch.device) -> bool:
 
 class Int8Linear(QuantLinear):
     def __init__(self, linear: nn.Linear, precision: str, kernel: str) -> None:
+        odd = linear.in_features % 8 or linear.out_features % 8
+        if kernel == "int8-matmul" and linear.weight.device.type == "cuda" and odd:
+            kernel = "simulated"  # CUDA's _int_mm takes inner and output sizes in multiples of 8 only (CPU any)
         super().__init__(linear, precision, kernel)
         q, scale = quantize_int8_per_channel(linear.weight.detach().float())  # [out, in], [out]
         self.register_buffer("weight_t", q.t().contiguous())  # [in, out] int8
