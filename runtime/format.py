@@ -229,10 +229,13 @@ class Schedule:
         """Most computes any reuse mode of `block` reads (0: the block never reuses a residual)."""
         return max((_MODE_REGISTRY[m].cache_tensors()[0] for m in self.reuse_modes_of(block)), default=0)
 
+    def outputs_of_cache(self, block: int) -> int:
+        """Whole outputs any reuse mode of `block` keeps (1 for output reuse, else 0)."""
+        return max((_MODE_REGISTRY[m].cache_tensors()[1] for m in self.reuse_modes_of(block)), default=0)
+
     def cache_tensors(self, block: int) -> int:
-        """Tensors (each the shape of the block's output) one cache of `block` holds."""
-        modes = [_MODE_REGISTRY[m] for m in self.reuse_modes_of(block)]
-        return self.history_of(block) + max((m.cache_tensors()[1] for m in modes), default=0)
+        """Tensors (each the shape of the block's output) one cache of `block` holds at most."""
+        return self.history_of(block) + self.outputs_of_cache(block)
 
     def peak_cache_tensors(self) -> int:
         """Most cached tensors alive at once in one generation (per CFG branch): memory known in advance.
@@ -250,8 +253,7 @@ class Schedule:
             raise ScheduleFormatError(f"cache bytes are needed for each of the {self.num_blocks} blocks, got {len(weights)}")
         needed, held = self.cache_needed(), self.residuals_held()
         plan = plan_spans(self.spans, self.decisions, REUSE_MODES)
-        outputs = [max((_MODE_REGISTRY[m].cache_tensors()[1] for m in self.reuse_modes_of(b)), default=0)
-                   for b in range(self.num_blocks)]
+        outputs = [self.outputs_of_cache(b) for b in range(self.num_blocks)]
         peak = 0.0
         live = [0.0] * self.num_blocks  # bytes block b's cache holds since its last compute
         for t in range(self.num_steps):

@@ -82,8 +82,7 @@ class ScheduleHandle:
         self._cache_needed = schedule.cache_needed()
         self._history = [schedule.history_of(b) for b in range(len(self.blocks))]  # residuals kept per block
         self._depth = _reuse_depths(schedule)
-        self._keeps_output = [any(REUSE_MODES[m].reads == "output" for m in schedule.reuse_modes_of(b))
-                              for b in range(len(self.blocks))]
+        self._keeps_output = [schedule.outputs_of_cache(b) > 0 for b in range(len(self.blocks))]
         # quantized copies are built before any forward is shadowed (a deepcopy would copy the shadow)
         self.quantized: dict[tuple[int, str], nn.Module] = {
             (b, p): quantize_block(self.blocks[b], p) for b, p in sorted(schedule.precisions_used())

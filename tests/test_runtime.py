@@ -152,7 +152,6 @@ def test_cache_memory_is_known_in_advance(tiny_adapter, tiny_profile):
         assert handle.cache_bytes() == 0 or handle.cache_bytes() <= handle.peak_cache_bytes
 
 
-
 def test_forecast_caches_only_the_computes_it_reads(tiny_adapter, tiny_profile):
     """Block 1 forecasts at steps 4 and 7: only computes 2, 3 and 5, 6 store a residual (the others are read
     by nothing), the memory is what the schedule predicts, and each forecast is the line through its two
