@@ -170,3 +170,44 @@ def test_the_search_sizes_fewer_steps_with_the_profiles_recorded_nonblock_share(
     assert nonblock == pytest.approx(min(tiny_profile.meta.nonblock_share, 0.95)) and others
     saved = tiny_profile.meta.replace(nonblock_share=0.2)
     assert saved.to_dict()["nonblock_share"] == 0.2
+
+
+def test_mapping_a_schedule_onto_its_own_timesteps_changes_nothing(tiny_profile):
+    from schedc.retarget_start import map_decisions
+
+    schedule = schedule_from_solution(tiny_profile, solve_dp(problem_from_profile(tiny_profile), 0.5), 0.5)
+    assert map_decisions(schedule.decisions, tiny_profile.meta.timesteps, tiny_profile.meta.timesteps) == \
+        tuple(tuple(r) for r in schedule.decisions)
+
+
+def test_a_mapped_schedule_keeps_each_blocks_share_of_computes_at_most_and_their_precisions():
+    from schedc.retarget_start import map_decisions
+
+    source = [("native", "native")] + [("residual" if s % 2 else "native", "residual" if s % 3 else "int8")
+                                       for s in range(1, 10)]
+    for steps in (3, 5, 7, 20):
+        mapped = map_decisions(source, ddim_timesteps(10), ddim_timesteps(steps))
+        assert len(mapped) == steps and all(a != "residual" for a in mapped[0])
+        for b in range(2):
+            computes = sum(row[b] != "residual" for row in source)
+            assert 1 <= sum(row[b] != "residual" for row in mapped) <= max(1, computes * steps // 10)
+        if steps < 10:  # (a finer grid repeats each compute next to itself, step 0's too)
+            assert {row[1] for row in mapped[1:]} <= {"int8", "residual"}  # block 1's later computes stay int8
+    mapped = map_decisions(source, ddim_timesteps(10), ddim_timesteps(5))
+    assert [row[0] for row in mapped] == ["native", "residual", "native", "residual", "residual"]  # spread, not bunched
+
+
+def test_solve_steps_with_the_search_scores_the_mapped_profiled_schedule_as_a_start(tiny_profile):
+    import schedc.cli as cli
+    from schedc.retarget_start import mapped_start
+    from schedc.search import _fits
+
+    four = retarget_profile(tiny_profile, 4, ddim_timesteps(4))
+    start = mapped_start(tiny_profile, 0.5, four.meta.timesteps)
+    assert start is not None and _fits(problem_from_profile(four), 0.5, start)
+    args = type("Args", (), {"budget": 0.5, "allow": None, "cost": "auto"})()
+    assert cli._mapped_starts(tiny_profile, four, "search", args) == (start,)
+    assert cli._mapped_starts(tiny_profile, four, "dp", args) == ()  # a model-free solver has no use for it
+    sol = search_schedule(make_tiny_adapter(), four, problem_from_profile(four), 0.5, evaluations=1, samples=2,
+                          predict_samples=0, progress=False, warm_starts=[start])
+    assert "given0" in sol.stats["warm_starts"] and sol.stats["given_starts_skipped"] == 0
