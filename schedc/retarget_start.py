@@ -20,6 +20,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from schedc.errors import SchedcError
+from schedc.problem import Problem, resolve_cost
 from schedc.profile import Profile
 from schedc.retarget import step_positions
 from schedc_runtime.format import is_reuse
@@ -75,18 +76,56 @@ def map_decisions(decisions: Sequence[Sequence[str]], source_timesteps: Sequence
     return tuple(tuple(r) for r in out)
 
 
+def fit_to_budget(problem: Problem, budget: float, grid: Sequence[Sequence[str]]) -> Decisions | None:
+    """`grid` with computes turned into reuses until it fits `budget` under `problem`'s cost model, each time the
+    compute (after step 0) whose reuse `problem`'s error model minds least; None if no grid of this shape fits.
+
+    Why: mapping keeps each block's share of computes, but not which of them run at a reduced precision,
+    so the mapped grid can cost a little more than the source's."""
+    rows = [list(r) for r in grid]
+    error, cost = problem.evaluate_decisions(rows)
+    while cost > budget * (1 + 1e-9):
+        best = None
+        for t in range(1, len(rows)):
+            for b, action in enumerate(rows[t]):
+                if is_reuse(action):
+                    continue
+                trial = [list(r) for r in rows]
+                trial[t][b] = _reuse_near(rows, t, b, problem.reuse_modes)
+                err, c = problem.evaluate_decisions(trial)  # err may be inf: a reuse the tables did not measure
+                if c < cost and not math.isnan(err) and (best is None or (err, c) < best[:2]):
+                    best = (err, c, trial)
+        if best is None:
+            return None
+        error, cost, rows = best
+    return tuple(tuple(r) for r in rows)
+
+
+def _reuse_near(rows: list[list[str]], t: int, b: int, modes: Sequence[str]) -> str:
+    """The reuse mode of block b's nearest reuse, else the problem's first mode."""
+    near = sorted((abs(u - t), u) for u in range(len(rows)) if is_reuse(rows[u][b]) and rows[u][b] in modes)
+    return rows[near[0][1]][b] if near else modes[0]
+
+
 def mapped_start(source: Profile, budget: float, target_timesteps: Sequence[float], *,
                  allow: Iterable[str] | None = None, cost: str = "auto") -> Decisions | None:
-    """The DP schedule of `source` (at its own step count) at `budget`, mapped onto `target_timesteps`;
-    None when the DP finds no schedule (the search has its other starts)."""
+    """The DP schedule of `source` (at its own step count) at `budget`, mapped onto `target_timesteps` and made
+    to fit the budget there; None when there is none (the search has its other starts)."""
     from schedc.compile import compile_schedule
+    from schedc.problem import problem_from_profile
+    from schedc.retarget import retarget_profile
     from schedc.solvers import Constraints
 
     try:
         schedule = compile_schedule(source, budget, "dp", Constraints(), allow=allow, cost=cost, spans=False)
+        target = retarget_profile(source, len(target_timesteps), target_timesteps)
+        problem = problem_from_profile(target, None if allow is None else set(allow), resolve_cost(target, cost))
     except SchedcError:
         return None
-    return map_decisions(schedule.decisions, source.meta.timesteps, target_timesteps)
+    mapped = map_decisions(schedule.decisions, source.meta.timesteps, target_timesteps)
+    if not problem.reuse_modes:
+        return None
+    return fit_to_budget(problem, budget, mapped)
 
 
-__all__ = ["map_decisions", "mapped_start"]
+__all__ = ["fit_to_budget", "map_decisions", "mapped_start"]

@@ -66,7 +66,8 @@ def naive_replay(adapter, rows, inputs) -> torch.Tensor:
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("spans", [False, True], ids=["per-block", "spans"])
 def test_runtime_matches_a_replay_that_keeps_everything(tiny_adapter, tiny_profile, seed, spans):
-    """Same samples as the naive replay, and never more cache memory than the schedule predicts."""
+    """Same samples as the naive replay, never more cache memory than the schedule predicts, and a cache
+    stored at exactly the computes a later reuse reads (Schedule.cache_needed), nowhere else."""
     rows = random_rows(seed, TINY_SAMPLER.steps, len(tiny_adapter.blocks()))
     schedule = build_schedule(tiny_profile, rows, {"solver": "test"})
     if spans:
@@ -74,9 +75,21 @@ def test_runtime_matches_a_replay_that_keeps_everything(tiny_adapter, tiny_profi
     inputs = tiny_adapter.make_inputs(range(200, 203))
     expected = naive_replay(tiny_adapter, rows, inputs)
     with apply_schedule(tiny_adapter.model, schedule) as handle:
+        stores = []
+        remember = handle._remember
+
+        def recording(index, old, step, *rest):
+            stores.append((step, index))
+            return remember(index, old, step, *rest)
+
+        handle._remember = recording
         replayed = tiny_adapter.generate(inputs, TINY_SAMPLER)
-        stored = sum(map(sum, schedule.cache_needed()))
         assert handle.peak_cache_bytes <= schedule.peak_cache_bytes([2 * 3 * 16 * 32 * 4] * len(tiny_adapter.blocks()))
     assert torch.allclose(replayed, expected, atol=1e-5), f"schedule {seed}: max diff {(replayed - expected).abs().max()}"
-    computes = sum(a == "native" for row in rows for a in row)
-    assert stored <= computes
+    needed = schedule.cache_needed()
+    assert sorted(stores) == [(t, b) for t, row in enumerate(needed) for b, need in enumerate(row) if need]
+    for t, b in stores:  # each store is read: by a later reuse of its block outside a span, with fewer computes
+        # of the block in between than that reuse's mode reads (residual/output: none; a forecast: one)
+        reads = [u for u in range(t + 1, len(rows)) if rows[u][b] != "native" and not schedule.in_span(u, b)
+                 and sum(rows[v][b] == "native" for v in range(t + 1, u)) < REUSE_MODES[rows[u][b]].history]
+        assert reads, f"schedule {seed}: block {b} stored at step {t} and no reuse reads it"

@@ -211,3 +211,14 @@ def test_solve_steps_with_the_search_scores_the_mapped_profiled_schedule_as_a_st
     sol = search_schedule(make_tiny_adapter(), four, problem_from_profile(four), 0.5, evaluations=1, samples=2,
                           predict_samples=0, progress=False, warm_starts=[start])
     assert "given0" in sol.stats["warm_starts"] and sol.stats["given_starts_skipped"] == 0
+
+
+def test_fitting_a_mapped_grid_to_the_budget_only_turns_computes_into_reuses(tiny_profile):
+    from schedc.retarget_start import fit_to_budget
+
+    problem = problem_from_profile(tiny_profile)
+    every = tuple(("native",) * tiny_profile.num_blocks for _ in range(tiny_profile.num_steps))
+    fitted = fit_to_budget(problem, 0.5, every)
+    assert fitted is not None and problem.evaluate_decisions([list(r) for r in fitted])[1] <= 0.5 + 1e-9
+    assert fitted[0] == every[0] and all(a == "native" or a in problem.reuse_modes for row in fitted for a in row)
+    assert fit_to_budget(problem, 0.5, fitted) == fitted  # a grid that fits is left as it is
