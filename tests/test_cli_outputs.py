@@ -64,10 +64,10 @@ def test_eval_refuses_a_schedule_for_other_timesteps_before_any_model_work(tmp_p
     data["provenance"]["calibration_seeds"] = "0-31"
     path = tmp_path / "cut.yaml"
     path.write_text(yaml.safe_dump(data))
-    started = time.perf_counter()
+    started = time.process_time()
     code, err = run(["eval", path, "--samples", "4", "--repeats", "1"], capsys)
     assert code == 2 and "compile a schedule for this sampler" in err, err
-    assert time.perf_counter() - started < 10
+    assert time.process_time() - started < 10
 
 
 class _Adapter:

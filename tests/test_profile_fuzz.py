@@ -228,9 +228,9 @@ def _zip_with_header(path: Path, arrays: dict, name: str, shape: tuple) -> Path:
     ("meta_json", ()),
 ])
 def test_huge_arrays_are_refused_from_their_header(tmp_path, name, shape):
-    start = time.perf_counter()
+    start = time.process_time()
     rejected(_zip_with_header(tmp_path / "p.npz", BASE, name, shape))
-    assert time.perf_counter() - start < 2
+    assert time.process_time() - start < 2
 
 
 def test_block_and_step_counts_are_capped(tmp_path):
@@ -255,12 +255,12 @@ def test_any_mutated_profile_loads_valid_or_fails_in_one_line(seed, version):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "p.npz"
         what = write_mutant(path, random.Random(seed), BASE_V1 if version == 1 else BASE)
-        start = time.perf_counter()
+        start = time.process_time()
         try:
             profile = Profile.load(path)
         except ProfileError as exc:
             assert "\n" not in str(exc), (what, str(exc))
             profile = None
-        assert time.perf_counter() - start < 2, what
+        assert time.process_time() - start < 2, what
         if profile is not None:
             assert invalid_reason(profile, solve=False) is None, what
