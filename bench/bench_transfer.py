@@ -55,7 +55,6 @@ from schedc.metrics import psnr  # noqa: E402
 from schedc.profile import Profile  # noqa: E402
 from schedc.profiler import ProfileConfig, profile_model  # noqa: E402
 from schedc.retarget import retarget_profile  # noqa: E402
-from schedc.retarget_start import mapped_start  # noqa: E402
 from schedc.sampler_config import SamplerConfig  # noqa: E402
 from schedc.solvers import Constraints, SolveContext  # noqa: E402
 
@@ -142,14 +141,11 @@ class Transfer:
         profile.save(path)
         return profile
 
-    def schedule(self, profile: Profile, budget: float, calibrating=None, source: Profile | None = None):
+    def schedule(self, profile: Profile, budget: float, calibrating=None):
         """--solver's schedule; the closed-loop search rolls out on `calibrating` (the adapter whose inputs the
-        profile was measured on; default the model's own), at the profile's sampler, as `schedc solve` does
-        (`source`: the profile `profile` was retargeted from, whose DP schedule mapped onto its steps is one
-        more start, as `schedc solve --steps N` gives the search)."""
+        profile was measured on; default the model's own), at the profile's sampler, as `schedc solve` does."""
         if self.args.solver == "search":
-            start = None if source is None else mapped_start(source, budget, profile.meta.timesteps)
-            return self.searched(profile, budget, calibrating=calibrating, starts=() if start is None else (start,))
+            return self.searched(profile, budget, calibrating=calibrating)
         return compile_schedule(profile, budget, self.args.solver, Constraints(time_limit=self.args.time_limit))
 
     def per_sample(self, adapter, schedule, sampler: SamplerConfig, batch: int = 32) -> np.ndarray:
@@ -174,14 +170,12 @@ class Transfer:
                 **extra}
 
     def compare(self, part: str, setting: str, native: Profile, elsewhere: Profile, adapter,
-                sampler: SamplerConfig, elsewhere_adapter=None, source: Profile | None = None) -> list[dict]:
+                sampler: SamplerConfig, elsewhere_adapter=None) -> list[dict]:
         """At every budget: a schedule compiled from `native` vs one from `elsewhere`, both run on `adapter`
-        at `sampler` (the run's conditions); `elsewhere_adapter` holds the inputs `elsewhere` was calibrated on;
-        `source`: the profile `elsewhere` was retargeted from (steps part)."""
+        at `sampler` (the run's conditions); `elsewhere_adapter` holds the inputs `elsewhere` was calibrated on."""
         rows = []
         for budget in self.args.budgets:
-            a = self.schedule(native, budget, adapter)
-            b = self.schedule(elsewhere, budget, elsewhere_adapter or adapter, source=source)
+            a, b = self.schedule(native, budget, adapter), self.schedule(elsewhere, budget, elsewhere_adapter or adapter)
             rows.append(self.row(part, setting, budget, self.per_sample(adapter, a, sampler),
                                  self.per_sample(adapter, b, sampler)))
             self.log(_line(rows[-1]))
@@ -196,8 +190,7 @@ class Transfer:
             sampler = self.sampler.with_changes(steps=steps)
             native = self.profile("all", self.adapter, sampler)
             moved = retarget_profile(source, steps, self.adapter.model_timesteps(sampler))
-            rows += self.compare("steps", f"{SOURCE_STEPS} -> {steps} steps", native, moved, self.adapter, sampler,
-                                 source=source)
+            rows += self.compare("steps", f"{SOURCE_STEPS} -> {steps} steps", native, moved, self.adapter, sampler)
         return rows
 
     def part_classes(self) -> list[dict]:

@@ -128,8 +128,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     solver, context, fallback = _resolve_solver(args, context, source)
     profile, retargeted = _profile_at_steps(source, args.steps, context)
     if retargeted:
-        context = replace(context, vary_steps=False, profile=None,
-                          warm_starts=context.warm_starts + _mapped_starts(source, profile, solver, args))
+        context = replace(context, vary_steps=False, profile=None)
     compiled = compile_solution(profile, args.budget, solver, constraints, args.allow, args.cost,
                                 args.refine, context, spans=not args.no_spans)
     # compiled from the loaded Profile: record its file, as compile_solution does for a path
@@ -216,18 +215,6 @@ def _profile_at_steps(profile, steps: "str | int", context) -> tuple:
             raise SchedcError(f"--steps {steps}: the {sampler.scheduler} timesteps come from the profiled model, "
                               f"which does not load here ({exc})") from None
     return retarget_profile(profile, steps, timesteps), {"steps": profile.num_steps, "profile": profile.digest()}
-
-
-def _mapped_starts(source, retargeted, solver: str, args: argparse.Namespace) -> tuple:
-    """For a model-in-the-loop solver at a retargeted step count: the source profile's own DP schedule mapped
-    onto the new steps by noise level (schedc.retarget_start), one more start it scores for real."""
-    from schedc.retarget_start import mapped_start
-    from schedc.solvers import get_solver
-
-    if not get_solver(solver).needs_model:
-        return ()
-    start = mapped_start(source, args.budget, retargeted.meta.timesteps, allow=args.allow, cost=args.cost)
-    return () if start is None else (start,)
 
 
 def _warm_start(path: str, profiles, profile_path: str) -> tuple:

@@ -218,8 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_steps, default="auto", metavar="auto|N",
                    help="sampler steps the schedule runs at: auto (default) lets the search also try fewer steps than "
                         "profiled at the same speed (the schedule then says how many); N compiles for N steps, mapping "
-                        "the profile's tables onto them by noise level when N is not the profiled count (the search also starts "
-                        "from the profiled steps' own DP schedule, mapped the same way)")
+                        "the profile's tables onto them by noise level when N is not the profiled count")
     p.add_argument("--for", dest="objective", choices=tuple(OBJECTIVES), default="mean",
                    help="with a profile of several guidance scales: compile one schedule scored at all of them by "
                         + " or ".join(f"{k} ({v.help})" for k, v in OBJECTIVES.items()) + "; default mean")
