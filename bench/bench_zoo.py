@@ -70,7 +70,9 @@ from schedc.search import PREDICT_SAMPLES, SELECT_SAMPLES  # noqa: E402
 from schedc.timing import MIN_MEASURE_SECONDS  # noqa: E402
 from schedc_runtime import dump_schedule  # noqa: E402
 
-DEFAULT_BUDGETS = "0.1,0.125,0.15,0.175,0.2,0.25,0.3,0.35,0.4,0.5,0.6,0.7,0.8,0.9"
+# denser below 0.25 (where the fastest baselines sit) and above 0.8 (where most cache settings run, at 1.0-1.2x:
+# a 0.1 step there is a 12% step in speed, so a cache between two budgets was matched to one 12% faster)
+DEFAULT_BUDGETS = "0.1,0.125,0.1375,0.15,0.1625,0.175,0.1875,0.2,0.225,0.25,0.3,0.35,0.4,0.45,0.5,0.55,0.6,0.7,0.8,0.85,0.9,0.95"
 DEFAULT_BASELINE_BUDGETS = "0.15,0.2,0.3,0.4,0.5,0.6"
 MAGCACHE_CALIB = 16  # calibration seeds 0..15 for MagCache's own calibration mode
 
@@ -200,6 +202,7 @@ class Bench:
                     "confirm": not args.no_confirm, "predict_samples": PREDICT_SAMPLES}
         out, failed = {}, []
         previous = None  # the schedule at the next lower budget: a warm start (`schedc solve --warm-start`)
+        previous_budget = None
         ladder = sorted(args.budgets)
         # the ladder first (each budget warm-starts the next), then the matched budgets, each warm-started
         # from the ladder's schedule below it and starting nothing: the ladder is the same with or without them
@@ -207,10 +210,14 @@ class Bench:
             if budget in matched:
                 below = [b for b in ladder if b < budget and b in out]
                 previous = out[below[-1]] if below else None
+                previous_budget = below[-1] if below else None
             path = self.work / f"{args.solver}-b{budget_label(budget)}.yaml"
             entry = index.get(path.name)
-            if path.exists() and entry and entry.get("settings") == settings:
+            warm = None if previous is None else budget_label(previous_budget)
+            # (an entry from before the warm start was recorded is taken as it is)
+            if path.exists() and entry and entry.get("settings") == settings and entry.get("warm_start", warm) == warm:
                 out[budget] = previous = read_schedule(path)
+                previous_budget = budget
                 continue
             self.log(f"budget {budget_label(budget)} ({args.solver}, {args.evaluations} evaluations"
                      + (f"; the budget of {matched[budget]}" if budget in matched else "") + ")", "solve")
@@ -226,7 +233,7 @@ class Bench:
                 failed.append(f"{args.solver} b={budget:.2f}: {exc}")
                 continue
             save_schedule(compiled.schedule, path)
-            index[path.name] = {"settings": settings, "seconds": round(time.perf_counter() - started, 2)}
+            index[path.name] = {"settings": settings, "warm_start": warm, "seconds": round(time.perf_counter() - started, 2)}
             write_json(index_path, index)
             stats = compiled.schedule.provenance.get("stats") or {}
             self.log(f"budget {budget_label(budget)}: {time.perf_counter() - started:.1f}s"
@@ -234,6 +241,7 @@ class Bench:
                         f"stopped by {stats.get('stopped_by')}, {compiled.schedule.num_steps} steps)"
                         if "predicted_psnr" in stats else ""), "solve")
             out[budget] = previous = read_schedule(path)
+            previous_budget = budget
         return out, failed
 
     # non-block share: sizes the fewer-steps baseline
@@ -343,27 +351,30 @@ class Bench:
                     self.log(f"{i + 1}/{len(missing)} variants", "quality")
         variants = [variants[0]] + [(v, f) for v, f in variants[1:] if f["key"] in cache["rows"]]
 
-        # (vi) timing: all variants in the same interleaved rounds
+        # (vi) timing: each variant in interleaved rounds, right next to its own full-compute run; cached per
+        # variant, so a variant added to a finished run (a new budget) is timed in rounds of its own
         timing_path = self.work / "timing.json"
-        tkey = {"variants": [f["key"] for _, f in variants], "rounds": args.rounds, "timing_batch": args.timing_batch,
-                "threads": torch.get_num_threads(), "sampler": sampler.to_dict(), "paired": True, "min_seconds": MIN_MEASURE_SECONDS}
-        timing = read_json(timing_path)
-        if timing and timing.get("key") == tkey:
-            speedups = timing["speedups"]
-            self.log("cached", "timing")
+        tkey = {"rounds": args.rounds, "timing_batch": args.timing_batch, "threads": torch.get_num_threads(),
+                "sampler": sampler.to_dict(), "paired": True, "min_seconds": MIN_MEASURE_SECONDS}
+        timed_by_key, passes = cached_speedups(read_json(timing_path), tkey)
+        # a variant that computes exactly what an earlier one does (schedc compiled the baseline itself) is
+        # the same run: timed once, so a tie is a tie and not a coin flip of the machine's noise
+        first = {}
+        for i, (_, f) in enumerate(variants):
+            first.setdefault(f["key"], i)
+        todo = [i for i in sorted(first.values()) if i and variants[i][1]["key"] not in timed_by_key]
+        if todo:
+            self.log(f"{len(todo)} of {len(first) - 1} variants x {args.rounds} interleaved rounds of "
+                     f"{args.timing_batch} samples, each next to its own full-compute run", "timing")
+            timed = time_rounds(self.adapter, [variants[0][0]] + [variants[i][0] for i in todo], timing_inputs, sampler,
+                                args.rounds, lambda m: self.log(m, "timing"))
+            fresh = {variants[i][1]["key"]: speed for i, speed in zip(todo, timed[1:])}
+            passes = passes + [sorted(fresh)]
+            timed_by_key.update(fresh)
+            write_json(timing_path, {"key": tkey, "speedups": timed_by_key, "passes": passes})
         else:
-            self.log(f"{len(variants)} variants x {args.rounds} interleaved rounds of {args.timing_batch} samples, each "
-                     "next to its own full-compute run", "timing")
-            # a variant that computes exactly what an earlier one does (schedc compiled the baseline itself) is
-            # the same run: timed once, so a tie is a tie and not a coin flip of the machine's noise
-            first = {}
-            for i, (_, f) in enumerate(variants):
-                first.setdefault(f["key"], i)
-            unique = sorted(set(first.values()))
-            timed = time_rounds(self.adapter, [variants[i][0] for i in unique], timing_inputs, sampler, args.rounds,
-                                lambda m: self.log(m, "timing"))
-            speedups = [timed[unique.index(first[f["key"]])] for _, f in variants]
-            write_json(timing_path, {"key": tkey, "speedups": speedups})
+            self.log("cached", "timing")
+        speedups = [1.0 if i == 0 else timed_by_key[f["key"]] for i, (_, f) in enumerate(variants)]
 
         # (vii) matching
         rows = []
@@ -400,7 +411,7 @@ class Bench:
             "confirm": not args.no_confirm,
             "budgets": args.budgets, "matched_budgets": {f"{b:.4f}": m for b, m in matched.items()},
             "baseline_budgets": args.baseline_budgets, "timing_batch": args.timing_batch,
-            "rounds": args.rounds, "paired": True, "min_seconds": MIN_MEASURE_SECONDS,
+            "rounds": args.rounds, "paired": True, "min_seconds": MIN_MEASURE_SECONDS, "timing_passes": len(passes),
             "threads": torch.get_num_threads(), "torch": torch.__version__,
             "nonblock_share": nonblock, "full_class_acc": cache.get("full_class_acc"), "skipped": skipped,
             "failed": failed, "flat_db": args.flat_db, "work": str(self.work),
@@ -408,6 +419,27 @@ class Bench:
         }
         result = {"settings": settings, "rows": rows, "checks": checks(rows, args.flat_db)}
         return result
+
+
+def cached_speedups(cached: dict | None, key: dict) -> tuple[dict[str, float], list[list[str]]]:
+    """({variant key: speedup}, the variant keys of each timing pass) of a timing cache made under `key`.
+
+    Reads the per-variant form, and the earlier one (one list of speedups for one list of variants timed in
+    the same rounds, the list inside the key); anything timed under other settings is dropped."""
+    if not cached:
+        return {}, []
+    old_key = dict(cached.get("key") or {})
+    variants = old_key.pop("variants", None)
+    if old_key != key:
+        return {}, []
+    speedups = cached.get("speedups")
+    if variants is not None and isinstance(speedups, list) and len(speedups) == len(variants):
+        by_key = dict(zip(variants, speedups))
+        by_key.pop("full", None)
+        return by_key, [sorted(by_key)]
+    if isinstance(speedups, dict):
+        return dict(speedups), [list(p) for p in cached.get("passes") or [sorted(speedups)]]
+    return {}, []
 
 
 def matched_budgets(profile: Profile, baselines: list[tuple], ladder: list[float]) -> dict[float, str]:
@@ -475,7 +507,9 @@ def main() -> int:
                         help="solver time limit per budget in seconds (default 300: the evaluations end the search)")
     parser.add_argument("--calib", type=int, default=32, help="profile calibration samples (default 32)")
     parser.add_argument("--caches", default=",".join(ECOSYSTEM_CACHES), help="ecosystem caches (default all)")
-    parser.add_argument("--samples", type=int, default=64, help="held-out samples for quality (default 64)")
+    parser.add_argument("--samples", type=int, default=128,
+                        help="held-out samples for quality (default 128: as many as the prediction is measured on, "
+                             "so neither side's sample noise dominates the ±1 dB check)")
     parser.add_argument("--timing-batch", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
     parser.add_argument("--threads", type=int, default=2)

@@ -12,7 +12,7 @@ from pathlib import Path
 from bench_io import read_json, write_json
 from schedc.atomic import atomic_write_text
 from schedc.errors import SchedcError
-from schedc.metrics import NOISE_SE, within_noise
+from schedc.metrics import NOISE_SE, PSNR_CAP, within_noise
 from schedc.plots import pareto_plot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +65,7 @@ def checks(rows: list[dict], flat_db: float) -> dict:
     return {
         "rows": len(others), "won": sum(not r["lost"] for r in others), "lost": sum(r["lost"] for r in others),
         "ties": sum(bool(r.get("tie")) and r["lost"] for r in others),
+        "noops": sum(skipped_nothing(r) and r["lost"] for r in others),
         "none_as_fast": sum(r["delta_psnr"] is None for r in others),
         "median_delta": statistics.median(deltas) if deltas else None, "worst_delta": min(deltas) if deltas else None,
         "predicted_rows": len(predicted), "predicted_within": len(within),
@@ -73,6 +74,17 @@ def checks(rows: list[dict], flat_db: float) -> dict:
         "predicted_within_2se": sum(within_noise(r["prediction_error_db"], r["prediction_se_db"]) for r in with_se),
         **monotone_check(ours, flat_db),
     }
+
+
+def skipped_nothing(row: dict) -> bool:
+    """A baseline setting that skipped nothing: every sample is full compute's (PSNR at its cap)."""
+    return row["psnr"] >= PSNR_CAP - 1e-6
+
+
+def _lost_kinds(ties: int, noops: int) -> str:
+    """' (2 ties, 1 no-op)': the lost rows that are not quality losses of a cache schedule."""
+    kinds = [f"{ties} {'tie' if ties == 1 else 'ties'}"] * bool(ties) + [f"{noops} no-op"] * bool(noops)
+    return f" ({', '.join(kinds)})" if kinds else ""
 
 
 def fmt(value, fmt: str = ".2f", none: str = "-") -> str:
@@ -94,18 +106,23 @@ def model_markdown(result: dict, command: str) -> str:
         + (f", conditioning `{s['cond']}`" if s["cond"] else "") + f". Sampler (recorded in the profile): "
         f"{sampler['steps']} steps, {sampler['scheduler']}, CFG {sampler['cfg']} g={sampler['guidance_scale']}. "
         f"Calibration seeds {s['calibration_seeds']}; quality: PSNR vs full compute on held-out seeds "
-        f"{s['eval_seeds']} ({s['samples']} samples); speed: every variant in the same {s['rounds']} interleaved "
-        f"rounds of {s['timing_batch']} samples (order rotating), median over rounds of full time / variant time"
+        f"{s['eval_seeds']} ({s['samples']} samples); speed: "
+        + (f"every variant in the same {s['rounds']} interleaved " if s.get("timing_passes", 1) <= 1 else
+           f"each variant in {s['rounds']} interleaved (variants added to a finished run in rounds of their own: "
+           f"{s['timing_passes']} timing passes) ")
+        + f"rounds of {s['timing_batch']} samples (order rotating), median over rounds of full time / variant time"
         + ("; each variant timed right next to its own full-compute run, each measurement repeating the generation "
            f"for at least {s['min_seconds']:g} s; " if s.get("paired") else "; ")
         + f"{s['threads']} threads, torch {s['torch']}. schedc: {s['solver']} solver"
         + (f", {s['evaluations']} evaluations, time limit {s['time_limit']:g} s" if s["solver"] == "search" else "")
         + f"; non-block share {s['nonblock_share']:.3f}; full-compute class accuracy {fmt(s['full_class_acc'])}. "
-        "Matched schedc row: the best PSNR among schedc schedules measured at least as fast in the same rounds; "
+        "Matched schedc row: the best PSNR among schedc schedules measured at least as fast; "
         "a row is lost when ΔPSNR <= 0 or none is as fast.", "",
         f"**{c['won']} won, {c['lost']} lost** of {c['rows']} rows"
         + (f" ({c['ties']} of the lost are ties: schedc compiled the baseline's own schedule, same samples and same "
            "timing run)" if c.get("ties") else "")
+        + (f" ({c['noops']} of the lost {'is a setting' if c['noops'] == 1 else 'are settings'} that skipped nothing: "
+           "its samples are full compute's, which no cache schedule can beat on PSNR)" if c.get("noops") else "")
         + (f" ({c['none_as_fast']} with no schedc schedule as fast)" if c["none_as_fast"] else "")
         + f"; median ΔPSNR {fmt(c['median_delta'], '+.2f')} dB, worst {fmt(c['worst_delta'], '+.2f')} dB.", "",
         "| baseline | setting | speedup | PSNR dB | matched schedc budget | its speedup | its PSNR dB | ΔPSNR dB |",
@@ -122,7 +139,8 @@ def model_markdown(result: dict, command: str) -> str:
             d = f"{r['delta_psnr']:+.2f}"
             steps = f" ({m['steps']} steps)" if m.get("steps") not in (None, sampler["steps"]) else ""
             lines.append(head + f"{budget_label(m['budget'])}{steps} | {m['speedup']:.2f}x | {m['psnr']:.2f} | "
-                         + ((f"**{d}** (tie: the same schedule) |" if r.get("tie") else f"**{d}** (lost) |")
+                         + ((f"**{d}** (tie: the same schedule) |" if r.get("tie") else
+                             f"**{d}** (lost: the setting skipped nothing) |" if skipped_nothing(r) else f"**{d}** (lost) |")
                             if r["lost"] else f"{d} |"))
     lines += ["", f"schedc schedules ({s['solver']}); predicted PSNR = the search's measurement on calibration seeds "
               "it did not search on:", "",
@@ -140,7 +158,7 @@ def model_markdown(result: dict, command: str) -> str:
               f"Prediction within ±{PREDICTION_DB:g} dB: " + ("n/a (the solver records no predicted PSNR)" if share is None
               else f"{c['predicted_within']}/{c['predicted_rows']} = {share:.0%} "
               f"({'meets' if share >= PREDICTION_SHARE else '**misses**'} the {PREDICTION_SHARE:.0%} bar)")
-              + (f"; within two standard errors of the difference (the two 64-seed sets' own noise, in brackets): "
+              + (f"; within two standard errors of the difference (the two seed sets' own noise, in brackets): "
                  f"{c['predicted_within_2se']}/{c['predicted_rows_se']}." if c.get("predicted_rows_se") else "."),
               f"Monotone in budget over {MONOTONE_RANGE[0]:g}-{MONOTONE_RANGE[1]:g} (no drop; every stretch longer than "
               f"{MONOTONE_STRETCH:g} rises by >= {s['flat_db']:g} dB): " + verdict(c["monotone"])
@@ -167,23 +185,24 @@ def summary_markdown(results: list[dict]) -> str:
              "| model | solver | sampler | rows | won | lost | median ΔPSNR dB | worst ΔPSNR dB | prediction ±1 dB | "
              "rises over every stretch > 0.1 | no drop at all |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    deltas, won, lost, rows, within, predicted, monotone, rises, ties = [], 0, 0, 0, 0, 0, 0, 0, 0
+    deltas, won, lost, rows, within, predicted, monotone, rises, ties, noops = [], 0, 0, 0, 0, 0, 0, 0, 0, 0
     for res in results:
         s, c = res["settings"], res["checks"]
         sm = s["sampler"]
         share = "n/a" if c["prediction_share"] is None else f"{c['predicted_within']}/{c['predicted_rows']} ({c['prediction_share']:.0%})"
         lines.append(f"| {s['model']} | {s['solver']} | {sm['steps']} steps {sm['scheduler']}, CFG {sm['cfg']} "
                      f"g={sm['guidance_scale']:g} | {c['rows']} | {c['won']} | {c['lost']}"
-                     + (f" ({c['ties']} ties)" if c.get("ties") else "") + f" | {fmt(c['median_delta'], '+.2f')} | "
+                     + _lost_kinds(c.get("ties", 0), c.get("noops", 0)) + f" | {fmt(c['median_delta'], '+.2f')} | "
                      f"{fmt(c['worst_delta'], '+.2f')} | {share} | {verdict(c.get('rises_over_stretches'))} | "
                      f"{verdict(c['monotone'])} |")
         deltas += [r["delta_psnr"] for r in res["rows"] if r["family"] not in ("full", "schedc") and r["delta_psnr"] is not None]
         won, lost, rows, ties = won + c["won"], lost + c["lost"], rows + c["rows"], ties + c.get("ties", 0)
+        noops += c.get("noops", 0)
         within, predicted = within + c["predicted_within"], predicted + c["predicted_rows"]
         monotone += c["monotone"] is True
         rises += c.get("rises_over_stretches") is True
     if results:
-        lines.append(f"| **all {len(results)} models** | | | {rows} | {won} | {lost}" + (f" ({ties} ties)" if ties else "") + " | "
+        lines.append(f"| **all {len(results)} models** | | | {rows} | {won} | {lost}" + _lost_kinds(ties, noops) + " | "
                      f"{fmt(statistics.median(deltas) if deltas else None, '+.2f')} | {fmt(min(deltas) if deltas else None, '+.2f')} | "
                      + (f"{within}/{predicted} ({within / predicted:.0%})" if predicted else "n/a")
                      + f" | {rises}/{len(results)} | {monotone}/{len(results)} |")
