@@ -125,6 +125,7 @@ def test_cli_solve_steps_retargets_and_says_the_prediction_is_transferred(tiny_p
     assert main(["solve", str(path), "--budget", "0.5", "--steps", "4", "-o", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "transferred from the 8-step profile" in printed
+    assert "`schedc profile --steps 4,8` records both" in printed  # a coarser grid: the reliable path is named
     schedule = read_schedule(out)
     assert schedule.num_steps == 4 and schedule.sampling["steps"] == 4
     assert schedule.provenance["retargeted_from"]["steps"] == 8
