@@ -18,11 +18,13 @@ Per model (issue #11, deliverable 5), each stage cached under --work/<model>/ so
    sampler; uniform; Δ-DiT);
 4. the ecosystem's caches over their settings grids (schedc.ecosystem.ECOSYSTEM_CACHES; MagCache
    calibrated on this model on calibration seeds 0-15); a cache that cannot run here is listed, not run;
-5. quality: PSNR / SSIM / rel L2 vs full compute on held-out seeds 1000000.. (--samples);
-6. speed: every variant in the same interleaved rounds (--rounds x --timing-batch samples, order
-   rotating), speedup = median over rounds of full time / variant time;
+5. quality: PSNR / SSIM / rel L2 vs full compute on held-out seeds 1000000.. (--samples, default 128);
+6. speed: variants in interleaved rounds (--rounds x --timing-batch samples, order rotating), each measured
+   right next to its own full-compute run, speedup = median over rounds of full time / variant time; cached
+   per variant, so a variant added to a finished run (a new budget) is timed in rounds of its own;
 7. matching: for every baseline and ecosystem row, the schedc schedule with the best PSNR among those
-   measured at least as fast in those rounds; the row is lost when ΔPSNR <= 0 or none is as fast.
+   measured at least as fast; the row is lost when ΔPSNR <= 0 or none is as fast (a baseline that skipped
+   nothing, its samples bit-exact, is named so in the table and still counted).
 
 Acceptance checks reported per model: (a) the search's predicted PSNR (provenance stats
 `predicted_psnr`, measured on calibration seeds it did not search on) within ±1 dB of the held-out
