@@ -203,23 +203,19 @@ class Bench:
                     "profile": profile.digest(), "ladder": True, "vary_steps": not args.fixed_steps,
                     "confirm": not args.no_confirm, "predict_samples": PREDICT_SAMPLES}
         out, failed = {}, []
-        previous = None  # the schedule at the next lower budget: a warm start (`schedc solve --warm-start`)
-        previous_budget = None
         ladder = sorted(args.budgets)
         # the ladder first (each budget warm-starts the next), then the matched budgets, each warm-started
         # from the ladder's schedule below it and starting nothing: the ladder is the same with or without them
         for budget in ladder + sorted(matched):
-            if budget in matched:
-                below = [b for b in ladder if b < budget and b in out]
-                previous = out[below[-1]] if below else None
-                previous_budget = below[-1] if below else None
+            # the warm start (`schedc solve --warm-start`): the schedule of the ladder's next lower budget solved
+            below = [b for b in ladder if b < budget and b in out]
+            previous = out[below[-1]] if below else None
+            warm = budget_label(below[-1]) if below else None
             path = self.work / f"{args.solver}-b{budget_label(budget)}.yaml"
             entry = index.get(path.name)
-            warm = None if previous is None else budget_label(previous_budget)
             # (an entry from before the warm start was recorded is taken as it is)
             if path.exists() and entry and entry.get("settings") == settings and entry.get("warm_start", warm) == warm:
-                out[budget] = previous = read_schedule(path)
-                previous_budget = budget
+                out[budget] = read_schedule(path)
                 continue
             self.log(f"budget {budget_label(budget)} ({args.solver}, {args.evaluations} evaluations"
                      + (f"; the budget of {matched[budget]}" if budget in matched else "") + ")", "solve")
@@ -242,8 +238,7 @@ class Bench:
                      + (f", predicted PSNR {stats['predicted_psnr']:.2f} dB (start {stats.get('start')}, "
                         f"stopped by {stats.get('stopped_by')}, {compiled.schedule.num_steps} steps)"
                         if "predicted_psnr" in stats else ""), "solve")
-            out[budget] = previous = read_schedule(path)
-            previous_budget = budget
+            out[budget] = read_schedule(path)
         return out, failed
 
     # non-block share: sizes the fewer-steps baseline
