@@ -54,6 +54,7 @@ from schedc.evaluate import EVAL_SEED_START, replaying  # noqa: E402
 from schedc.metrics import psnr  # noqa: E402
 from schedc.profile import Profile  # noqa: E402
 from schedc.profiler import ProfileConfig, profile_model  # noqa: E402
+from schedc.gain_probe import measure_gains  # noqa: E402
 from schedc.retarget import retarget_profile  # noqa: E402
 from schedc.sampler_config import SamplerConfig  # noqa: E402
 from schedc.solvers import Constraints, SolveContext  # noqa: E402
@@ -189,7 +190,8 @@ class Transfer:
         for steps in self.args.steps:
             sampler = self.sampler.with_changes(steps=steps)
             native = self.profile("all", self.adapter, sampler)
-            moved = retarget_profile(source, steps, self.adapter.model_timesteps(sampler))
+            moved = measure_gains(retarget_profile(source, steps, self.adapter.model_timesteps(sampler)), self.adapter,
+                                  sampler)
             rows += self.compare("steps", f"{SOURCE_STEPS} -> {steps} steps", native, moved, self.adapter, sampler)
         return rows
 
@@ -231,7 +233,8 @@ class Transfer:
                 self.log(f"no {name}: {exc}")
                 continue
             native = self.profile("all", self.adapter, sampler)
-            moved = retarget_profile(source, sampler.steps, timesteps, sampler.to_dict())
+            moved = measure_gains(retarget_profile(source, sampler.steps, timesteps, sampler.to_dict()), self.adapter,
+                                  sampler)
             rows += self.compare("scheduler", f"compiled for {own}, run with {name}", native, moved, self.adapter, sampler)
         return rows
 

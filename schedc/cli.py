@@ -198,27 +198,33 @@ def _confirmation(stats: dict) -> str:
 
 
 def _profile_at_steps(profile, steps: "str | int", context) -> tuple:
-    """(the profile to compile from, {"steps", "profile"} of the profile it was retargeted from or None).
+    """(the profile to compile from, {"steps", "profile", "gains"} of the profile it was retargeted from or None).
 
     `--steps N` other than the profiled count maps the profile's tables onto N steps (schedc.retarget);
-    the timesteps a diffusers scheduler gives at N steps come from the model, loaded here."""
+    the timesteps a diffusers scheduler gives at N steps come from the model, loaded here. The propagation
+    gains do not transfer across step counts (schedc.gain_probe): when the model loads they are measured
+    at N steps, otherwise they are transferred and a note says so."""
+    from schedc.gain_probe import measure_gains
     from schedc.retarget import retarget_profile
     from schedc.sampling import SamplerConfig
 
     if steps == "auto" or steps == profile.num_steps:
         return profile, None
     sampler = SamplerConfig(**profile.meta.sampler).with_changes(steps=steps)
-    if sampler.scheduler == "ddim":
-        timesteps = sampler.timesteps()
-    else:
-        from schedc.errors import ModelError
-
-        try:
-            timesteps = context.for_profile(profile).model().model_timesteps(sampler)
-        except ModelError as exc:
-            raise SchedcError(f"--steps {steps}: the {sampler.scheduler} timesteps come from the profiled model, "
-                              f"which does not load here ({exc})") from None
-    return retarget_profile(profile, steps, timesteps), {"steps": profile.num_steps, "profile": profile.digest()}
+    adapter, why = (context.adapter, "") if context.adapter is not None else _profiled_model(profile.meta)
+    if adapter is None:
+        if sampler.scheduler != "ddim":
+            raise SchedcError(f"--steps {steps}: the {sampler.scheduler} timesteps come from the profiled model; "
+                              f"{why}") from None
+        print(f"note: {why}: the propagation gains are transferred from {profile.num_steps} steps, not measured "
+              f"at {steps}, and mis-weigh the blocks on another grid")
+    timesteps = sampler.timesteps() if sampler.scheduler == "ddim" else adapter.model_timesteps(sampler)
+    moved = retarget_profile(profile, steps, timesteps)
+    if adapter is not None:
+        print(f"measuring the propagation gains at {steps} steps ({profile.meta.probe_samples} probe samples)")
+        moved = measure_gains(moved, adapter, sampler, progress=context.progress)
+    gains = "transferred" if adapter is None else f"measured at {steps} steps"
+    return moved, {"steps": profile.num_steps, "profile": profile.digest(), "gains": gains}
 
 
 def _warm_start(path: str, profiles, profile_path: str) -> tuple:
@@ -242,18 +248,25 @@ def _resolve_solver(args: argparse.Namespace, context, profile):
         return args.solver, context, ""
     if args.refine:
         return "dp", context, ""
+    adapter, why = _profiled_model(profile.meta)
+    if adapter is None:
+        return "dp", context, why
+    return "search", replace(context, adapter=adapter), ""
+
+
+def _profiled_model(meta) -> tuple:
+    """(the profiled model's adapter, "") when it loads here and is the profiled one, else (None, why not)."""
     from schedc.errors import ModelError
     from schedc.models import load_recorded
 
-    meta = profile.meta
     try:
         adapter = load_recorded(meta)
     except ModelError as exc:
-        return "dp", context, f"the profiled model does not load here ({exc})"
+        return None, f"the profiled model does not load here ({exc})"
     if adapter.fingerprint() != meta.fingerprint:
-        return "dp", context, (f"the model that loads as {meta.model!r} is not the profiled one (its blocks or "
-                               "weights' shapes differ)")
-    return "search", replace(context, adapter=adapter), ""
+        return None, (f"the model that loads as {meta.model!r} is not the profiled one (its blocks or "
+                      "weights' shapes differ)")
+    return adapter, ""
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -9,7 +9,9 @@ import pytest
 from schedc.cli import main
 from schedc.errors import ScheduleError
 from schedc.evaluate import EvalConfig, evaluate, reference_sampler
+from schedc.gain_probe import measure_gains
 from schedc.problem import problem_from_profile
+from schedc.profiler import ProfileConfig, profile_model
 from schedc.retarget import retarget_profile, step_positions
 from schedc.sampler_config import ddim_timesteps
 from schedc.schedule import read_schedule, schedule_from_solution
@@ -18,7 +20,7 @@ from schedc.solvers.dp import solve_dp
 from schedc.step_settings import alternative_step_counts, block_budget, time_fraction
 from schedc_runtime import Schedule
 
-from conftest import make_tiny_adapter
+from conftest import TINY_SAMPLER, make_tiny_adapter
 
 
 def test_step_positions_place_each_timestep_by_noise_level():
@@ -46,6 +48,23 @@ def test_retargeting_onto_every_other_step_reads_the_measured_tables(tiny_profil
     # the forecast's 2-step spacing at 4 steps is the measured 4-step spacing... unmeasured past forecast_gap
     problem = problem_from_profile(half)
     assert solve_dp(problem, 0.5).cost <= 0.5 + 1e-9
+
+
+def test_retargeted_gains_are_measured_at_the_new_step_count(tiny_profile):
+    """The gains do not transfer across step counts: with the model at hand they are measured by the
+    profiler's own probes at the target steps (the same probe samples), the tables stay retargeted."""
+    adapter, sampler = make_tiny_adapter(), TINY_SAMPLER.with_changes(steps=4)
+    half = retarget_profile(tiny_profile, 4, ddim_timesteps(4))
+    measured = measure_gains(half, adapter, sampler)
+    native = profile_model(adapter, sampler, ProfileConfig(calib_samples=2, batch_size=2, max_age=1, probe_steps=4,
+                                                           probe_samples=2), progress=False)
+    assert np.allclose(measured.gain(), native.gain())
+    assert not np.allclose(measured.gain(), half.gain())  # what interpolation gave differs
+    for mode in half.modes:
+        assert np.array_equal(measured.reuse_error(mode), half.reuse_error(mode))
+    assert np.array_equal(measured.quant_error(), half.quant_error())
+    with pytest.raises(ValueError, match="4 steps"):
+        measure_gains(half, adapter, TINY_SAMPLER)
 
 
 def test_a_finer_grid_interpolates_ages_between_measured_ones(tiny_profile):
@@ -129,6 +148,8 @@ def test_cli_solve_steps_retargets_and_says_the_prediction_is_transferred(tiny_p
     schedule = read_schedule(out)
     assert schedule.num_steps == 4 and schedule.sampling["steps"] == 4
     assert schedule.provenance["retargeted_from"]["steps"] == 8
+    assert schedule.provenance["retargeted_from"]["gains"] == "transferred"  # the tiny model is not what loads
+    assert "the propagation gains are transferred from 8 steps" in printed
     assert list(schedule.model.timesteps) == [float(t) for t in ddim_timesteps(4)]
     for bad in ("0", "x", "2.5"):
         assert main(["solve", str(path), "--budget", "0.5", "--steps", bad, "-o", str(tmp_path / "b.yaml")]) == 2
