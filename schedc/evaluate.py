@@ -308,8 +308,10 @@ def _notes(schedule: Schedule, reference: SamplerConfig) -> list[str]:
                      f"its quality is against full compute at the profile's {reference.steps} steps")
     moved = schedule.provenance.get("retargeted_from")
     if isinstance(moved, dict):
-        notes.append(f"compiled from a {moved.get('steps')}-step profile retargeted to {schedule.num_steps} steps: "
-                     "outside the step count the profile measured, so its prediction is a transfer, not a measurement")
+        gains = moved.get("gains", "transferred")
+        notes.append(f"compiled from a {moved.get('steps')}-step profile retargeted to {schedule.num_steps} steps "
+                     f"(propagation gains {gains}): outside the step count the profile measured, so its prediction "
+                     "is a transfer, not a measurement")
     return notes
 
 

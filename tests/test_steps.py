@@ -150,6 +150,10 @@ def test_cli_solve_steps_retargets_and_says_the_prediction_is_transferred(tiny_p
     assert schedule.provenance["retargeted_from"]["steps"] == 8
     assert schedule.provenance["retargeted_from"]["gains"] == "transferred"  # the tiny model is not what loads
     assert "the propagation gains are transferred from 8 steps" in printed
+    from schedc.evaluate import _notes
+
+    note = " ".join(_notes(schedule, TINY_SAMPLER))
+    assert "8-step profile retargeted to 4 steps (propagation gains transferred)" in note and "a transfer" in note
     assert list(schedule.model.timesteps) == [float(t) for t in ddim_timesteps(4)]
     for bad in ("0", "x", "2.5"):
         assert main(["solve", str(path), "--budget", "0.5", "--steps", bad, "-o", str(tmp_path / "b.yaml")]) == 2
