@@ -218,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_steps, default="auto", metavar="auto|N",
                    help="sampler steps the schedule runs at: auto (default) lets the search also try fewer steps than "
                         "profiled at the same speed (the schedule then says how many); N compiles for N steps, mapping "
-                        "the profile's tables onto them by noise level when N is not the profiled count")
+                        "the profile's tables onto them by noise level when N is not the profiled count (the propagation "
+                        "gains, which do not transfer, are then measured at N steps when the model loads)")
     p.add_argument("--for", dest="objective", choices=tuple(OBJECTIVES), default="mean",
                    help="with a profile of several guidance scales: compile one schedule scored at all of them by "
                         + " or ".join(f"{k} ({v.help})" for k, v in OBJECTIVES.items()) + "; default mean")
