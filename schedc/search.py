@@ -60,7 +60,8 @@ from schedc.search_moves import has_reuse, moves_at
 from schedc.selection import SELECT_STARTS, confirm_on_fresh_seeds, select_on_fresh_seeds
 from schedc.solvers.families import Candidate, Decisions, family_candidates
 from schedc.step_settings import (StepSetting, alternative_step_counts, block_cost_at, measure_nonblock_share,
-                                  profiled_setting, retargeted_setting, time_fraction, usable_nonblock)
+                                  fewer_steps_gains, profiled_setting, retargeted_setting, time_fraction,
+                                  usable_nonblock)
 from schedc_runtime.modes import REUSE_MODES
 from schedc_runtime.safeyaml import format_ranges
 
@@ -171,7 +172,8 @@ def _settings(adapter: ModelAdapter, profile: Profile, problem: Problem, budget:
     nonblock = usable_nonblock(recorded) if recorded is not None else measure_nonblock_share(adapter, native.sampler, seeds)
     counts = set(alternative_step_counts(profile.num_steps, budget, nonblock))
     counts |= {len(grid) for grid in given if 1 <= len(grid) < profile.num_steps}
-    others = [retargeted_setting(adapter, profile, problem, n, budget, nonblock) for n in sorted(counts)]
+    gains = fewer_steps_gains(adapter, profile, min(counts)) if counts else None
+    others = [retargeted_setting(adapter, profile, problem, n, budget, nonblock, gains) for n in sorted(counts)]
     return native, [s for s in others if s is not None], nonblock
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from schedc.errors import SolverError
 from schedc.models.adapter import ModelAdapter
@@ -23,6 +24,9 @@ from schedc.problem import Problem, problem_like
 from schedc.profile import Profile
 from schedc.retarget import retarget_profile
 from schedc.sampler_config import SamplerConfig
+
+if TYPE_CHECKING:
+    from schedc.gain_probe import GainScaling
 
 ALTERNATIVES = 3  # step counts tried between the fewest that fit and the profiled count
 NONBLOCK_MAX = 0.95  # o is capped here so equal-time budgets stay finite (block_cost_at divides by 1 - o)
@@ -78,15 +82,32 @@ def profiled_setting(profile: Profile, problem: Problem, budget: float) -> StepS
 
 
 def retargeted_setting(adapter: ModelAdapter, profile: Profile, problem: Problem, steps: int, budget: float,
-                       nonblock: float) -> StepSetting | None:
-    """The setting at `steps` (tables retargeted by noise level, costs as `problem`'s); None if no compute fits."""
+                       nonblock: float, gains: "GainScaling | None" = None) -> StepSetting | None:
+    """The setting at `steps` (tables retargeted by noise level, gains scaled by `gains` when given, costs as
+    `problem`'s); None if no compute fits."""
     sampler = SamplerConfig(**profile.meta.sampler).with_changes(steps=steps)
-    target = retarget_profile(profile, steps, adapter.model_timesteps(sampler))
+    target = retargeted_profile(adapter, profile, steps)
+    if gains is not None:
+        target = gains.apply(profile, target)
     moved = problem_like(target, problem)
     share = block_budget(steps, profile.num_steps, budget, nonblock)
     if share * steps < 1.0 - 1e-9:  # not even step 0's computes fit
         return None
     return StepSetting(steps, target, moved, share, sampler)
+
+
+def retargeted_profile(adapter: ModelAdapter, profile: Profile, steps: int) -> Profile:
+    """`profile`'s tables at `steps` steps of its own sampler (the model's timesteps there)."""
+    sampler = SamplerConfig(**profile.meta.sampler).with_changes(steps=steps)
+    return retarget_profile(profile, steps, adapter.model_timesteps(sampler))
+
+
+def fewer_steps_gains(adapter: ModelAdapter, profile: Profile, steps: int) -> "GainScaling":
+    """The gains' excess over the profile's measured at `steps` (the coarsest count tried; schedc.gain_probe)."""
+    from schedc.gain_probe import GainScaling
+
+    sampler = SamplerConfig(**profile.meta.sampler).with_changes(steps=steps)
+    return GainScaling.measure(profile, retargeted_profile(adapter, profile, steps), adapter, sampler)
 
 
 def usable_nonblock(share: float) -> float:
@@ -102,4 +123,4 @@ def measure_nonblock_share(adapter: ModelAdapter, sampler: SamplerConfig, seeds:
 
 
 __all__ = ["ALTERNATIVES", "StepSetting", "alternative_step_counts", "block_budget", "block_cost_at", "measure_nonblock_share",
-           "profiled_setting", "retargeted_setting", "time_fraction"]
+           "fewer_steps_gains", "profiled_setting", "retargeted_profile", "retargeted_setting", "time_fraction"]

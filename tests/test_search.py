@@ -261,9 +261,9 @@ def test_the_time_limit_covers_the_fresh_seed_reranking_and_the_prediction(tiny_
     adapter = make_tiny_adapter()
     generate, dp_candidates = adapter.generate, search._dp_candidates
 
-    def timed_generate(inputs, sampler):
+    def timed_generate(inputs, sampler, **kwargs):  # kwargs: the gain probes' on_step / start / x_start
         clock["t"] += len(inputs) * sampler.steps / 8  # fewer-step rollouts are cheaper per sample
-        return generate(inputs, sampler)
+        return generate(inputs, sampler, **kwargs)
 
     def slow_dp(*args, **kwargs):
         clock["t"] += 100.0 if not clock.get("dp") else 0.0  # the profiled step count's DP: the setup

@@ -67,6 +67,26 @@ def test_retargeted_gains_are_measured_at_the_new_step_count(tiny_profile):
         measure_gains(half, adapter, TINY_SAMPLER)
 
 
+def test_gain_scaling_reads_the_measured_excess_by_step_spacing(tiny_profile):
+    """Measured once at the coarsest count: exactly the measured gains there, a partial excess between."""
+    from schedc.gain_probe import GainScaling
+
+    adapter = make_tiny_adapter()
+    half = retarget_profile(tiny_profile, 4, ddim_timesteps(4))
+    scaling = GainScaling.measure(tiny_profile, half, adapter, TINY_SAMPLER.with_changes(steps=4))
+    assert np.allclose(scaling.apply(tiny_profile, half).gain(),
+                       measure_gains(half, adapter, TINY_SAMPLER.with_changes(steps=4)).gain())
+    six = retarget_profile(tiny_profile, 6, ddim_timesteps(6))
+    scaled = scaling.apply(tiny_profile, six).gain()
+    at_six = step_positions(tiny_profile.meta.timesteps, ddim_timesteps(6))
+    ratio = np.stack([np.interp(at_six, scaling.positions, r) for r in scaling.ratio])
+    spacing = lambda pos: (pos[-1] - pos[0]) / (len(pos) - 1)  # noqa: E731  profile steps per step
+    assert np.isclose(scaling.spacing, spacing(step_positions(tiny_profile.meta.timesteps, ddim_timesteps(4))))
+    assert 1 < spacing(at_six) < scaling.spacing
+    weight = (spacing(at_six) - 1) / (scaling.spacing - 1)
+    assert np.allclose(scaled, six.gain() * (1 + (ratio - 1) * weight))
+
+
 def test_a_finer_grid_interpolates_ages_between_measured_ones(tiny_profile):
     fine = retarget_profile(tiny_profile, 16, ddim_timesteps(16))
     measured, moved = tiny_profile.reuse_error("residual"), fine.reuse_error("residual")
