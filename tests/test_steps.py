@@ -182,6 +182,18 @@ def test_cli_solve_steps_retargets_and_says_the_prediction_is_transferred(tiny_p
     assert not (tmp_path / "b.yaml").exists()
 
 
+def test_cli_solve_steps_measures_the_gains_when_the_profiled_model_loads(tmp_path, capsys):
+    """The bundled reference model loads from its profile's record: its gains are measured at the new count."""
+    from pathlib import Path
+
+    bundled = Path(__file__).resolve().parents[1] / "profiles" / "reference-dit.profile.npz"
+    out = tmp_path / "s25.yaml"
+    assert main(["solve", str(bundled), "--solver", "dp", "--budget", "0.4", "--steps", "25", "-o", str(out)]) == 0
+    assert "measuring the propagation gains at 25 steps" in capsys.readouterr().out
+    schedule = read_schedule(out)
+    assert schedule.num_steps == 25 and schedule.provenance["retargeted_from"]["gains"] == "measured at 25 steps"
+
+
 def test_a_search_with_no_feasible_move_stops_instead_of_spinning(tiny_profile):
     problem = problem_from_profile(tiny_profile)
     from schedc.solvers import Constraints
