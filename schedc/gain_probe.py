@@ -20,7 +20,7 @@ import numpy as np
 from schedc.models.adapter import ModelAdapter
 from schedc.profile import Profile
 from schedc.profiler import ProfileConfig, profile_model
-from schedc.retarget import step_positions
+from schedc.retarget import gain_fields, step_positions
 from schedc.sampling import SamplerConfig
 
 
@@ -43,9 +43,7 @@ def measure_gains(profile: Profile, adapter: ModelAdapter, sampler: SamplerConfi
 
 def with_gains(profile: Profile, gain: np.ndarray) -> Profile:
     """`profile` whose propagation gain is `gain` [B, T] at every step."""
-    return replace(profile, probe_final_sum=np.asarray(gain, dtype=np.float64), probe_local_sum=np.ones_like(gain),
-                   probe_count=np.ones(gain.shape, dtype=np.int64),
-                   meta=profile.meta.replace(probe_steps=tuple(range(profile.num_steps))))
+    return replace(profile, **gain_fields(gain), meta=profile.meta.replace(probe_steps=tuple(range(profile.num_steps))))
 
 
 @dataclass(frozen=True)
@@ -67,8 +65,9 @@ class GainScaling:
         """From `retargeted` (`source`'s tables at sampler.steps < source's steps), measuring its gains."""
         measured = measure_gains(retargeted, adapter, sampler)
         positions = step_positions(source.meta.timesteps, retargeted.meta.timesteps)
+        transferred = retargeted.gain()  # [B, T_m]
         with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = np.where(retargeted.gain() > 0, measured.gain() / retargeted.gain(), 1.0)
+            ratio = np.where(transferred > 0, measured.gain() / transferred, 1.0)
         return cls(positions, _spacing(positions), np.where(np.isfinite(ratio), ratio, 1.0))
 
     def apply(self, source: Profile, retargeted: Profile) -> Profile:

@@ -105,6 +105,13 @@ def _retarget_mode(profile: Profile, mode: str, pos: np.ndarray, gap: int) -> np
     return out
 
 
+def gain_fields(gain: np.ndarray) -> dict[str, np.ndarray]:
+    """A Profile's probe arrays stating `gain` [B, T] directly at every step (its meta's probe_steps: all)."""
+    gain = np.asarray(gain, dtype=np.float64)
+    return {"probe_final_sum": gain, "probe_local_sum": np.ones_like(gain),
+            "probe_count": np.ones(gain.shape, dtype=np.int64)}
+
+
 def retarget_profile(profile: Profile, steps: int, timesteps: Sequence[float],
                      sampler: Mapping[str, Any] | None = None) -> Profile:
     """`profile`'s tables on `steps` steps at `timesteps` (what the model receives at each; decreasing).
@@ -147,9 +154,8 @@ def retarget_profile(profile: Profile, steps: int, timesteps: Sequence[float],
         reuse_err_sum={m: np.where(np.isfinite(t), t, 0.0) for m, t in means.items()},
         reuse_count={m: np.isfinite(t).astype(np.int64) for m, t in means.items()},
         quant_err_sum=np.where(np.isfinite(quant_new), quant_new, 0.0), quant_count=ones.copy(),
-        probe_final_sum=gain_new, probe_local_sum=np.ones_like(gain_new), probe_count=ones.copy(),
-        meta=new_meta,
+        **gain_fields(gain_new), meta=new_meta,
     )
 
 
-__all__ = ["retarget_profile", "step_positions"]
+__all__ = ["gain_fields", "retarget_profile", "step_positions"]
