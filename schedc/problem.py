@@ -136,11 +136,13 @@ class Problem:
             return 0.0
         return float(self.quant_error[block, step, self.precisions.index(precision)])
 
-    def step_error(self, block: int, mode: str, computes: Sequence[int], t: int, precision: str = "native") -> float:
+    def step_error(self, block: int, mode: str, computes: Sequence[int], t: int,
+                   precisions: Sequence[str] = ()) -> float:
         """Weighted error of `block` reusing at t in `mode` from its computes (most recent first).
 
         The reuse also carries the quantization error of every compute it reads, weighted by the
-        mode's |coefficient| for it, estimated at the precision of the most recent compute.
+        mode's |coefficient| for it, at that compute's own precision (`precisions`, parallel to
+        `computes`; missing ones are native).
         """
         spec = REUSE_MODES[mode]
         if mode not in self.errors or len(computes) < spec.history:
@@ -154,7 +156,8 @@ class Problem:
         e = float(self.errors[mode][block, k, used[0], t])
         if np.isinf(e):
             return e
-        carry = sum(w * self.quant_of(block, s, precision) for w, s in zip(spec.carried_weight(gaps, t - used[0]), used))
+        read = list(precisions[: len(used)]) + ["native"] * (len(used) - len(precisions[: len(used)]))
+        carry = sum(w * self.quant_of(block, s, p) for w, s, p in zip(spec.carried_weight(gaps, t - used[0]), used, read))
         return float((e + carry) * self.gain[block, t])
 
     def evaluate_decisions(self, decisions) -> tuple[float, float]:
@@ -162,13 +165,13 @@ class Problem:
         total, cost = 0.0, 0.0
         for b in range(self.num_blocks):
             computes: list[int] = []
-            last_precision = "native"
+            precisions: list[str] = []  # parallel to computes, most recent first
             for t in range(self.num_steps):
                 action = decisions[t][b]
                 if action in REUSE_MODES:
                     if not computes:
                         return float("inf"), float("inf")
-                    total += self.step_error(b, action, computes, t, last_precision)
+                    total += self.step_error(b, action, computes, t, precisions)
                     continue
                 if action == "native":
                     cost += self.block_cost[b]
@@ -177,8 +180,22 @@ class Problem:
                     cost += self.block_cost[b] * self.precision_cost[b, p]
                     total += float(self.gain[b, t] * self.quant_error[b, t, p])
                 computes.insert(0, t)
-                last_precision = action
+                precisions.insert(0, action)
         return total, float(cost / (self.num_steps * self.block_cost.sum()))
+
+    def reads_across_precisions(self, decisions) -> bool:
+        """Whether some reuse reads computes of different precisions (e.g. a forecast from an int8 compute
+        and a native one): valid for the runtime, but outside the space the DP and the ILP search, whose
+        state keeps one precision for the computes a reuse reads."""
+        for b in range(self.num_blocks):
+            precisions: list[str] = []
+            for t in range(self.num_steps):
+                action = decisions[t][b]
+                if action not in REUSE_MODES:
+                    precisions.insert(0, action)
+                elif len(set(precisions[: REUSE_MODES[action].history])) > 1:
+                    return True
+        return False
 
     def cost_of(self, compute: np.ndarray) -> float:
         """compute: bool [T, B]. Cost as a fraction of computing every block at every step."""

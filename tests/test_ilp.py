@@ -66,6 +66,7 @@ def test_ilp_with_every_reuse_mode_reaches_the_dp_optimum(seed, blocks, steps, b
     ilp = assert_ilp_equals_dp(replace(base, errors=errors, max_gap=2), budget)
     if ilp is not None:
         assert set(a for row in ilp.actions() for a in row) <= {"native", "int8", *REUSE_MODES}
+        assert not replace(base, errors=errors, max_gap=2).reads_across_precisions(ilp.actions())
 
 
 def test_every_deployment_constraint_holds():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -45,6 +46,8 @@ def brute_force(problem: Problem, budget: float) -> float:
     per_block = list(itertools.product(options, repeat=steps - 1))
     for combo in itertools.product(per_block, repeat=blocks):
         rows = [["native"] * blocks] + [[combo[b][t - 1] for b in range(blocks)] for t in range(1, steps)]
+        if problem.reads_across_precisions(rows):
+            continue  # outside the DP's space: its state keeps one precision for what a reuse reads
         error, cost = problem.evaluate_decisions(rows)
         if cost <= budget * (1 + 1e-9):
             best = min(best, error)
@@ -74,6 +77,24 @@ def test_joint_dp_equals_brute_force(seed, blocks, steps, budget, use_int8, mode
     error, cost = problem.evaluate_decisions(solution.actions())
     assert np.isclose(error, solution.predicted_error) and cost <= budget * (1 + 1e-9)
     assert all(a == "native" for a in solution.actions()[0])
+    assert not problem.reads_across_precisions(solution.actions())
+
+
+def test_a_forecast_carries_each_read_computes_own_quantization_error():
+    """An int8 compute read as the older of a forecast's two computes carries its error (weighted by the
+    forecast's coefficient for it) even when the newer compute is native: the DP once priced that read
+    at the newer compute's precision (no error) and chose such schedules, losing up to 9 dB in rollouts."""
+    problem = random_problem(3, 1, 6, ("int8",), {"residual", "forecast"})
+    mixed = [["native"], ["int8"], ["native"], ["forecast"], ["forecast"], ["native"]]
+    clean = [["native"], ["native"], ["native"], ["forecast"], ["forecast"], ["native"]]
+    quant = problem.quant_error[0, 1, 0]
+    extra = 0.0
+    for t in (3, 4):  # the forecast from computes (2, 1) at age t - 2: |coefficient| of the compute at 1
+        weight = REUSE_MODES["forecast"].carried_weight((1,), t - 2)[1]
+        extra += weight * quant * problem.gain[0, t]
+    extra += problem.gain[0, 1] * quant  # the int8 compute's own error at step 1
+    assert problem.evaluate_decisions(mixed)[0] == pytest.approx(problem.evaluate_decisions(clean)[0] + extra)
+    assert problem.reads_across_precisions(mixed) and not problem.reads_across_precisions(clean)
 
 
 def test_more_options_never_hurt():
@@ -102,6 +123,8 @@ def test_static_precision_keeps_one_copy_per_block_and_is_optimal():
                 if any(len(set(c) & {"int8", "fp8"}) > 1 for c in combo):
                     continue
                 rows = [["native", "native"]] + [[combo[b][t - 1] for b in range(2)] for t in range(1, 4)]
+                if problem.reads_across_precisions(rows):
+                    continue
                 error, cost = problem.evaluate_decisions(rows)
                 if cost <= budget * (1 + 1e-9):
                     best = min(best, error)

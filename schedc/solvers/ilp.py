@@ -78,7 +78,8 @@ def _build(problem: Problem, budget: float, constraints: Constraints, explain: b
         table, modes[b] = _arc_tables(problem, b, hist, max_len + 1)
         reach = {(0, 0)}  # (step, history state) a path can be at: block b computes at step 0 with no history
         for s in range(steps):
-            for h in sorted(hh for (ss, hh) in reach if ss == s):
+            here = {hh for (ss, hh) in reach if ss == s}
+            for h in sorted(here | {0} if here else here):  # () too: a compute at another precision starts afresh
                 for p in range(len(opts)):
                     for e in np.flatnonzero(np.isfinite(table[h, p, s])):
                         var = model.NewBoolVar(f"arc_b{b}_s{s}_h{h}_e{e}_{opts[p]}")
@@ -87,18 +88,29 @@ def _build(problem: Problem, budget: float, constraints: Constraints, explain: b
                         cost_terms.append(int(weight[b]) * int(units[b, p]) * var)
                         if e < steps:
                             reach.add((int(e), hist.next_state[h][int(e) - s]))
-    out_of = {}  # (b, t, h) -> arcs leaving a compute at t in state h
-    into = {}  # (b, t, h) -> arcs arriving at a compute at t that puts the block in state h
+    # flow per (block, step): what arrives at a compute leaves it. A reuse reads the history only across
+    # computes of one precision (as the DP's state does): an arc that keeps history state h != () at
+    # precision p needs an arrival in state h from a compute at p; any other arrival starts afresh (state ())
+    into = {}  # (b, t) -> arcs arriving at a compute at t
+    into_state = {}  # (b, t, h, p) -> arcs arriving in state h from a compute at precision p
+    out_of = {}  # (b, t) -> arcs leaving a compute at t
+    keeps = {}  # (b, t, h, p) -> arcs leaving at precision p in history state h != ()
     for (b, s, e, p, h), var in arcs.items():
-        out_of.setdefault((b, s, h), []).append(var)
+        out_of.setdefault((b, s), []).append(var)
+        if h != 0:
+            keeps.setdefault((b, s, h, p), []).append(var)
         if e < steps:
-            into.setdefault((b, e, hist.next_state[h][e - s]), []).append(var)
+            into.setdefault((b, e), []).append(var)
+            into_state.setdefault((b, e, hist.next_state[h][e - s], p), []).append(var)
     for b in range(blocks):
         model.Add(sum(v for (bb, s, e, p, h), v in arcs.items() if bb == b and s == 0) == 1)  # step 0 computes
         model.Add(sum(v for (bb, s, e, p, h), v in arcs.items() if bb == b and e == steps) == 1)  # the path ends
-        for key in set(into) | set(out_of):
-            if key[0] == b and key[1] > 0:
-                model.Add(sum(into.get(key, [])) == sum(out_of.get(key, [])))  # a compute continues the path
+    for key in set(into) | set(out_of):
+        if key[1] > 0:
+            model.Add(sum(into.get(key, [])) == sum(out_of.get(key, [])))  # a compute continues the path
+    for key, leaving in keeps.items():
+        if key[1] > 0:
+            model.Add(sum(leaving) <= sum(into_state.get(key, [])))
     computes_at = {}  # (b, t) -> arcs leaving a compute at t (any state)
     for (b, s, e, p, h), var in arcs.items():
         computes_at.setdefault((b, s), []).append(var)

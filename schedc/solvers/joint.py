@@ -3,7 +3,11 @@
 Under the additive model blocks separate once each block's cost is fixed, as in the residual DP.
 Per block the state is the last compute s, its precision p (a reduced-precision cache carries its
 error into the reuses) and the history state h of the computes before it (history.py: the gaps a
-multi-compute mode such as forecast reads). Between two computes each step independently takes its
+multi-compute mode such as forecast reads). The history holds computes of one precision only: a compute
+at another precision than the last starts afresh (h = ()), so the error a reuse carries from every compute
+it reads is exact (Problem.step_error prices each at its own precision; a state keeping only the last
+precision once priced an int8 compute read behind a native one as error-free, and the DP chose exactly
+those reads). Between two computes each step independently takes its
 cheapest applicable reuse mode. Costs are integer units (a native compute = NATIVE_UNITS), so the DP
 gives the least error for every exact cost u; the multiple-choice knapsack of the residual DP then
 splits the budget over blocks.
@@ -65,34 +69,37 @@ def block_curve(problem: Problem, b: int, first: int, units: np.ndarray, hist: H
     far_ok = np.zeros((steps, steps), dtype=bool)  # [s, v]: v - s is a "far" gap
     for g in far:
         far_ok[np.arange(steps - g), np.arange(g, steps)] = True
-    hp_grid = (np.arange(n_h)[:, None] * n_opt + np.arange(n_opt)[None, :])  # [H, P1]
+    v_idx = np.arange(steps)
     for u in range(u0, u_max + 1):
         layer = f[u]  # [H, T, P1]
         if not np.isfinite(layer).any():
             continue
         cand = np.transpose(layer, (0, 2, 1))[:, :, :, None] + r[:, :, :, :steps]  # [H, P1, T(s), T(v)]
-        flat = cand.reshape(n_h * n_opt, steps, steps)  # [(H, P1), s, v]
-        # far: every state falls back to (); best over (h, p) then over s
-        arg_hp = np.argmin(flat, axis=0)  # [s, v]
-        best = np.take_along_axis(flat, arg_hp[None], axis=0)[0]  # [s, v]
-        far_val = np.where(far_ok, best, np.inf)
-        s_best = np.argmin(far_val, axis=0)  # [v]
-        v_idx = np.arange(steps)
-        far_best, far_hp = far_val[s_best, v_idx], arg_hp[s_best, v_idx]
-        near_best = []
-        for target, (g, srcs) in near.items():
-            s_idx = np.arange(steps - g)
-            sub = cand[srcs][:, :, s_idx, s_idx + g].reshape(len(srcs) * n_opt, -1)  # [(h, p), S]
-            pick = np.argmin(sub, axis=0)
-            hp = hp_grid[srcs].reshape(-1)[pick]
-            near_best.append((target, s_idx + g, sub[pick, np.arange(len(s_idx))], s_idx, hp))
+        # per precision p of the last compute: the best history state, for a next compute that starts afresh
+        arg_h = np.argmin(cand, axis=0)  # [P1, s, v]
+        by_p = np.take_along_axis(cand, arg_h[None], axis=0)[0]  # [P1, s, v]
         for opt in range(n_opt):
             nu = u + int(units[opt])
             if nu > u_max:
                 continue
-            _relax(f, back_s, back_hp, (nu, 0, v_idx, opt), far_best + comp[:, opt], s_best, far_hp)
-            for target, v, val, s_src, hp in near_best:
-                _relax(f, back_s, back_hp, (nu, target, v, opt), val + comp[v, opt], s_src, hp)
+            # to state (): a far gap from any (h, p), or any gap from a compute at another precision (its
+            # history is not read across a precision change, so the carried error stays exact)
+            fresh = np.where(far_ok[None], by_p, np.inf)  # [P1, s, v]
+            fresh[np.arange(n_opt) != opt] = by_p[np.arange(n_opt) != opt]
+            arg_p = np.argmin(fresh, axis=0)  # [s, v]
+            best = np.take_along_axis(fresh, arg_p[None], axis=0)[0]  # [s, v]
+            s_best = np.argmin(best, axis=0)  # [v]
+            p_best = arg_p[s_best, v_idx]
+            hp_best = arg_h[p_best, s_best, v_idx] * n_opt + p_best
+            _relax(f, back_s, back_hp, (nu, 0, v_idx, opt), best[s_best, v_idx] + comp[:, opt], s_best, hp_best)
+            # keeping the history: a near gap from a compute at the same precision
+            for target, (g, srcs) in near.items():
+                s_idx = np.arange(steps - g)
+                sub = cand[srcs, opt][:, s_idx, s_idx + g]  # [h, S]
+                pick = np.argmin(sub, axis=0)
+                hp = np.asarray(srcs)[pick] * n_opt + opt
+                _relax(f, back_s, back_hp, (nu, target, s_idx + g, opt), sub[pick, np.arange(len(s_idx))]
+                       + comp[s_idx + g, opt], s_idx, hp)
     tail = f + np.transpose(r[:, :, :, steps], (0, 2, 1))[None]  # [U, H, T, P1]
     curve = tail.reshape(u_max + 1, -1).min(axis=1)  # [U]
     return curve, (tail, mode, back_s, back_hp, u0)
