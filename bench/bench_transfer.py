@@ -9,8 +9,10 @@ for, against a schedule compiled for those conditions (same solver, same budget)
 held-out seeds against full compute under the run's conditions; mean PSNR and the worst 5% of samples
 (5th percentile of per-sample PSNR):
 
-- steps: compiled from a 50-step profile retargeted by noise level (`schedc solve --steps N`) vs
-  compiled from a profile measured natively at N steps, N in --steps (default 20, 25, 30, 100);
+- steps: compiled from a 50-step profile as `schedc solve --steps N` does (--measure: by default, with the
+  model at hand, every table re-measured at N steps on the profile's 4 probe samples; 'nothing' = the tables
+  retargeted by noise level, the profile-only path) vs compiled from a profile measured natively at N steps
+  on all --calib samples, N in --steps (default 20, 25, 30, 100);
 - classes: calibrated on the first half of the classes (or prompts), run on the other half, vs
   calibrated on that other half;
 - guidance: compiled at the model's guidance scale g, run at g' in --guidances, vs compiled at g';
@@ -54,7 +56,7 @@ from schedc.evaluate import EVAL_SEED_START, replaying  # noqa: E402
 from schedc.metrics import psnr  # noqa: E402
 from schedc.profile import Profile  # noqa: E402
 from schedc.profiler import ProfileConfig, profile_model  # noqa: E402
-from schedc.gain_probe import measure_gains  # noqa: E402
+from schedc.gain_probe import measure_at_steps, measure_gains  # noqa: E402
 from schedc.retarget import retarget_profile  # noqa: E402
 from schedc.sampler_config import SamplerConfig  # noqa: E402
 from schedc.solvers import Constraints, SolveContext  # noqa: E402
@@ -63,6 +65,8 @@ PARTS = ("steps", "classes", "guidance", "scheduler", "batch", "minimax")
 SCHEDULERS = ("DDIMScheduler", "DPMSolverMultistepScheduler", "EulerDiscreteScheduler")  # where compatible
 SOURCE_STEPS = 50  # the steps part compiles from a profile at this step count (issue #12: "compile at 50")
 CALIB_BATCH = 16
+# steps part: what is measured at the new step count after retargeting (`schedc solve --steps` with the model: tables)
+MEASURE_AT_STEPS = {"tables": measure_at_steps, "gains": measure_gains, "nothing": lambda profile, *_: profile}
 CI_RESAMPLES = 2000  # paired bootstrap over held-out samples: how much of a loss is sampling noise
 
 
@@ -190,8 +194,8 @@ class Transfer:
         for steps in self.args.steps:
             sampler = self.sampler.with_changes(steps=steps)
             native = self.profile("all", self.adapter, sampler)
-            moved = measure_gains(retarget_profile(source, steps, self.adapter.model_timesteps(sampler)), self.adapter,
-                                  sampler)
+            moved = MEASURE_AT_STEPS[self.args.measure](
+                retarget_profile(source, steps, self.adapter.model_timesteps(sampler)), self.adapter, sampler)
             rows += self.compare("steps", f"{SOURCE_STEPS} -> {steps} steps", native, moved, self.adapter, sampler)
         return rows
 
@@ -292,7 +296,8 @@ class Transfer:
         cached = read_json(path) or {}
         key = {"budgets": self.args.budgets, "samples": self.args.samples, "calib": self.args.calib,
                "solver": self.args.solver, "steps": self.args.steps, "guidances": self.args.guidances,
-               "batches": self.args.batches, "time_limit": self.args.time_limit}
+               "batches": self.args.batches, "time_limit": self.args.time_limit,
+               "measured_at_steps": self.args.measure}
         parts = cached.get("parts", {}) if cached.get("key") == key else {}
         for part in self.args.parts:
             if part not in parts:
@@ -306,7 +311,7 @@ class Transfer:
 
 def _keep_other_parts(result: dict, previous: dict | None, parts: list[str]) -> dict:
     """A run of some parts keeps the rows of the parts it did not run (and the settings they ran with)."""
-    key_names = ("budgets", "samples", "calib", "solver", "steps", "guidances", "batches", "time_limit")
+    key_names = ("budgets", "samples", "calib", "solver", "steps", "guidances", "batches", "time_limit", "measured_at_steps")
     this = {k: result["settings"][k] for k in key_names}
     if not previous or "rows" not in previous:
         return {**result, "part_settings": {p: this for p in parts}}
@@ -342,7 +347,7 @@ def summary_markdown(results: list[dict]) -> str:
         s = res["settings"]
         lines += [f"## {s['model']} ({s['sampler']['steps']} steps {s['sampler']['scheduler']}, CFG {s['sampler']['cfg']} "
                   f"g={s['sampler']['guidance_scale']:g}; solver {s['solver']}, {s['calib']} calibration samples, "
-                  f"{s['samples']} held-out)", "",
+                  f"{s['samples']} held-out; steps part, measured at the new count: {_steps_measured(res)})", "",
                   "| part | setting | budget | compiled here: mean / p5 dB | transferred: mean / p5 dB | loss mean dB | "
                   "its 95% CI | loss p5 dB | meets bar |",
                   "|---|---|---|---|---|---|---|---|---|"]
@@ -363,6 +368,13 @@ def summary_markdown(results: list[dict]) -> str:
         lines.append(f"`--for worst` at least as good in the worst case as every single-scale schedule: "
                      f"{sum(r['meets'] for r in minimax)}/{len(minimax)} rows.")
     return "\n".join(lines) + "\n"
+
+
+def _steps_measured(result: dict) -> str:
+    """What the steps part measured at the new step count (runs before --measure: not recorded)."""
+    steps = (result.get("part_settings") or {}).get("steps", {})
+    return steps.get("measured_at_steps") or {"measured": "gains", "transferred": "nothing"}.get(steps.get("gains"),
+                                                                                                 "not recorded")
 
 
 def _ci(interval) -> str:
@@ -403,6 +415,11 @@ def main() -> int:
     parser.add_argument("--guidances", type=numbers(float), default=[1.5, 3.0, 5.0])
     parser.add_argument("--batches", type=numbers(int), default=[1, 4, 16, 64])
     parser.add_argument("--solver", default="dp")
+    parser.add_argument("--measure", choices=tuple(MEASURE_AT_STEPS), default="tables",
+                        help="steps part, what is measured at the new step count: 'tables' (every table and the "
+                             "gains, on the profile's probe samples: what `schedc solve --steps` does when the model "
+                             "loads; default), 'gains' (only the propagation gains, the tables retargeted) or "
+                             "'nothing' (everything retargeted by noise level: the profile-only path)")
     parser.add_argument("--calib", type=int, default=16, help="calibration samples of every profile (default 16)")
     args = parser.parse_args()
     out = Path(args.out)

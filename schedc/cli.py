@@ -198,13 +198,13 @@ def _confirmation(stats: dict) -> str:
 
 
 def _profile_at_steps(profile, steps: "str | int", context) -> tuple:
-    """(the profile to compile from, {"steps", "profile", "gains"} of the profile it was retargeted from or None).
+    """(the profile to compile from, {"steps", "profile", "tables", "gains"} of the profile it came from, or None).
 
-    `--steps N` other than the profiled count maps the profile's tables onto N steps (schedc.retarget);
-    the timesteps a diffusers scheduler gives at N steps come from the model, loaded here. The propagation
-    gains do not transfer across step counts (schedc.gain_probe): when the model loads they are measured
-    at N steps, otherwise they are transferred and a note says so."""
-    from schedc.gain_probe import measure_gains
+    `--steps N` other than the profiled count: when the profiled model loads, every table and the propagation
+    gains are measured at N steps on the profile's probe samples (schedc.gain_probe: about what the gains alone
+    cost); otherwise the profile's tables are mapped onto N steps by noise level (schedc.retarget) and a note
+    says the prediction is transferred. The timesteps a diffusers scheduler gives at N steps come from the model."""
+    from schedc.gain_probe import measure_at_steps
     from schedc.retarget import retarget_profile
     from schedc.sampling import SamplerConfig
 
@@ -216,15 +216,15 @@ def _profile_at_steps(profile, steps: "str | int", context) -> tuple:
         if sampler.scheduler != "ddim":
             raise SchedcError(f"--steps {steps}: the {sampler.scheduler} timesteps come from the profiled model; "
                               f"{why}") from None
-        print(f"note: {why}: the propagation gains are transferred from {profile.num_steps} steps, not measured "
-              f"at {steps}, and mis-weigh the blocks on another grid")
+        print(f"note: {why}: the tables and propagation gains are mapped from {profile.num_steps} steps by noise "
+              f"level, not measured at {steps}, and can miss step-to-step detail the DP relies on")
     timesteps = sampler.timesteps() if sampler.scheduler == "ddim" else adapter.model_timesteps(sampler)
     moved = retarget_profile(profile, steps, timesteps)
     if adapter is not None:
-        print(f"measuring the propagation gains at {steps} steps ({profile.meta.probe_samples} probe samples)")
-        moved = measure_gains(moved, adapter, sampler, progress=context.progress)
-    gains = "transferred" if adapter is None else f"measured at {steps} steps"
-    return moved, {"steps": profile.num_steps, "profile": profile.digest(), "gains": gains}
+        print(f"measuring the tables and propagation gains at {steps} steps ({profile.meta.probe_samples} probe samples)")
+        moved = measure_at_steps(moved, adapter, sampler, progress=context.progress)
+    how = "transferred" if adapter is None else f"measured at {steps} steps on {profile.meta.probe_samples} samples"
+    return moved, {"steps": profile.num_steps, "profile": profile.digest(), "tables": how, "gains": how}
 
 
 def _warm_start(path: str, profiles, profile_path: str) -> tuple:

@@ -308,10 +308,14 @@ def _notes(schedule: Schedule, reference: SamplerConfig) -> list[str]:
                      f"its quality is against full compute at the profile's {reference.steps} steps")
     moved = schedule.provenance.get("retargeted_from")
     if isinstance(moved, dict):
-        gains = moved.get("gains", "transferred")
-        notes.append(f"compiled from a {moved.get('steps')}-step profile retargeted to {schedule.num_steps} steps "
-                     f"(propagation gains {gains}): outside the step count the profile measured, so its prediction "
-                     "is a transfer, not a measurement")
+        tables, gains = moved.get("tables", "transferred"), moved.get("gains", "transferred")
+        if tables != "transferred":
+            notes.append(f"compiled for {schedule.num_steps} steps from a {moved.get('steps')}-step profile whose tables "
+                         f"and gains were {tables}: a lighter calibration than the profile's own")
+        else:
+            notes.append(f"compiled from a {moved.get('steps')}-step profile retargeted to {schedule.num_steps} steps "
+                         f"(propagation gains {gains}): outside the step count the profile measured, so its prediction "
+                         "is a transfer, not a measurement")
     return notes
 
 

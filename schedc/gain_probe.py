@@ -1,4 +1,4 @@
-"""Propagation gains re-measured at a retargeted step count (issue #12, step retargeting).
+"""Tables and propagation gains re-measured at a retargeted step count (issue #12, step retargeting).
 
 Why: a retargeted profile's reuse errors transfer well across step counts (dit-p1-s 50 -> 20 steps: the
 native/retargeted ratio of every reuse table has median 1.00), but its propagation gains do not. A gain is
@@ -9,6 +9,15 @@ from them rolled out 35.80 dB at b=0.3 where the same tables with gains measured
 (native profile: 43.09). The gains are cheap to measure (the profiler's probes on its 4 probe samples: one
 batched rollout per probed step), so whenever the model loads they are measured at the target steps and
 only the reuse and quantization tables are transferred.
+
+The tables do not transfer entry by entry either, though their medians do: a block's reuse error can move
+10x between neighbouring steps (digits-dit block 0, age 1: 0.8 to 9.7 x 1e-3 over steps 2-3 of 50; the same
+kind of swing at 20 steps), which no reading by noise level reproduces on another grid, and the DP builds
+its schedule from exactly those low spots. Measuring every table at the target count on the same probe
+samples costs about what the gains alone cost (the probes dominate: dit-p1-s at 30 steps, 13-18 s for
+either), and the DP's tables settle by 4 samples (README section 11). So `schedc solve --steps N` with the
+model at hand measures everything at N (`measure_at_steps`); the retargeted tables are what it compiles
+from only when the model does not load.
 """
 
 from __future__ import annotations
@@ -39,6 +48,32 @@ def measure_gains(profile: Profile, adapter: ModelAdapter, sampler: SamplerConfi
     return replace(profile, probe_final_sum=measured.probe_final_sum, probe_local_sum=measured.probe_local_sum,
                    probe_count=measured.probe_count,
                    meta=profile.meta.replace(probe_steps=measured.meta.probe_steps, probe_samples=k))
+
+
+def measure_at_steps(profile: Profile, adapter: ModelAdapter, sampler: SamplerConfig, progress: bool = False) -> Profile:
+    """`profile` (retargeted to sampler.steps) with every table and its gains measured by the profiler at `sampler`.
+
+    Measured on calibration seeds 0..k-1 (k = the profile's probe samples) with the profile's own reuse ages,
+    forecast spacing and precisions; everything else (calibration seeds the search rolls out on, block costs,
+    latency) stays the profile's.
+    """
+    if sampler.steps != profile.num_steps:
+        raise ValueError(f"tables for {profile.num_steps} steps need a sampler of that many steps, got {sampler.steps}")
+    meta = profile.meta
+    k = max(1, int(meta.probe_samples))
+    config = dict(meta.config or {})
+    measured = profile_model(adapter, sampler, ProfileConfig(
+        calib_samples=k, batch_size=k, max_age=max(1, int(config.get("max_age", meta.max_age))),
+        forecast_gap=max(1, int(config.get("forecast_gap", meta.forecast_gap or 1))),
+        probe_steps=min(int(config.get("probe_steps", 10)), profile.num_steps), probe_samples=k,
+        precisions=tuple(meta.precisions), measure_latency=False), progress=progress)
+    return replace(profile, reuse_err_sum=measured.reuse_err_sum, reuse_count=measured.reuse_count,
+                   quant_err_sum=measured.quant_err_sum, quant_count=measured.quant_count,
+                   probe_final_sum=measured.probe_final_sum, probe_local_sum=measured.probe_local_sum,
+                   probe_count=measured.probe_count,
+                   meta=meta.replace(max_age=measured.meta.max_age, forecast_gap=measured.meta.forecast_gap,
+                                     kernels=measured.meta.kernels, probe_steps=measured.meta.probe_steps,
+                                     probe_samples=k))
 
 
 def with_gains(profile: Profile, gain: np.ndarray) -> Profile:
@@ -82,4 +117,4 @@ def _spacing(positions: np.ndarray) -> float:
     return float((positions[-1] - positions[0]) / max(positions.size - 1, 1))
 
 
-__all__ = ["GainScaling", "measure_gains", "with_gains"]
+__all__ = ["GainScaling", "measure_at_steps", "measure_gains", "with_gains"]

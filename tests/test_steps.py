@@ -9,10 +9,12 @@ import pytest
 from schedc.cli import main
 from schedc.errors import ScheduleError
 from schedc.evaluate import EvalConfig, evaluate, reference_sampler
-from schedc.gain_probe import measure_gains
+from schedc.gain_probe import measure_at_steps, measure_gains
+from schedc.profile import Profile
 from schedc.problem import problem_from_profile
 from schedc.profiler import ProfileConfig, profile_model
 from schedc.retarget import retarget_profile, step_positions
+from schedc.sampling import SamplerConfig
 from schedc.sampler_config import ddim_timesteps
 from schedc.schedule import read_schedule, schedule_from_solution
 from schedc.search import RolloutScorer, search_schedule
@@ -65,6 +67,26 @@ def test_retargeted_gains_are_measured_at_the_new_step_count(tiny_profile):
     assert np.array_equal(measured.quant_error(), half.quant_error())
     with pytest.raises(ValueError, match="4 steps"):
         measure_gains(half, adapter, TINY_SAMPLER)
+
+
+def test_tables_measured_at_the_new_step_count_are_the_profilers_own(tiny_profile):
+    """With the model at hand `solve --steps N` measures every table at N steps on the profile's probe samples,
+    with its ages, forecast spacing and precisions; the calibration seeds, costs and latency stay the profile's."""
+    adapter, sampler = make_tiny_adapter(), TINY_SAMPLER.with_changes(steps=4)
+    half = retarget_profile(tiny_profile, 4, ddim_timesteps(4))
+    measured = measure_at_steps(half, adapter, sampler)
+    k = tiny_profile.meta.probe_samples
+    native = profile_model(adapter, sampler, ProfileConfig(calib_samples=k, batch_size=k, max_age=4, probe_steps=3,
+                                                           probe_samples=k), progress=False)
+    for mode in native.modes:
+        assert np.allclose(measured.reuse_error(mode), native.reuse_error(mode), equal_nan=True)
+    assert np.allclose(measured.quant_error(), native.quant_error())
+    assert np.allclose(measured.gain(), native.gain())
+    assert measured.meta.max_age == native.meta.max_age == 3  # the profile's 4, capped by 4 steps
+    assert measured.meta.calibration_seeds == tiny_profile.meta.calibration_seeds
+    assert measured.meta.latency == tiny_profile.meta.latency and measured.meta.timesteps == half.meta.timesteps
+    with pytest.raises(ValueError, match="4 steps"):
+        measure_at_steps(half, adapter, TINY_SAMPLER)
 
 
 def test_gain_scaling_reads_the_measured_excess_by_step_spacing(tiny_profile):
@@ -169,7 +191,8 @@ def test_cli_solve_steps_retargets_and_says_the_prediction_is_transferred(tiny_p
     assert schedule.num_steps == 4 and schedule.sampling["steps"] == 4
     assert schedule.provenance["retargeted_from"]["steps"] == 8
     assert schedule.provenance["retargeted_from"]["gains"] == "transferred"  # the tiny model is not what loads
-    assert "the propagation gains are transferred from 8 steps" in printed
+    assert schedule.provenance["retargeted_from"]["tables"] == "transferred"
+    assert "the tables and propagation gains are mapped from 8 steps" in printed
     from schedc.evaluate import _notes
 
     note = " ".join(_notes(schedule, TINY_SAMPLER))
@@ -182,16 +205,23 @@ def test_cli_solve_steps_retargets_and_says_the_prediction_is_transferred(tiny_p
     assert not (tmp_path / "b.yaml").exists()
 
 
-def test_cli_solve_steps_measures_the_gains_when_the_profiled_model_loads(tmp_path, capsys):
-    """The bundled reference model loads from its profile's record: its gains are measured at the new count."""
+def test_cli_solve_steps_measures_the_tables_when_the_profiled_model_loads(tmp_path, capsys):
+    """The bundled reference model loads from its profile's record: its tables and gains are measured at the
+    new count, on the profile's probe samples, with the profile's ages, forecast spacing and precisions."""
     from pathlib import Path
 
     bundled = Path(__file__).resolve().parents[1] / "profiles" / "reference-dit.profile.npz"
     out = tmp_path / "s25.yaml"
     assert main(["solve", str(bundled), "--solver", "dp", "--budget", "0.4", "--steps", "25", "-o", str(out)]) == 0
-    assert "measuring the propagation gains at 25 steps" in capsys.readouterr().out
+    assert "measuring the tables and propagation gains at 25 steps" in capsys.readouterr().out
     schedule = read_schedule(out)
-    assert schedule.num_steps == 25 and schedule.provenance["retargeted_from"]["gains"] == "measured at 25 steps"
+    source = Profile.load(bundled)
+    how = f"measured at 25 steps on {source.meta.probe_samples} samples"
+    assert schedule.num_steps == 25 and schedule.provenance["retargeted_from"] == {
+        "steps": source.num_steps, "profile": source.digest(), "tables": how, "gains": how}
+    from schedc.evaluate import _notes
+
+    assert f"tables and gains were {how}" in " ".join(_notes(schedule, SamplerConfig(**source.meta.sampler)))
 
 
 def test_a_search_with_no_feasible_move_stops_instead_of_spinning(tiny_profile):
