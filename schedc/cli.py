@@ -179,10 +179,14 @@ def cmd_solve(args: argparse.Namespace) -> int:
           f"{predicted}, solved in {secs:.2f} s{spans}{cache}{moved}")
     if fallback:
         print(f"note: {fallback}; solved with the dp on the additive error model (the closed-loop search runs the model)")
-    if retargeted and schedule.num_steps < retargeted["steps"]:
+    both = f"`schedc profile --steps {schedule.num_steps},{retargeted['steps']}`" if retargeted else ""
+    if retargeted and retargeted.get("tables") != "transferred":
+        print(f"note: the tables were {retargeted['tables']} (the profile's probe samples), a lighter calibration "
+              f"than the profile's; {both} calibrates both step counts on all its samples in one file")
+    elif retargeted and schedule.num_steps < retargeted["steps"]:
         print(f"note: compiled from tables measured at {retargeted['steps']} steps and mapped onto {schedule.num_steps}; "
-              f"on a coarser grid that can cost several dB against tables measured there (README section 10b): "
-              f"`schedc profile --steps {schedule.num_steps},{retargeted['steps']}` records both in one file")
+              f"on a coarser grid that can cost several dB against tables measured there (README section 10): "
+              f"{both} records both in one file")
     return 0
 
 

@@ -213,7 +213,10 @@ def test_cli_solve_steps_measures_the_tables_when_the_profiled_model_loads(tmp_p
     bundled = Path(__file__).resolve().parents[1] / "profiles" / "reference-dit.profile.npz"
     out = tmp_path / "s25.yaml"
     assert main(["solve", str(bundled), "--solver", "dp", "--budget", "0.4", "--steps", "25", "-o", str(out)]) == 0
-    assert "measuring the tables and propagation gains at 25 steps" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "measuring the tables and propagation gains at 25 steps" in printed
+    assert "a lighter calibration than the profile's; `schedc profile --steps 25,50`" in printed
+    assert "mapped onto" not in printed
     schedule = read_schedule(out)
     source = Profile.load(bundled)
     how = f"measured at 25 steps on {source.meta.probe_samples} samples"
