@@ -78,14 +78,16 @@ def block_curve(problem: Problem, b: int, first: int, units: np.ndarray, hist: H
         # per precision p of the last compute: the best history state, for a next compute that starts afresh
         arg_h = np.argmin(cand, axis=0)  # [P1, s, v]
         by_p = np.take_along_axis(cand, arg_h[None], axis=0)[0]  # [P1, s, v]
+        far_by_p = np.where(far_ok[None], by_p, np.inf)  # [P1, s, v]: the far gaps only
         for opt in range(n_opt):
             nu = u + int(units[opt])
             if nu > u_max:
                 continue
             # to state (): a far gap from any (h, p), or any gap from a compute at another precision (its
             # history is not read across a precision change, so the carried error stays exact)
-            fresh = np.where(far_ok[None], by_p, np.inf)  # [P1, s, v]
-            fresh[np.arange(n_opt) != opt] = by_p[np.arange(n_opt) != opt]
+            other = np.arange(n_opt) != opt
+            fresh = far_by_p.copy()
+            fresh[other] = by_p[other]
             arg_p = np.argmin(fresh, axis=0)  # [s, v]
             best = np.take_along_axis(fresh, arg_p[None], axis=0)[0]  # [s, v]
             s_best = np.argmin(best, axis=0)  # [v]
