@@ -33,21 +33,27 @@ from schedc.retarget import gain_fields, step_positions
 from schedc.sampling import SamplerConfig
 
 
+def _measure(profile: Profile, adapter: ModelAdapter, sampler: SamplerConfig, progress: bool, **config) -> Profile:
+    """The profiler's pass at `sampler` on calibration seeds 0..k-1 (k = `profile`'s probe samples), the probes on
+    all k, no latency timing; `config`: the rest of the ProfileConfig (what to measure)."""
+    if sampler.steps != profile.num_steps:
+        raise ValueError(f"{profile.num_steps} steps need a sampler of that many steps, got {sampler.steps}")
+    k = max(1, int(profile.meta.probe_samples))
+    return profile_model(adapter, sampler, ProfileConfig(calib_samples=k, batch_size=k, probe_samples=k,
+                                                         measure_latency=False, **config), progress=progress)
+
+
 def measure_gains(profile: Profile, adapter: ModelAdapter, sampler: SamplerConfig, progress: bool = False) -> Profile:
     """`profile` (tables at sampler.steps, e.g. retargeted) with its gains measured by rollouts at `sampler`.
 
     The probes use calibration seeds 0..k-1 (k = the profile's probe samples), as the profiler's own do.
     """
-    if sampler.steps != profile.num_steps:
-        raise ValueError(f"gains for {profile.num_steps} steps need a sampler of that many steps, got {sampler.steps}")
-    k = max(1, int(profile.meta.probe_samples))
-    probe_steps = min(10, profile.num_steps)
-    measured = profile_model(adapter, sampler, ProfileConfig(
-        calib_samples=k, batch_size=k, max_age=1, forecast_gap=1, probe_steps=probe_steps, probe_samples=k,
-        precisions=(), measure_latency=False), progress=progress)
+    measured = _measure(profile, adapter, sampler, progress, max_age=1, forecast_gap=1,
+                        probe_steps=min(10, profile.num_steps), precisions=())
     return replace(profile, probe_final_sum=measured.probe_final_sum, probe_local_sum=measured.probe_local_sum,
                    probe_count=measured.probe_count,
-                   meta=profile.meta.replace(probe_steps=measured.meta.probe_steps, probe_samples=k))
+                   meta=profile.meta.replace(probe_steps=measured.meta.probe_steps,
+                                             probe_samples=measured.meta.probe_samples))
 
 
 def measure_at_steps(profile: Profile, adapter: ModelAdapter, sampler: SamplerConfig, progress: bool = False) -> Profile:
@@ -57,23 +63,19 @@ def measure_at_steps(profile: Profile, adapter: ModelAdapter, sampler: SamplerCo
     forecast spacing and precisions; everything else (calibration seeds the search rolls out on, block costs,
     latency) stays the profile's.
     """
-    if sampler.steps != profile.num_steps:
-        raise ValueError(f"tables for {profile.num_steps} steps need a sampler of that many steps, got {sampler.steps}")
     meta = profile.meta
-    k = max(1, int(meta.probe_samples))
     config = dict(meta.config or {})
-    measured = profile_model(adapter, sampler, ProfileConfig(
-        calib_samples=k, batch_size=k, max_age=max(1, int(config.get("max_age", meta.max_age))),
-        forecast_gap=max(1, int(config.get("forecast_gap", meta.forecast_gap or 1))),
-        probe_steps=min(int(config.get("probe_steps", 10)), profile.num_steps), probe_samples=k,
-        precisions=tuple(meta.precisions), measure_latency=False), progress=progress)
+    measured = _measure(profile, adapter, sampler, progress, max_age=max(1, int(config.get("max_age", meta.max_age))),
+                        forecast_gap=max(1, int(config.get("forecast_gap", meta.forecast_gap or 1))),
+                        probe_steps=min(int(config.get("probe_steps", 10)), profile.num_steps),
+                        precisions=tuple(meta.precisions))
     return replace(profile, reuse_err_sum=measured.reuse_err_sum, reuse_count=measured.reuse_count,
                    quant_err_sum=measured.quant_err_sum, quant_count=measured.quant_count,
                    probe_final_sum=measured.probe_final_sum, probe_local_sum=measured.probe_local_sum,
                    probe_count=measured.probe_count,
                    meta=meta.replace(max_age=measured.meta.max_age, forecast_gap=measured.meta.forecast_gap,
                                      kernels=measured.meta.kernels, probe_steps=measured.meta.probe_steps,
-                                     probe_samples=k))
+                                     probe_samples=measured.meta.probe_samples))
 
 
 def with_gains(profile: Profile, gain: np.ndarray) -> Profile:
