@@ -60,6 +60,7 @@ from schedc.gain_probe import measure_at_steps, measure_gains  # noqa: E402
 from schedc.retarget import retarget_profile  # noqa: E402
 from schedc.sampler_config import SamplerConfig  # noqa: E402
 from schedc.solvers import Constraints, SolveContext  # noqa: E402
+from schedc.step_settings import retargeted_profile  # noqa: E402
 
 PARTS = ("steps", "classes", "guidance", "scheduler", "batch", "minimax")
 SCHEDULERS = ("DDIMScheduler", "DPMSolverMultistepScheduler", "EulerDiscreteScheduler")  # where compatible
@@ -195,7 +196,7 @@ class Transfer:
             sampler = self.sampler.with_changes(steps=steps)
             native = self.profile("all", self.adapter, sampler)
             moved = MEASURE_AT_STEPS[self.args.measure](
-                retarget_profile(source, steps, self.adapter.model_timesteps(sampler)), self.adapter, sampler)
+                retargeted_profile(self.adapter, source, steps), self.adapter, sampler)
             rows += self.compare("steps", f"{SOURCE_STEPS} -> {steps} steps", native, moved, self.adapter, sampler)
         return rows
 
