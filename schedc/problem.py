@@ -156,7 +156,7 @@ class Problem:
         e = float(self.errors[mode][block, k, used[0], t])
         if np.isinf(e):
             return e
-        read = list(precisions[: len(used)]) + ["native"] * (len(used) - len(precisions[: len(used)]))
+        read = [*precisions, *["native"] * len(used)]  # zip stops at the computes read
         carry = sum(w * self.quant_of(block, s, p) for w, s, p in zip(spec.carried_weight(gaps, t - used[0]), used, read))
         return float((e + carry) * self.gain[block, t])
 
