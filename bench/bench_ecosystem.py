@@ -236,7 +236,7 @@ def main() -> None:
 
     rows = []
     for v, s, speed in zip(variants, samples, speedups):
-        q = quality(s, full)
+        q = quality(adapter.images(s), adapter.images(full))
         rows.append({"family": v.family, "setting": v.setting, "psnr": q["psnr"], "rel_l2": q["rel_l2"],
                      "speedup": speed, "class_acc": adapter.class_accuracy(s, inputs.labels)})
     match_rows(rows)

@@ -340,7 +340,7 @@ class Bench:
                     failed.append(f"{v.family} {v.setting}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
                     self.log(f"{v.family} {v.setting} failed: {exc}", "quality")
                     continue
-                q = quality(samples, full)
+                q = quality(self.adapter.images(samples), self.adapter.images(full))
                 q["class_acc"] = self.adapter.class_accuracy(samples, inputs.labels)
                 cache["rows"][facts["key"]] = q
                 write_json(quality_path, cache)

@@ -265,7 +265,7 @@ def evaluate(
         variant = variants[name]
         assert variant is not None
         c = block_cost(variant, block_flops, full_steps)
-        q = quality(samples[name], full)
+        q = quality(adapter.images(samples[name]), adapter.images(full))
         # the ideal follows the cost model the schedule was solved with (latency schedules: wall time)
         model_cost = c if variant.provenance.get("cost_model") != "latency" else float(variant.provenance["predicted"]["cost"])
         if variant.num_steps != full_steps:  # fewer steps: their block cost, and the non-block work of fewer steps

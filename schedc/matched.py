@@ -360,7 +360,7 @@ class SpeedMatcher:
         )
 
     def _quality(self, samples: torch.Tensor) -> Quality:
-        q = quality(samples, self.full)
+        q = quality(self.adapter.images(samples), self.adapter.images(self.full))
         return Quality(psnr=q["psnr"], ssim=q["ssim"], rel_l2=q["rel_l2"],
                        class_acc=class_accuracy(samples, self.inputs.labels))
 

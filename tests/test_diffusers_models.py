@@ -377,18 +377,35 @@ def test_load_model_folders(cases, cond_file, tmp_path):
         load_model(str(tmp_path / "dit"))
 
 
-@pytest.mark.parametrize("name", UNETS)
-def test_unets_evaluate_with_baselines(cases, name):
-    """Output-only UNet blocks cannot return their input: the no-block timing replays their outputs."""
+@pytest.mark.parametrize("name", FAMILIES)
+def test_every_family_evaluates_with_baselines(cases, name):
+    """`schedc eval` on every family: output-only UNet blocks cannot return their input (the no-block timing
+    replays their outputs); FLUX's packed tokens and Wan's frames are scored as images (SSIM needs [N, C, H, W])."""
     from schedc.compile import compile_schedule
     from schedc.evaluate import EvalConfig, evaluate
 
     case = cases(name)
+    images = case.adapter.images(case.generate())
+    assert images.dim() == 4 and images.shape[-1] == images.shape[-2] == 8  # the adapter's image_size
     schedule = compile_schedule(case.profile, 0.5, cost="flops")
     report = evaluate(case.adapter, schedule, EvalConfig(samples=2, batch_size=2, timing_batch=2, repeats=1),
                       baselines=True, progress=False)
     assert 0 < report.nonblock_share < 1 and set(report.baselines) == {"fewer-steps", "uniform", "delta-dit"}
-    assert np.isfinite(report.schedule.rel_l2)
+    assert np.isfinite(report.schedule.rel_l2) and 0 < report.schedule.ssim <= 1
+
+
+def test_flux_tokens_unpack_like_diffusers(cases):
+    """The packed layout's image view is FluxPipeline._unpack_latents: token (i, j) of a side x side grid holds
+    the 2x2 patch at rows 2i..2i+1, columns 2j..2j+1, channel-major (feature c*4 + 2*dy + dx)."""
+    case = cases("FluxTransformer2DModel")
+    tokens = torch.randn(2, 16, 4)  # [N, (8/2)^2, 4C], C = 1
+    image = case.adapter.images(tokens)  # [2, 1, 8, 8]
+    assert image.shape == (2, 1, 8, 8)
+    for i in range(4):
+        for j in range(4):
+            for dy in range(2):
+                for dx in range(2):
+                    assert torch.equal(image[:, 0, 2 * i + dy, 2 * j + dx], tokens[:, 4 * i + j, 2 * dy + dx])
 
 
 def test_a_span_ending_at_sd3s_last_block_replays_like_per_block_reuse(cases):

@@ -54,6 +54,11 @@ class ModelAdapter(ABC):
         """Share of samples a classifier recognises as their class, if this model has a judge."""
         return None
 
+    def images(self, samples: torch.Tensor) -> torch.Tensor:
+        """`generate`'s samples as images [N, C, H, W], the layout image metrics (SSIM) and judges read.
+        Why: some models sample in another layout (FLUX's packed tokens, Wan's video frames)."""
+        return samples
+
     @abstractmethod
     def make_inputs(self, seeds: Sequence[int]) -> GenerationInputs:
         """Noise from each sample's own seed (independent of batching) and its condition."""

@@ -278,7 +278,19 @@ class DiffusersAdapter(ModelAdapter):
             return None
         from schedc.datasets import class_accuracy
 
-        return class_accuracy(samples, labels)
+        return class_accuracy(self.images(samples), labels)
+
+    def images(self, samples: torch.Tensor) -> torch.Tensor:
+        """Packed FLUX tokens [N, (S/2)^2, 4C] -> [N, C, S, S] (diffusers' _unpack_latents); video
+        [N, C, F, H, W] -> frames folded into channels [N, C*F, H, W]; images as they are."""
+        if self.family.layout == "packed":
+            n, seq, d = samples.shape
+            side, c = int(math.isqrt(seq)), d // 4
+            x = samples.reshape(n, side, side, c, 2, 2).permute(0, 3, 1, 4, 2, 5)  # [N, C, S/2, 2, S/2, 2]
+            return x.reshape(n, c, side * 2, side * 2)
+        if samples.dim() == 5:
+            return samples.flatten(1, 2)
+        return samples
 
     # -- inputs ---------------------------------------------------------------------------------------
     def _noise_shape(self) -> tuple[int, ...]:
@@ -319,9 +331,10 @@ class DiffusersAdapter(ModelAdapter):
 
     # -- one denoiser call ----------------------------------------------------------------------------------
     def _call(self, x: torch.Tensor, t: torch.Tensor, cond: dict[str, Any]) -> torch.Tensor:
-        """x: the model's input [N, ...]; t: scheduler timestep (scalar tensor). Returns the prediction."""
+        """x: the model's input [N, ...]; t: scheduler timestep, a scalar or one per sample [N] (training).
+        Returns the prediction."""
         fam, model = self.family, self.model
-        timestep = (t * fam.timestep_scale).expand(x.shape[0]) if t.dim() == 0 else t
+        timestep = t * fam.timestep_scale if t.dim() else (t * fam.timestep_scale).expand(x.shape[0])
         kwargs: dict[str, Any] = dict(cond)
         n = x.shape[0]
         height, width = x.shape[-2] * VAE_SCALE, x.shape[-1] * VAE_SCALE  # the image size the latents decode to
