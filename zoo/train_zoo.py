@@ -40,15 +40,15 @@ NEGATIVE = NUM_CLASSES  # row of the learned prompt table used as the negative p
 NUM_TRAIN_TIMESTEPS = 1000
 BETA_START, BETA_END = 1e-4, 0.02  # DDPM linear betas, as schedc.sampling and digits-dit
 EVAL_SEED_START = 1_000_000
-FAMILIES = ("dit", "unet", "pixart", "sd3")
-SCHEDULERS = ("DDIMScheduler", "DPMSolverMultistepScheduler", "FlowMatchEulerDiscreteScheduler")
+FAMILIES = ("dit", "unet", "unet-text", "pixart", "sd3", "flux")
+SCHEDULERS = ("DDIMScheduler", "DPMSolverMultistepScheduler", "EulerDiscreteScheduler", "FlowMatchEulerDiscreteScheduler")
 
 
 @dataclass(frozen=True)
 class ZooSpec:
     """One zoo model: architecture, training objective and the sampler settings it is benched at."""
 
-    family: str  # "dit" | "unet" | "pixart" | "sd3"
+    family: str  # one of FAMILIES (unet-text: UNet2DConditionModel, cross-attention to prompts)
     image_size: int  # 8 (digits) or 16 (digits upsampled bilinearly)
     objective: str  # "epsilon" (DDPM noising) | "flow" (rectified flow, velocity target noise - x0)
     scheduler: str  # the inference scheduler class written to scheduler/
@@ -58,6 +58,7 @@ class ZooSpec:
     train_steps: int  # default --steps (picked so one model trains in <= ~10 min on one core)
     width: int = 64  # transformer inner dim (heads * head dim); UNet: first level's channels
     layers: int = 6
+    single_layers: int = 0  # flux: single-stream blocks after the `layers` double-stream ones
     heads: int = 4
     patch: int = 2
     tokens: int = 4  # text families: prompt tokens
@@ -84,6 +85,8 @@ class ZooSpec:
             raise ValueError(f"cfg must be 'batched' or 'none', got {self.cfg!r}")
         if (self.cfg == "none") != (self.guidance_scale == 1.0) or (self.cfg == "none") != (self.cond_dropout == 0.0):
             raise ValueError("cfg 'none' goes with guidance_scale 1.0 and no conditioning dropout, and only it")
+        if self.family == "flux" and (self.objective != "flow" or self.patch != 1 or self.image_size % 2):
+            raise ValueError("flux packs 2x2 latent patches itself: objective 'flow', patch 1, an even image_size")
         if self.width % self.heads or self.image_size % self.patch:
             raise ValueError("width must divide by heads and image_size by patch")
         if min(self.sample_steps, self.train_steps, self.layers, self.batch, self.warmup) < 1:
@@ -92,11 +95,16 @@ class ZooSpec:
     @property
     def text(self) -> bool:
         """Conditioned on prompt embeddings (cond.safetensors) rather than class ids."""
-        return self.family in ("pixart", "sd3")
+        return self.family in ("pixart", "sd3", "flux", "unet-text")
+
+    @property
+    def pooled(self) -> bool:
+        """Also takes pooled prompt embeddings (pooled_projections)."""
+        return self.family in ("sd3", "flux")
 
     @property
     def denoiser_dir(self) -> str:
-        return "unet" if self.family == "unet" else "transformer"
+        return "unet" if self.family.startswith("unet") else "transformer"
 
 
 ZOO: dict[str, ZooSpec] = {
@@ -111,6 +119,16 @@ ZOO: dict[str, ZooSpec] = {
     # SD3 MMDiT joint blocks + pooled projections, rectified flow; flow-match Euler 28 steps, CFG 3.0
     "sd3-flow": ZooSpec("sd3", 8, "flow", "FlowMatchEulerDiscreteScheduler", 28, 3.0, "batched", 2500, width=64,
                         layers=5),
+    # added in session 16 as a second held-out check (after every rule and default was set): FLUX -- double-stream
+    # then single-stream blocks (two block lists), 2x2-packed 16x16 latents (64 tokens x 4 channels), rotary
+    # position ids, guidance-distilled style (no CFG), flow-match Euler 20 steps with FLUX's dynamic shift
+    "flux-flow": ZooSpec("flux", 16, "flow", "FlowMatchEulerDiscreteScheduler", 20, 1.0, "none", 2500, width=64,
+                         layers=2, single_layers=4, patch=1, batch=64, cond_dropout=0.0),
+    # added in session 16 as a third held-out check: a Stable-Diffusion-style UNet2DConditionModel (cross-attention
+    # to prompt embeddings at 8x8 and 4x4) on 16x16 digits, Euler (epsilon, sigma-scaled input) 30 steps,
+    # batched CFG 4.0
+    "unet-sd": ZooSpec("unet-text", 16, "epsilon", "EulerDiscreteScheduler", 30, 4.0, "batched", 1500, width=32,
+                       batch=64),
     # added in session 12 as a held-out check, after every rule and default was set: PixArt (narrower, deeper)
     # under DPM-Solver++ 2M at 20 steps with batched CFG 3.0 -- a multistep solver on a transformer
     "pixart-dpm": ZooSpec("pixart", 8, "epsilon", "DPMSolverMultistepScheduler", 20, 3.0, "batched", 2500, width=48,
@@ -146,11 +164,28 @@ def build_net(spec: ZooSpec) -> nn.Module:
         nn.init.zeros_(net.conv_out.weight)
         nn.init.zeros_(net.conv_out.bias)
         return net
+    if spec.family == "unet-text":
+        w = spec.width
+        net = diffusers.UNet2DConditionModel(
+            sample_size=spec.image_size, in_channels=1, out_channels=1, layers_per_block=1,
+            block_out_channels=(w, 2 * w, 2 * w), norm_num_groups=8, attention_head_dim=8,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=spec.cond_dim,
+        )
+        nn.init.zeros_(net.conv_out.weight)
+        nn.init.zeros_(net.conv_out.bias)
+        return net
     if spec.family == "pixart":
         net = diffusers.PixArtTransformer2DModel(
             num_attention_heads=spec.heads, attention_head_dim=head_dim, in_channels=1, out_channels=2,  # learned sigma
             num_layers=spec.layers, cross_attention_dim=spec.width, sample_size=spec.image_size, patch_size=spec.patch,
             caption_channels=spec.cond_dim, norm_type="ada_norm_single", use_additional_conditions=False,
+        )
+    elif spec.family == "flux":
+        net = diffusers.FluxTransformer2DModel(
+            patch_size=1, in_channels=4 * 1, num_layers=spec.layers, num_single_layers=spec.single_layers,
+            attention_head_dim=head_dim, num_attention_heads=spec.heads, joint_attention_dim=spec.cond_dim,
+            pooled_projection_dim=spec.cond_dim, guidance_embeds=False, axes_dims_rope=_rope_axes(head_dim),
         )
     else:
         net = diffusers.SD3Transformer2DModel(
@@ -164,6 +199,28 @@ def build_net(spec: ZooSpec) -> nn.Module:
     return net
 
 
+def _rope_axes(head_dim: int) -> tuple[int, int, int]:
+    """FLUX's rotary axes (id, row, column): even sizes summing to the head dim, most of it on the two image axes."""
+    side = (head_dim // 8) * 3 if head_dim >= 8 else head_dim // 2
+    side += side % 2
+    return (head_dim - 2 * side, side, side)
+
+
+def pack(images: torch.Tensor) -> torch.Tensor:
+    """FLUX's latent packing: [N, C, H, W] -> [N, H/2 * W/2, 4C] (2x2 patches as tokens)."""
+    n, c, h, w = images.shape
+    x = images.view(n, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5)  # [N, H/2, W/2, C, 2, 2]
+    return x.reshape(n, (h // 2) * (w // 2), c * 4)
+
+
+def unpack(tokens: torch.Tensor, channels: int = 1) -> torch.Tensor:
+    """The inverse of `pack`: [N, H/2 * W/2, 4C] -> [N, C, H, W]."""
+    n, seq, _ = tokens.shape
+    side = int(seq ** 0.5)
+    x = tokens.reshape(n, side, side, channels, 2, 2).permute(0, 3, 1, 4, 2, 5)  # [N, C, H/2, 2, W/2, 2]
+    return x.reshape(n, channels, side * 2, side * 2)
+
+
 class PromptTable(nn.Module):
     """Learned prompt embeddings, frozen into cond.safetensors after training: row k is digit k's prompt,
     row NEGATIVE the negative prompt (CFG's unconditional branch)."""
@@ -173,7 +230,7 @@ class PromptTable(nn.Module):
         g = torch.Generator().manual_seed(spec.seed + 1)
         self.hidden = nn.Parameter(torch.randn(NUM_CLASSES + 1, spec.tokens, spec.cond_dim, generator=g))  # [11, L, D]
         self.pooled = (nn.Parameter(torch.randn(NUM_CLASSES + 1, spec.cond_dim, generator=g))  # [11, P]
-                       if spec.family == "sd3" else None)
+                       if spec.pooled else None)
 
     def forward(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
         """Conditioning kwargs for prompt ids `index` [N]."""
@@ -202,10 +259,16 @@ class ZooModel(nn.Module):
 def inference_scheduler(spec: ZooSpec) -> Any:
     import diffusers
 
+    if spec.family == "flux":  # FLUX.1's scheduler config: the shift grows with the token count (mu, set per call)
+        return diffusers.FlowMatchEulerDiscreteScheduler(
+            num_train_timesteps=NUM_TRAIN_TIMESTEPS, shift=1.0, use_dynamic_shifting=True, base_shift=0.5,
+            max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096)
     if spec.scheduler == "FlowMatchEulerDiscreteScheduler":
         return diffusers.FlowMatchEulerDiscreteScheduler(num_train_timesteps=NUM_TRAIN_TIMESTEPS, shift=1.0)
     betas = dict(num_train_timesteps=NUM_TRAIN_TIMESTEPS, beta_start=BETA_START, beta_end=BETA_END,
                  beta_schedule="linear", prediction_type="epsilon", timestep_spacing="trailing")
+    if spec.scheduler == "EulerDiscreteScheduler":
+        return diffusers.EulerDiscreteScheduler(**betas)
     if spec.scheduler == "DPMSolverMultistepScheduler":
         return diffusers.DPMSolverMultistepScheduler(**betas, algorithm_type="dpmsolver++", solver_order=2)
     return diffusers.DDIMScheduler(**betas, clip_sample=True, clip_sample_range=1.0, set_alpha_to_one=True, steps_offset=0)
@@ -246,13 +309,15 @@ def judge_accuracy(samples: torch.Tensor, labels: torch.Tensor) -> float:
 
 def loss_on_batch(spec: ZooSpec, model: ZooModel, adapter, x0: torch.Tensor, y: torch.Tensor,
                   gen: torch.Generator, alphas_cumprod: torch.Tensor) -> torch.Tensor:
-    """MSE of the prediction the adapter's call returns; x0: [B, 1, S, S], y: [B] digit labels."""
+    """MSE of the prediction the adapter's call returns; x0: [B, 1, S, S] (FLUX: packed here), y: [B] digit labels."""
     b = x0.shape[0]
     y = torch.where(torch.rand(b, generator=gen) < spec.cond_dropout, torch.full_like(y, NEGATIVE), y)
     if spec.text:
         cond = model.prompts(y)
     else:
         cond = {"class_labels": y}  # DiT's null class is NEGATIVE = num_embeds_ada_norm; the UNet never drops
+    if spec.family == "flux":
+        x0 = pack(x0)  # [B, S/2 * S/2, 4]
     noise = torch.randn(x0.shape, generator=gen)
     if spec.objective == "epsilon":  # DDPM noising at integer t, epsilon target
         t = torch.randint(0, NUM_TRAIN_TIMESTEPS, (b,), generator=gen)
@@ -260,7 +325,7 @@ def loss_on_batch(spec: ZooSpec, model: ZooModel, adapter, x0: torch.Tensor, y: 
         xt, target, timestep = a.sqrt() * x0 + (1 - a).sqrt() * noise, noise, t
     else:  # rectified flow as diffusers' SD3 training: logit-normal sigma, timestep = 1000 sigma, v = noise - x0
         sigma = torch.sigmoid(torch.randn(b, generator=gen))
-        s = sigma.view(b, 1, 1, 1)
+        s = sigma.view(b, *([1] * (x0.dim() - 1)))
         xt, target, timestep = (1 - s) * x0 + s * noise, noise - x0, sigma * NUM_TRAIN_TIMESTEPS
     pred = adapter._call(xt, timestep, cond)  # [B, 1, S, S]
     return (pred.float() - target).pow(2).mean()
@@ -272,6 +337,8 @@ def evaluate(spec: ZooSpec, ema: ZooModel, n: int = 64) -> tuple[float, torch.Te
     adapter = make_adapter(spec, frozen, "eval")
     inputs = adapter.make_inputs(range(EVAL_SEED_START, EVAL_SEED_START + n))  # label = prompt = seed % 10
     samples = adapter.generate(inputs, sampler_config(spec))
+    if spec.family == "flux":
+        samples = unpack(samples)  # [n, 1, S, S]
     return judge_accuracy(samples, inputs.labels), samples
 
 
