@@ -32,7 +32,6 @@ import numpy as np
 import torch
 
 from schedc.compare import ilp_options
-from schedc.datasets import class_accuracy
 from schedc.errors import SchedcError, ScheduleError
 from schedc.evaluate import (BASELINES, EvalConfig, baseline_schedule, block_cost, generate_with, interleaved_times,
                              time_interleaved)
@@ -97,12 +96,12 @@ class Quality:
     psnr: float
     ssim: float
     rel_l2: float
-    class_acc: float
+    class_acc: float | None  # None: the model has no judge (a local diffusers folder)
 
     def __post_init__(self) -> None:
-        if not all(math.isfinite(v) for v in (self.psnr, self.ssim, self.rel_l2, self.class_acc)):
+        if not all(math.isfinite(v) for v in (self.psnr, self.ssim, self.rel_l2, self.class_acc or 0.0)):
             raise SchedcError("quality metrics must be finite")
-        if self.rel_l2 < 0 or not 0.0 <= self.class_acc <= 1.0:
+        if self.rel_l2 < 0 or not 0.0 <= (self.class_acc or 0.0) <= 1.0:
             raise SchedcError("rel_l2 must be >= 0 and class accuracy in [0, 1]")
 
 
@@ -362,7 +361,7 @@ class SpeedMatcher:
     def _quality(self, samples: torch.Tensor) -> Quality:
         q = quality(self.adapter.images(samples), self.adapter.images(self.full))
         return Quality(psnr=q["psnr"], ssim=q["ssim"], rel_l2=q["rel_l2"],
-                       class_acc=class_accuracy(samples, self.inputs.labels))
+                       class_acc=self.adapter.class_accuracy(samples, self.inputs.labels))
 
     def settings(self) -> dict:
         """What produced the numbers, for the results file."""

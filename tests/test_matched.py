@@ -122,6 +122,9 @@ def test_results_validate():
         _result((), False, 0.3)
     with pytest.raises(SchedcError):
         Quality(psnr=float("nan"), ssim=0.9, rel_l2=0.1, class_acc=1.0)
+    with pytest.raises(SchedcError):
+        Quality(psnr=30.0, ssim=0.9, rel_l2=0.1, class_acc=1.5)
+    assert Quality(psnr=30.0, ssim=0.9, rel_l2=0.1, class_acc=None).class_acc is None  # a model with no judge
 
 
 def test_profile_of_another_model_is_refused(tiny_profile):
