@@ -469,3 +469,28 @@ def test_prompt_embeddings_stream_from_the_file_a_batch_at_a_time(tmp_path):
         got, want = lazy.rows(index, negative), whole.rows(index, negative)
         assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
     assert lazy.prompts == 500 and lazy.tensors["encoder_hidden_states"].reads == 3  # the 3 rows asked for, not 500
+
+
+@pytest.mark.parametrize("name", CACHE_CONTEXT)
+def test_magcache_calibrates_on_models_that_name_their_cfg_branches(cond_file, name):
+    """FLUX and Wan enter their own `cache_context` ("cond", "cond_uncond") around each call, so MagCache's
+    calibration state lives under that name, not the one the bench opened (it read 0 ratios on a trained FLUX)."""
+    from schedc.ecosystem import ECOSYSTEM_CACHES, apply_ecosystem_cache
+
+    torch.manual_seed(0)
+    model, scheduler = MODELS[name]()  # fresh: nothing has run on it yet
+    adapter = DiffusersAdapter(model, scheduler, f"fresh-{name}", conditioning=Conditioning.load(cond_file), image_size=8)
+    for cfg, scale in (("none", 1.0), ("batched", 3.0)):
+        sampler = SamplerConfig(steps=STEPS, guidance_scale=scale, cfg=cfg, scheduler=type(scheduler).__name__)
+        inputs = adapter.make_inputs(SEEDS)
+        full = adapter.generate(inputs, sampler)
+        handle = apply_ecosystem_cache(adapter.model, "magcache", ECOSYSTEM_CACHES["magcache"][1], num_steps=STEPS,
+                                       calibrate=lambda: adapter.generate(inputs, sampler))
+        try:
+            assert len(handle.info["mag_ratios"]) == STEPS
+            with handle.generation():
+                out = adapter.generate(inputs, sampler)
+        finally:
+            handle.remove()
+        assert out.shape == full.shape and torch.isfinite(out).all()
+        assert torch.equal(adapter.generate(inputs, sampler), full)  # removed: the model is as before

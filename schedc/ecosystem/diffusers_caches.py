@@ -92,8 +92,7 @@ def apply_magcache(handle: CacheHandle, settings: dict, num_steps: int, calibrat
             calibrate()
             head = next(m._diffusers_hook.hooks[_MAG_CACHE_LEADER_BLOCK_HOOK] for m in model.modules()
                         if _MAG_CACHE_LEADER_BLOCK_HOOK in getattr(getattr(m, "_diffusers_hook", None), "hooks", {}))
-            state = head.state_manager._state_cache.get(CONTEXT_NAME)
-            ratios = list(state.calibration_ratios) if state is not None else []
+            ratios = _calibration_ratios(head.state_manager._state_cache)
         finally:
             backend.end()
             backend.detach()
@@ -106,6 +105,17 @@ def apply_magcache(handle: CacheHandle, settings: dict, num_steps: int, calibrat
     config = make_config(MagCacheConfig, {**settings, "mag_ratios": ratios, "num_inference_steps": num_steps}, "magcache")
     apply_mag_cache(model, config)
     return DiffusersHooks(model, names)
+
+
+def _calibration_ratios(states: dict) -> list:
+    """The ratios MagCache's calibration recorded, from the one context that ran the generation: ours
+    (CONTEXT_NAME), or the name a model's own `cache_context` gave its CFG branch (FLUX and Wan call theirs
+    "cond", "uncond" or "cond_uncond"; with two-call CFG the conditional branch's)."""
+    recorded = {name: list(state.calibration_ratios) for name, state in states.items() if state.calibration_ratios}
+    for name in (CONTEXT_NAME, "cond_uncond", "cond"):
+        if name in recorded:
+            return recorded[name]
+    return next(iter(recorded.values()), [])
 
 
 def apply_taylorseer(handle: CacheHandle, settings: dict, num_steps: int, calibrate) -> DiffusersHooks:
