@@ -247,6 +247,26 @@ def test_a_given_warm_start_at_fewer_steps_is_scored_at_its_own_step_count(tiny_
     assert 4 in sol.stats["steps_tried"]
 
 
+def test_starts_with_a_guarantee_are_scored_before_the_families(tiny_profile):
+    """Under a time limit the starts are cut short in order, so the order is: the profiled count's DP, then each
+    fewer step count's given grid, all-compute run and DP, then the profiled count's families, then the fewer
+    counts' families (a 60 s solve of a 30-step CFG UNet ran out on the families and ended on the 30-step DP,
+    13 dB below the 10-step schedule it had been given)."""
+    problem = problem_from_profile(tiny_profile)
+    four = ((("native",) * 4,) + (("native", "native", "residual", "native"),) * 3)
+    sol = search_schedule(make_tiny_adapter(), tiny_profile, problem, 0.6, evaluations=0, samples=2, predict_samples=0,
+                          progress=False, vary_steps=True, warm_starts=[four], confirm=False)
+    names = list(sol.stats["warm_starts"])  # in the order they were scored
+    fewer = [i for i, n in enumerate(names) if "steps:" in n]
+    native_families = [i for i, n in enumerate(names) if "steps:" not in n and not n.startswith("dp")]
+    assert names[0].startswith("dp") and names.index("4steps:given0") < min(native_families)
+    first_of_each = {n.split(":")[0]: i for i, n in reversed(list(enumerate(names))) if "steps:" in n}
+    assert max(first_of_each.values()) < min(native_families)  # every fewer count's first start before them
+    family_at_fewer = [i for i in fewer if not names[i].split(":")[1].startswith(("given", "all", "dp"))]
+    assert all(i > max(native_families) for i in family_at_fewer)
+    assert sol.stats["unscored_starts"] == 0 and len(names) == len(set(names))
+
+
 def test_the_search_sizes_fewer_steps_with_the_profiles_recorded_nonblock_share(tiny_profile, monkeypatch):
     """o is measured once when profiling, so solving the same profile twice gives the same step counts."""
     import schedc.search as search

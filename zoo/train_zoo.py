@@ -1,5 +1,6 @@
-"""Train one model of the development zoo: four small diffusion models on scikit-learn's digits (no download),
-diverse on purpose (architecture, conditioning, objective, scheduler, CFG), each a few minutes on one CPU core.
+"""Train one model of the development zoo: seven small diffusion models on scikit-learn's digits (no download),
+diverse on purpose (DiT, UNet, SD-style text UNet, PixArt, SD3, FLUX; conditioning, objective, scheduler, CFG),
+each 6-18 minutes on one CPU core.
 
     OMP_NUM_THREADS=1 python zoo/train_zoo.py NAME [--steps N] [--threads 1] [--out zoo/NAME]
 
