@@ -267,6 +267,22 @@ def test_starts_with_a_guarantee_are_scored_before_the_families(tiny_profile):
     assert sol.stats["unscored_starts"] == 0 and len(names) == len(set(names))
 
 
+def test_out_of_time_the_given_grids_and_each_step_counts_own_start_are_still_scored(tiny_profile):
+    """A limit too short for anything but the re-ranking and prediction still scores the profiled count's DP,
+    the given grid and one start per fewer step count, and nothing else, so the ladder keeps its guarantee."""
+    problem = problem_from_profile(tiny_profile)
+    four = ((("native",) * 4,) + (("native", "native", "residual", "native"),) * 3)
+    sol = search_schedule(make_tiny_adapter(), tiny_profile, problem, 0.6, evaluations=10, samples=2, predict_samples=0,
+                          progress=False, vary_steps=True, warm_starts=[four], confirm=False, time_limit=1e-6)
+    names = list(sol.stats["warm_starts"])
+    counts = [n for n in sol.stats["steps_tried"] if n != 8]
+    assert sol.stats["stopped_by"] == "time limit" and sol.stats["unscored_starts"] > 0
+    assert names[0] == "dp" and "4steps:given0" in names
+    assert sorted(n.split("steps:")[0] for n in names if "steps:" in n and "given" not in n) == sorted(map(str, counts))
+    assert len(names) == 2 + len(counts)
+    assert sol.stats["search_psnr"] >= sol.stats["warm_starts"]["4steps:given0"] - 1e-9
+
+
 def test_the_search_sizes_fewer_steps_with_the_profiles_recorded_nonblock_share(tiny_profile, monkeypatch):
     """o is measured once when profiling, so solving the same profile twice gives the same step counts."""
     import schedc.search as search
