@@ -303,20 +303,14 @@ def search_schedule(
                  (target or profile).num_steps)
         return score
 
-    seen: set = set()
-
     def score_all(cands: list[Candidate], setting: StepSetting, must: bool = False) -> None:
-        """Roll out `cands` at `setting` until the time limit; `must`: whatever the time (see below)."""
-        nonlocal stopped, planned
+        """Roll out `cands` at `setting` until the time limit; `must`: whatever the time (see below). A grid
+        scored before under another name (a family equal to a DP) costs nothing: the scorer memoises."""
+        nonlocal stopped
         for cand in cands:
-            if (setting.steps, cand.decisions) in seen:  # a family that is also this count's DP or a given grid
-                planned -= 1
-                bar.update(1)
-                continue
             if not must and (stopped != "evaluations" or (scored and out_of_time())):
                 stopped = "time limit"
                 return
-            seen.add((setting.steps, cand.decisions))
             target = None if setting is native else setting.profile
             scored.append((rollout(cand.decisions, target), cand, setting))
             bar.update(1)
