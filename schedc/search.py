@@ -185,7 +185,8 @@ def _first_starts_at(setting: StepSetting, constraints: Constraints, first: int,
     tag = f"{setting.steps}steps:"
     for i, grid in enumerate(given):
         if _fits(setting.problem, setting.budget, grid):
-            out.setdefault(tuple(tuple(row) for row in grid), Candidate(f"{tag}given{i}", tuple(tuple(row) for row in grid), "given"))
+            grid = tuple(tuple(row) for row in grid)
+            out.setdefault(grid, Candidate(f"{tag}given{i}", grid, "given"))
     if setting.budget >= 1.0 - 1e-9:
         grid = tuple(("native",) * setting.problem.num_blocks for _ in range(setting.steps))
         out.setdefault(grid, Candidate(tag + "all", grid, "family"))
@@ -271,8 +272,7 @@ def search_schedule(
     given = [Candidate(f"given{i}", tuple(tuple(row) for row in grid), "given") for i, grid in enumerate(warm_starts)
              if _fits(problem, budget, grid)]
     cache_ok = _cache_check(constraints)
-    families = family_candidates(problem, budget, first)
-    starts = [c for c in dp_starts + given + families if cache_ok(profile, c.decisions)]
+    starts = [c for c in dp_starts + given + family_candidates(problem, budget, first) if cache_ok(profile, c.decisions)]
     if not starts and not others:
         raise failures[0] if failures else SolverError(f"no schedule family fits budget {budget:.3f}: raise the budget")
     goal = get_objective(objective)
@@ -339,7 +339,8 @@ def search_schedule(
     for setting, rest in firsts:
         score_all(rest, setting)
     score_all([c for c in starts if c.origin == "family"], native)
-    ranked = sorted((s.psnr, c.name) for s, c, _ in scored if c.origin == "family")
+    # the profiled count's families only (a fewer count's all-compute run is a "family" too, scored earlier now)
+    ranked = sorted((s.psnr, c.name) for s, c, at in scored if c.origin == "family" and at is native)
     kinds = {_kind(name) for _, name in ranked[::-1][:3]}
     for setting in others:
         extra = [c for c in _family_starts_at(setting, first, kinds) if cache_ok(setting.profile, c.decisions)]

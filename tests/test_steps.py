@@ -252,6 +252,8 @@ def test_starts_with_a_guarantee_are_scored_before_the_families(tiny_profile):
     fewer step count's given grid, all-compute run and DP, then the profiled count's families, then the fewer
     counts' families (a 60 s solve of a 30-step CFG UNet ran out on the families and ended on the 30-step DP,
     13 dB below the 10-step schedule it had been given)."""
+    import schedc.search as search
+
     problem = problem_from_profile(tiny_profile)
     four = ((("native",) * 4,) + (("native", "native", "residual", "native"),) * 3)
     sol = search_schedule(make_tiny_adapter(), tiny_profile, problem, 0.6, evaluations=0, samples=2, predict_samples=0,
@@ -264,6 +266,9 @@ def test_starts_with_a_guarantee_are_scored_before_the_families(tiny_profile):
     assert max(first_of_each.values()) < min(native_families)  # every fewer count's first start before them
     family_at_fewer = [i for i in fewer if not names[i].split(":")[1].startswith(("given", "all", "dp"))]
     assert all(i > max(native_families) for i in family_at_fewer)
+    scores = sol.stats["warm_starts"]  # the fewer counts try the kinds that scored best at the profiled count
+    top = {search._kind(n) for n in sorted((names[i] for i in native_families), key=lambda n: (scores[n], n))[-3:]}
+    assert family_at_fewer and all(search._kind(names[i].split(":")[1]) in top for i in family_at_fewer)
     assert sol.stats["unscored_starts"] == 0 and len(names) == len(set(names))
 
 
