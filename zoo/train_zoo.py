@@ -154,25 +154,15 @@ def build_net(spec: ZooSpec) -> nn.Module:
         init_dit_weights(net)
         disable_builtin_label_dropout(net)
         return net
-    if spec.family == "unet":
-        w = spec.width
-        net = diffusers.UNet2DModel(
-            sample_size=spec.image_size, in_channels=1, out_channels=1, layers_per_block=1,
-            block_out_channels=(w, 2 * w, 2 * w), norm_num_groups=8, attention_head_dim=16,
-            down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
-            up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"), num_class_embeds=NUM_CLASSES,
-        )
-        nn.init.zeros_(net.conv_out.weight)
-        nn.init.zeros_(net.conv_out.bias)
-        return net
-    if spec.family == "unet-text":
-        w = spec.width
-        net = diffusers.UNet2DConditionModel(
-            sample_size=spec.image_size, in_channels=1, out_channels=1, layers_per_block=1,
-            block_out_channels=(w, 2 * w, 2 * w), norm_num_groups=8, attention_head_dim=8,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=spec.cond_dim,
-        )
+    if spec.family in ("unet", "unet-text"):  # 3 levels; attention (cross-attention to prompts: unet-text) at 8x8, 4x4
+        w, text = spec.width, spec.family == "unet-text"
+        attn = "CrossAttn" if text else "Attn"
+        layout = dict(sample_size=spec.image_size, in_channels=1, out_channels=1, layers_per_block=1,
+                      block_out_channels=(w, 2 * w, 2 * w), norm_num_groups=8,
+                      down_block_types=("DownBlock2D", f"{attn}DownBlock2D", f"{attn}DownBlock2D"),
+                      up_block_types=(f"{attn}UpBlock2D", f"{attn}UpBlock2D", "UpBlock2D"))
+        net = (diffusers.UNet2DConditionModel(**layout, attention_head_dim=8, cross_attention_dim=spec.cond_dim) if text
+               else diffusers.UNet2DModel(**layout, attention_head_dim=16, num_class_embeds=NUM_CLASSES))
         nn.init.zeros_(net.conv_out.weight)
         nn.init.zeros_(net.conv_out.bias)
         return net
@@ -212,14 +202,6 @@ def pack(images: torch.Tensor) -> torch.Tensor:
     n, c, h, w = images.shape
     x = images.view(n, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5)  # [N, H/2, W/2, C, 2, 2]
     return x.reshape(n, (h // 2) * (w // 2), c * 4)
-
-
-def unpack(tokens: torch.Tensor, channels: int = 1) -> torch.Tensor:
-    """The inverse of `pack`: [N, H/2 * W/2, 4C] -> [N, C, H, W]."""
-    n, seq, _ = tokens.shape
-    side = int(seq ** 0.5)
-    x = tokens.reshape(n, side, side, channels, 2, 2).permute(0, 3, 1, 4, 2, 5)  # [N, C, H/2, 2, W/2, 2]
-    return x.reshape(n, channels, side * 2, side * 2)
 
 
 class PromptTable(nn.Module):
@@ -337,9 +319,7 @@ def evaluate(spec: ZooSpec, ema: ZooModel, n: int = 64) -> tuple[float, torch.Te
     frozen = copy.deepcopy(ema)
     adapter = make_adapter(spec, frozen, "eval")
     inputs = adapter.make_inputs(range(EVAL_SEED_START, EVAL_SEED_START + n))  # label = prompt = seed % 10
-    samples = adapter.generate(inputs, sampler_config(spec))
-    if spec.family == "flux":
-        samples = unpack(samples)  # [n, 1, S, S]
+    samples = adapter.images(adapter.generate(inputs, sampler_config(spec)))  # [n, 1, S, S] (FLUX: unpacked)
     return judge_accuracy(samples, inputs.labels), samples
 
 
