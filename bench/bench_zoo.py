@@ -403,6 +403,7 @@ class Bench:
             "calibration_seeds": f"0-{args.calib - 1} (profile; the search scores on its first 16, "
                                  + (f"the {SELECT_SAMPLES} seeds after the profile's confirm its pick, the {PREDICT_SAMPLES} after those predict"
                                     if not args.no_confirm else f"the {PREDICT_SAMPLES} seeds after the profile's predict")
+                                 + " (fewer where the time limit required it: each schedule's stats record its sizes)"
                                  + f"); 0-{MAGCACHE_CALIB - 1} (MagCache's calibration)",
             "solver": args.solver, "evaluations": args.evaluations, "time_limit": args.time_limit,
             "confirm": not args.no_confirm,

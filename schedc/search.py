@@ -22,7 +22,8 @@ interaction is in the score.
    start that scores best there is (`schedc.selection`).
 4. Prediction: the pick is measured again on the fresh seeds after those (the schedule records all of
    them as calibration seeds, so evaluation never uses them), so the predicted PSNR / rel L2 in the
-   schedule is an unbiased estimate for new inputs.
+   schedule is an unbiased estimate for new inputs. Steps 3-4 use 64 and 128 seeds when the time limit
+   allows, fewer (down to 32 and 64, recorded in the stats) when it does not (schedc.search_time).
 
 Without the confirmation the result is never worse on the search's calibration samples than any warm
 start it scored (all of them unless the time limit ends the warm starts, DP first; `unscored_starts`
@@ -40,7 +41,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -58,6 +59,7 @@ from schedc.solvers.base import Constraints, Solution
 from schedc.solvers.context import SolveContext
 from schedc.search_moves import has_reuse, moves_at
 from schedc.selection import SELECT_STARTS, confirm_on_fresh_seeds, select_on_fresh_seeds
+from schedc.search_time import AfterSearch, RolloutRate
 from schedc.solvers.families import Candidate, Decisions, family_candidates
 from schedc.step_settings import (StepSetting, alternative_step_counts, block_cost_at, measure_nonblock_share,
                                   fewer_steps_gains, profiled_setting, retargeted_setting, time_fraction,
@@ -203,25 +205,6 @@ def _family_starts_at(setting: StepSetting, first: int, kinds: set[str]) -> list
             for c in family_candidates(setting.problem, setting.budget, min(first, setting.steps)) if _kind(c.name) in kinds]
 
 
-@dataclass
-class _RolloutRate:
-    """Seconds per sample of the search's rollouts (and of full compute), measured as it goes: what the
-    work after the search will take, so the time limit can leave room for it. Kept per step count: the
-    finalists re-ranked afterwards may be the profiled step count's, dearer per sample than the fewer-step
-    rollouts that a plain mean would mix in (the bundled model's solve overran 60 s by 2 s that way)."""
-
-    full: float
-    by_steps: dict = field(default_factory=dict)  # step count -> [seconds, samples]
-
-    def add(self, seconds: float, samples: int, steps: int = 0) -> None:
-        if samples:
-            total = self.by_steps.setdefault(steps, [0.0, 0])
-            total[0], total[1] = total[0] + seconds, total[1] + samples
-
-    def per_sample(self) -> float:
-        return max((sec / n for sec, n in self.by_steps.values()), default=self.full)
-
-
 def _standard_error(scores: Sequence[Score], objective: str, held: Sequence[int]) -> dict:
     """{"predicted_psnr_se": dB} of the prediction: the per-sample PSNR spread over sqrt(seeds), for one
     setting or the mean over settings (the same seeds at each); {} where it is not known (no fresh seeds, or the
@@ -278,22 +261,21 @@ def search_schedule(
     goal = get_objective(objective)
     clock = time.perf_counter()
     scorer = SettingsScorer([RolloutScorer(adapter, p, seeds[:samples]) for p in (profile, *settings)], goal)
-    rate = _RolloutRate(full=(time.perf_counter() - clock) / (min(samples, len(seeds)) * (1 + len(settings))))
+    rate = RolloutRate(full=(time.perf_counter() - clock) / (min(samples, len(seeds)) * (1 + len(settings))))
     bar = tqdm(total=len(starts) + evaluations, desc=f"search b={budget:.2f}", disable=not progress, leave=False)
     scored: list[tuple[Score, Candidate, StepSetting]] = []
     stopped = "evaluations"
 
-    # samples run after the search, per setting: the finalists re-ranked on fresh seeds and the prediction,
-    # each with full compute on its seeds
-    ranked_samples = (SELECT_STARTS + 1) * SELECT_SAMPLES if (confirm or settings) and predict_samples else 0
-    after_rollouts = (ranked_samples + predict_samples + min(samples, len(seeds))) * (1 + len(settings))  # + the next
-    after_full = (SELECT_SAMPLES * (ranked_samples > 0) + predict_samples) * (1 + len(settings))
+    # samples run after the search, per setting: the finalists re-ranked on fresh seeds and the prediction
+    # (sized to the time left once the starts scored whatever the time are in: schedc.search_time)
+    after = AfterSearch(select=SELECT_SAMPLES if (confirm or settings) and predict_samples else 0,
+                        predict=predict_samples, finalists=SELECT_STARTS + 1)
+    asked = after
 
     def out_of_time() -> bool:
-        """Past the time limit less what the next rollout, re-ranking and prediction will take at the per-sample
-        times measured so far (rollouts and full compute), so the whole solve fits the limit (the DP start is
-        always scored)."""
-        reserve = rate.per_sample() * after_rollouts + rate.full * after_full
+        """Past the time limit less what the next rollout and the work after the search will take at the
+        per-sample times measured so far (rollouts and full compute), so the whole solve fits the limit."""
+        reserve = after.seconds(rate, 1 + len(settings)) + rate.per_sample() * min(samples, len(seeds)) * (1 + len(settings))
         return time.perf_counter() - started + reserve > time_limit
 
     def rollout(decisions, target) -> Score:
@@ -335,6 +317,7 @@ def search_schedule(
         own = next((c for c in extra if c.origin != "given"), None)
         score_all([c for c in extra if c.origin == "given" or c is own], setting, must=True)
         firsts.append((setting, [c for c in extra if c.origin != "given" and c is not own]))
+    after = after.fitted(time_limit - (time.perf_counter() - started), rate, 1 + len(settings))
     score_all([c for c in head if c not in must_native], native)
     for setting, rest in firsts:
         score_all(rest, setting)
@@ -391,18 +374,18 @@ def search_schedule(
     target = None if setting is native else setting.profile
     bar.close()
     selection: dict = {}
-    picked = prediction_seeds(seeds, SELECT_SAMPLES) if settings and predict_samples else []
+    picked = prediction_seeds(seeds, after.select) if settings and after.reranks else []
     if picked:  # a worst case over settings on few samples overfits: re-rank on fresh ones
         best, selection, confidence = select_on_fresh_seeds(adapter, (profile, *settings), goal, picked, scored, best)
         best_score = scorer(best.decisions)  # memoised: its score on the search's samples
-    elif confirm and predict_samples:
-        picked = prediction_seeds(seeds, SELECT_SAMPLES)
+    elif confirm and after.reranks:
+        picked = prediction_seeds(seeds, after.select)
         best, setting, selection, confidence = confirm_on_fresh_seeds(adapter, profile, native, picked, scored, best,
                                                                        setting)
         target = None if setting is native else setting.profile
         best_score = scorer(best.decisions, target)  # memoised: its score on the search's samples
     predicted, by_setting = best_score, scorer.each(best.decisions, target)
-    held = prediction_seeds(seeds, predict_samples, after=len(picked))
+    held = prediction_seeds(seeds, after.predict, after=len(picked))
     if held:
         by_setting = [RolloutScorer(adapter, p, held)(best.decisions, target) for p in (profile, *settings)]
         predicted = Score(goal.psnr([s.psnr for s in by_setting]), goal.rel_l2([s.rel_l2 for s in by_setting]))
@@ -418,6 +401,9 @@ def search_schedule(
     stats = {"solve_seconds": time.perf_counter() - started, "start": start_name, "search_psnr": best_score.psnr,
              "predicted_psnr": predicted.psnr, **_standard_error(by_setting, goal.name, held),
              "predict_seeds": len(held), "search_seeds": min(samples, len(seeds)),
+             **({"select_seeds": len(picked)} if picked else {}),
+             **({"after_search_shrunk_from": {"select": asked.select, "predict": asked.predict}}
+                if after != asked else {}),
              **({"prediction_seeds": format_ranges(picked + held)} if held or picked else {}),
              **({"selected_on_fresh_seeds": selection, "selected": best.name, "selected_origin": best.origin,
                  "lead_confidence": confidence}

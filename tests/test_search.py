@@ -249,10 +249,9 @@ def test_the_search_keeps_its_caches_within_a_memory_limit_and_reports_the_peak(
         assert handle.peak_cache_bytes == pytest.approx(tight.provenance["predicted"]["peak_cache_mib"] * 2**20, rel=1e-3)
 
 
-def test_the_time_limit_covers_the_fresh_seed_reranking_and_the_prediction(tiny_profile, monkeypatch):
-    """On a clock that advances one second per sample the model generates and 100 s for the DP's setup, the
-    local search stops early enough that re-ranking its finalists on 64 fresh seeds and predicting on more
-    (each with full compute) still finish within the limit, and the setup does not inflate the estimate."""
+def _on_a_sample_clock(monkeypatch):
+    """A tiny adapter on a clock that advances one second per sample it generates at 8 steps (fewer-step
+    rollouts are cheaper) and 100 s for the DP's setup; returns (adapter, clock)."""
     import types
 
     import schedc.search as search
@@ -262,7 +261,7 @@ def test_the_time_limit_covers_the_fresh_seed_reranking_and_the_prediction(tiny_
     generate, dp_candidates = adapter.generate, search._dp_candidates
 
     def timed_generate(inputs, sampler, **kwargs):  # kwargs: the gain probes' on_step / start / x_start
-        clock["t"] += len(inputs) * sampler.steps / 8  # fewer-step rollouts are cheaper per sample
+        clock["t"] += len(inputs) * sampler.steps / 8
         return generate(inputs, sampler, **kwargs)
 
     def slow_dp(*args, **kwargs):
@@ -273,9 +272,52 @@ def test_the_time_limit_covers_the_fresh_seed_reranking_and_the_prediction(tiny_
     monkeypatch.setattr(adapter, "generate", timed_generate)
     monkeypatch.setattr(search, "_dp_candidates", slow_dp)
     monkeypatch.setattr(search, "time", types.SimpleNamespace(perf_counter=lambda: clock["t"]))
+    return adapter, clock
+
+
+def test_the_time_limit_covers_the_fresh_seed_reranking_and_the_prediction(tiny_profile, monkeypatch):
+    """The local search stops early enough that re-ranking its finalists on 64 fresh seeds and predicting on
+    more (each with full compute) still finish within the limit, and the setup does not inflate the estimate."""
+    adapter, clock = _on_a_sample_clock(monkeypatch)
     problem = problem_from_profile(tiny_profile)
     sol = search_schedule(adapter, tiny_profile, problem, 0.5, evaluations=500, samples=2, predict_samples=4,
                           time_limit=600.0, progress=False, confirm=True, vary_steps=True)
     assert sol.stats["stopped_by"] == "time limit" and "selected" in sol.stats and len(sol.stats["steps_tried"]) > 1
     assert sol.stats["rollouts"] > 40  # the local search ran: the setup's 100 s are not counted per sample
+    assert sol.stats["select_seeds"] == 64 and sol.stats["predict_seeds"] == 4  # they fitted: as asked
+    assert "after_search_shrunk_from" not in sol.stats
     assert clock["t"] <= 600.0
+
+
+def test_a_slow_model_gets_a_smaller_reranking_and_prediction_that_fit_the_limit(tiny_profile, monkeypatch):
+    """Where re-ranking on 64 seeds and predicting on 128 would not fit after the starts scored whatever the
+    time, both shrink in proportion (never below 32 and 64 seeds), the stats say so, and the solve fits."""
+    from schedc.search_time import MIN_PREDICT_SAMPLES, MIN_SELECT_SAMPLES
+
+    adapter, clock = _on_a_sample_clock(monkeypatch)
+    problem = problem_from_profile(tiny_profile)
+    sol = search_schedule(adapter, tiny_profile, problem, 0.5, evaluations=500, samples=2, predict_samples=128,
+                          time_limit=450.0, progress=False, confirm=True, vary_steps=True)
+    assert sol.stats["after_search_shrunk_from"] == {"select": 64, "predict": 128}
+    assert MIN_SELECT_SAMPLES <= sol.stats["select_seeds"] < 64
+    assert MIN_PREDICT_SAMPLES <= sol.stats["predict_seeds"] < 128
+    assert clock["t"] <= 450.0
+    calib = list(tiny_profile.meta.calibration_seeds)
+    used = sol.stats["select_seeds"] + sol.stats["predict_seeds"]
+    assert sol.stats["prediction_seeds"] == f"{calib[-1] + 1}-{calib[-1] + used}"
+
+
+def test_after_search_sizes_shrink_in_proportion_down_to_their_floors():
+    from schedc.search_time import AfterSearch, RolloutRate
+
+    rate = RolloutRate(full=1.0)  # one second per sample, rollouts and full compute alike
+    after = AfterSearch(select=64, predict=128, finalists=4)
+    assert after.seconds(rate) == 4 * 64 + 128 + 64 + 128
+    assert after.fitted(1e9, rate) is after
+    half = after.fitted(after.seconds(rate) / 2, rate)
+    assert (half.select, half.predict) == (32, 64) and half.seconds(rate) <= after.seconds(rate) / 2
+    assert after.fitted(0.0, rate) == AfterSearch(select=32, predict=64, finalists=4)  # the floors
+    assert AfterSearch(select=8, predict=8, finalists=4).fitted(0.0, rate).predict == 8  # never above what was asked
+    assert not AfterSearch(select=0, predict=8, finalists=4).reranks
+    with pytest.raises(ValueError):
+        AfterSearch(select=-1, predict=8, finalists=4)
