@@ -81,6 +81,11 @@ def skipped_nothing(row: dict) -> bool:
     return row["psnr"] >= PSNR_CAP - 1e-6
 
 
+def _tie(kind) -> str:
+    """A tie's reason (True: from before the kinds were told apart, always the same schedule)."""
+    return "the same schedule" if kind is True else str(kind)
+
+
 def _lost_kinds(ties: int, noops: int) -> str:
     """' (2 ties, 1 no-op)': the lost rows that are not quality losses of a cache schedule."""
     kinds = [f"{ties} {'tie' if ties == 1 else 'ties'}"] * bool(ties) + [f"{noops} no-op"] * bool(noops)
@@ -120,7 +125,7 @@ def model_markdown(result: dict, command: str) -> str:
         "a row is lost when ΔPSNR <= 0 or none is as fast.", "",
         f"**{c['won']} won, {c['lost']} lost** of {c['rows']} rows"
         + (f" ({c['ties']} of the lost are ties: schedc compiled the baseline's own schedule, same samples and same "
-           "timing run)" if c.get("ties") else "")
+           "timing run, or another schedule with the same PSNR)" if c.get("ties") else "")
         + (f" ({c['noops']} of the lost {'is a setting' if c['noops'] == 1 else 'are settings'} that skipped nothing: "
            "its samples are full compute's, which no cache schedule can beat on PSNR)" if c.get("noops") else "")
         + (f" ({c['none_as_fast']} with no schedc schedule as fast)" if c["none_as_fast"] else "")
@@ -139,7 +144,7 @@ def model_markdown(result: dict, command: str) -> str:
             d = f"{r['delta_psnr']:+.2f}"
             steps = f" ({m['steps']} steps)" if m.get("steps") not in (None, sampler["steps"]) else ""
             lines.append(head + f"{budget_label(m['budget'])}{steps} | {m['speedup']:.2f}x | {m['psnr']:.2f} | "
-                         + ((f"**{d}** (tie: the same schedule) |" if r.get("tie") else
+                         + ((f"**{d}** (tie: {_tie(r['tie'])}) |" if r.get("tie") else
                              f"**{d}** (lost: the setting skipped nothing) |" if skipped_nothing(r) else f"**{d}** (lost) |")
                             if r["lost"] else f"{d} |"))
     lines += ["", f"schedc schedules ({s['solver']}); predicted PSNR = the search's measurement on calibration seeds "
