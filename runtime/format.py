@@ -29,6 +29,7 @@ whatever `dump_schedule` writes loads back equal.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -56,9 +57,39 @@ _MODEL_KEYS = ("name", "fingerprint", "blocks", "steps", "timesteps", "cfg", "ti
 _CANONICAL = {a: a for a in ACTIONS}
 
 
+TIMESTEP_TOLERANCE = 1e-4  # a received timestep matches a recorded one this close (and nearer than any other)
+
+
 def timestep_key(t: float) -> float:
-    """How a timestep is matched to a schedule's step (the runtime and eval's early check agree)."""
+    """A timestep as messages print it (4 decimals)."""
     return round(float(t), 4)
+
+
+class TimestepIndex:
+    """Which step of a schedule a received timestep is: the nearest recorded one, if within a tolerance.
+
+    Why not an exact key: schedules store timesteps to 6 decimals and the model receives float32 values, so
+    a rounded key splits on a rounding boundary (FLUX at 100 steps received 0.10965 for a recorded 0.109650,
+    one side of a 4-decimal boundary each). The tolerance is TIMESTEP_TOLERANCE, or a quarter of the smallest
+    gap between recorded timesteps where that is smaller, so no value can match two steps.
+    """
+
+    def __init__(self, timesteps: "tuple[float, ...] | list[float]") -> None:
+        self._ascending = sorted(float(t) for t in timesteps)
+        self._steps = {t: i for i, t in enumerate(float(t) for t in timesteps)}
+        gaps = [b - a for a, b in zip(self._ascending, self._ascending[1:])]
+        self.tolerance = min([TIMESTEP_TOLERANCE] + [g / 4 for g in gaps])
+
+    def index(self, value: float) -> "int | None":
+        """The step whose recorded timestep is `value` (within the tolerance), else None."""
+        i = bisect.bisect_left(self._ascending, value)
+        near = [self._ascending[j] for j in (i - 1, i) if 0 <= j < len(self._ascending)]
+        best = min(near, key=lambda t: abs(t - value), default=None)
+        return None if best is None or abs(best - value) > self.tolerance else self._steps[best]
+
+    def matches(self, timesteps: "tuple[float, ...] | list[float]") -> bool:
+        """Whether `timesteps` are the recorded ones, step for step."""
+        return len(timesteps) == len(self._steps) and all(self.index(float(t)) == i for i, t in enumerate(timesteps))
 
 
 def is_reuse(action: str) -> bool:

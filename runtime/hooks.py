@@ -32,7 +32,7 @@ from torch import nn
 
 from .blockio import BlockIO, tensors_in
 from .compiled import BlockCompiler, compile_options
-from .format import Schedule, ScheduleFormatError, is_reuse, load_schedule, model_fingerprint, timestep_key
+from .format import Schedule, ScheduleFormatError, TimestepIndex, is_reuse, load_schedule, model_fingerprint
 from .generation import ConcurrentUseError, GenerationTracker
 from .hookcore import HookHandle, ModelHook, add_hook, has_foreign_forward, hooks_of
 from .modes import REUSE_MODES
@@ -90,7 +90,7 @@ class ScheduleHandle:
         self.quantized_bytes = sum(block_bytes(m) for m in self.quantized.values())
         self.kernels = {p: sorted(set().union(*(block_kernels(m) for (b, q), m in self.quantized.items() if q == p)))
                         for p in sorted({p for _, p in self.quantized})}
-        self._timestep_index = {timestep_key(t): i for i, t in enumerate(schedule.model.timesteps)}
+        self._timestep_index = TimestepIndex(schedule.model.timesteps)
         self._gen = GenerationTracker(schedule.num_steps, schedule.model.cfg, step_source == "counter")
         self._lock = threading.Lock()  # held while a denoiser call is in flight
         self._in_call = False  # blocks replay only inside a denoiser call
@@ -247,7 +247,7 @@ class ScheduleHandle:
                 "use apply_schedule(..., step_source='counter')"
             )
         value = float(t.flatten()[0]) if isinstance(t, torch.Tensor) else float(t)
-        index = self._timestep_index.get(timestep_key(value))
+        index = self._timestep_index.index(value)
         if index is None:
             raise ScheduleFormatError(
                 f"timestep {value:g} is not one of the schedule's {steps} timesteps: it was compiled for "

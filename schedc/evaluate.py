@@ -26,7 +26,7 @@ from schedc.sampling import SamplerConfig
 from schedc.schedule import calibration_seeds, compute_from_schedule, derive_schedule
 from schedc.solvers.baselines import delta_dit_compute, fewer_steps_count, uniform_compute_steps
 from schedc.step_settings import block_cost_at, time_fraction
-from schedc_runtime.format import timestep_key
+from schedc_runtime.format import TimestepIndex, timestep_key
 from schedc_runtime import Schedule, ScheduleFormatError, check_model
 
 BASELINES = ("fewer-steps", "uniform", "delta-dit")
@@ -165,9 +165,10 @@ def held_out_reference(
 
 def check_timesteps(adapter: ModelAdapter, schedule: Schedule, sampler: SamplerConfig) -> None:
     """Before any model work: the timesteps the model will receive must be the schedule's own."""
-    expected = [timestep_key(t) for t in adapter.model_timesteps(sampler)]
-    recorded = [timestep_key(t) for t in schedule.model.timesteps]
-    if expected != recorded:
+    received = adapter.model_timesteps(sampler)
+    if not TimestepIndex(schedule.model.timesteps).matches(received):
+        expected = [timestep_key(t) for t in received]
+        recorded = [timestep_key(t) for t in schedule.model.timesteps]
         raise ScheduleError(f"the schedule was compiled for {len(recorded)} steps at timesteps {recorded[0]:g}..{recorded[-1]:g}, "
                             f"but this model's sampler gives {len(expected)} steps at {expected[0]:g}..{expected[-1]:g}: "
                             "compile a schedule for this sampler (schedc solve)")

@@ -177,3 +177,30 @@ def test_forecast_caches_only_the_computes_it_reads(tiny_adapter, tiny_profile):
     delta = lambda t: seen[t][1] - seen[t][0]  # noqa: E731
     for t in (4, 7):
         assert torch.allclose(seen[t][1], seen[t][0] + 2 * delta(t - 1) - delta(t - 2), atol=1e-5)
+
+
+def test_timesteps_match_within_a_tolerance_not_by_a_rounded_key():
+    """FLUX at 100 steps received float32 0.10965 for a recorded 0.109650: a 4-decimal key put them on two
+    sides of a rounding boundary (0.1097 vs 0.1096) and the runtime refused its own step."""
+    from schedc_runtime.format import TIMESTEP_TOLERANCE, TimestepIndex
+
+    received = float(np.float32(0.10965))
+    assert round(received, 4) != round(0.10965, 4)  # the old key's failure
+    index = TimestepIndex([1.0, 0.5, 0.10965, 0.05])
+    assert index.index(received) == 2 and index.index(1.0) == 0 and index.index(0.05) == 3
+    assert index.index(0.10965 + 2 * TIMESTEP_TOLERANCE) is None  # between steps: refused
+    assert index.matches([1.0, 0.5, received, 0.05]) and not index.matches([1.0, 0.5, 0.05])
+    dense = TimestepIndex([0.0003, 0.0002, 0.0001, 0.0])  # gaps below the tolerance: a quarter gap
+    assert dense.tolerance == pytest.approx(0.000025) and dense.index(0.00015) is None and dense.index(0.00021) == 1
+
+
+def test_the_runtime_finds_its_steps_from_timesteps_recorded_with_round_off(tiny_adapter, tiny_profile):
+    from dataclasses import replace
+
+    schedule = schedule_for(tiny_profile, every_other())
+    inputs = tiny_adapter.make_inputs(range(2))
+    with apply_schedule(tiny_adapter.model, schedule):
+        exact = tiny_adapter.generate(inputs, TINY_SAMPLER)
+    shifted = replace(schedule, model=replace(schedule.model, timesteps=tuple(t + 6e-5 for t in schedule.model.timesteps)))
+    with apply_schedule(tiny_adapter.model, shifted):  # 6e-5 off each: a 4-decimal key would differ
+        assert torch.equal(tiny_adapter.generate(inputs, TINY_SAMPLER), exact)
