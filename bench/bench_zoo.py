@@ -24,7 +24,7 @@ Per model (issue #11, deliverable 5), each stage cached under --work/<model>/ so
    right next to its own full-compute run, speedup = median over rounds of full time / variant time; cached
    per variant, so a variant added to a finished run (a new budget) is timed in rounds of its own;
 7. matching: for every baseline and ecosystem row, the schedc schedule with the best PSNR among those
-   measured at least as fast; the row is lost when ΔPSNR <= 0 or none is as fast (a baseline that skipped
+   measured at least as fast; the row is lost when ΔPSNR < 0.005 dB (a tie to the tables' resolution) or none is as fast (a baseline that skipped
    nothing, its samples bit-exact, is named so in the table and still counted).
 
 Acceptance checks reported per model: (a) the search's predicted PSNR (provenance stats
@@ -60,7 +60,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_ecosystem import (Variant, ecosystem_variants, full_variant, generate_variant, match_rows,  # noqa: E402
                              schedule_variant, time_rounds)
 from bench_io import read_json, write_json  # noqa: E402
-from bench_zoo_report import budget_label, checks, fmt, verdict, write_model, write_summary  # noqa: E402
+from bench_zoo_report import (PSNR_RESOLUTION_DB, budget_label, checks, fmt, verdict, write_model,  # noqa: E402
+                              write_summary)
 from schedc.errors import SchedcError  # noqa: E402
 from schedc.ecosystem import ECOSYSTEM_CACHES  # noqa: E402
 from schedc.evaluate import BASELINES, EVAL_SEED_START, baseline_schedule, block_cost, nonblock_share  # noqa: E402
@@ -77,7 +78,6 @@ from schedc_runtime import dump_schedule  # noqa: E402
 # a 0.1 step there is a 12% step in speed, so a cache between two budgets was matched to one 12% faster)
 DEFAULT_BUDGETS = "0.1,0.125,0.1375,0.15,0.1625,0.175,0.1875,0.2,0.225,0.25,0.3,0.35,0.4,0.45,0.5,0.55,0.6,0.7,0.8,0.85,0.9,0.95"
 DEFAULT_BASELINE_BUDGETS = "0.15,0.2,0.3,0.4,0.5,0.6"
-PSNR_RESOLUTION_DB = 0.005  # a ΔPSNR the tables show as +0.00 is a tie, not a win
 MAGCACHE_CALIB = 16  # calibration seeds 0..15 for MagCache's own calibration mode
 
 
