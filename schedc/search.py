@@ -39,9 +39,7 @@ is a guard (the stats record which one stopped it).
 from __future__ import annotations
 
 import math
-import re
 import time
-from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -49,7 +47,7 @@ from tqdm import tqdm
 
 from schedc.errors import SolverError
 from schedc.models.adapter import ModelAdapter
-from schedc.problem import Problem, check_budget, problem_like
+from schedc.problem import Problem, check_budget
 from schedc.profile import Profile
 from schedc.objectives import get_objective
 from schedc.profile_set import describe, setting_of
@@ -61,6 +59,8 @@ from schedc.search_moves import has_reuse, moves_at
 from schedc.selection import SELECT_STARTS, confirm_on_fresh_seeds, select_on_fresh_seeds
 from schedc.search_time import AfterSearch, RolloutRate
 from schedc.solvers.families import Candidate, Decisions, family_candidates
+from schedc.search_starts import (dp_candidates as _dp_candidates, family_starts_at, first_starts_at, fits as _fits,
+                                  kind as start_kind, setting_dp_candidates as _setting_dp_candidates)
 from schedc.step_settings import (StepSetting, alternative_step_counts, block_cost_at, measure_nonblock_share,
                                   fewer_steps_gains, profiled_setting, retargeted_setting, time_fraction,
                                   usable_nonblock)
@@ -75,23 +75,6 @@ EVALUATIONS = 80  # rollouts of the local search (the deterministic stopping rul
 MAX_MISSES = 2000  # proposals in a row without a feasible move: the schedule has none, stop
 SELECT_SAMPLES = 64  # fresh seeds a schedule for several settings is re-ranked on (the worst case is noisy; 32
 # left held-out losses of 0.16-0.36 dB against a finalist, README section 10)
-
-
-def _dp_candidates(problem: Problem, budget: float, constraints: Constraints) -> list[Candidate]:
-    from schedc.solvers.dp import solve_dp
-
-    out, failures = [], []
-    variants = {"dp": problem}
-    if problem.precisions:
-        variants["dp-cache"] = problem.with_precisions(())
-    if "residual" in problem.errors and len(problem.reuse_modes) > 1:
-        variants["dp-residual"] = replace(problem.with_precisions(()), errors={"residual": problem.errors["residual"]})
-    for name, variant in variants.items():
-        try:
-            out.append(Candidate(name, solve_dp(variant, budget, constraints).actions(), "dp"))
-        except SolverError as exc:
-            failures.append(exc)
-    return out, failures
 
 
 def _cache_check(constraints: Constraints):
@@ -120,33 +103,6 @@ def _check_settings(profile: Profile, settings: Sequence[Profile], vary_steps: b
                               "seeds as the profile searched: profile every setting in one `schedc profile` run")
 
 
-def _setting_dp_candidates(problem: Problem, budget: float, constraints: Constraints,
-                           profiles: Sequence[Profile]) -> list[Candidate]:
-    """Each setting's own DP schedule (its tables, `problem`'s options and costs): the single-setting
-    schedules a schedule for all settings must not lose to."""
-    from schedc.solvers.dp import solve_dp
-
-    out = []
-    for p in profiles:
-        try:
-            out.append(Candidate(f"dp@g={setting_of(p)[0]:g}",
-                                 solve_dp(problem_like(p, problem), budget, constraints).actions(), "setting-dp"))
-        except SolverError:
-            continue
-    return out
-
-
-def _fits(problem: Problem, budget: float, grid) -> bool:
-    """Whether a given decisions grid is a schedule of this problem within the budget."""
-    options = {"native", *problem.precisions, *problem.reuse_modes}
-    if len(grid) != problem.num_steps or any(len(row) != problem.num_blocks for row in grid):
-        return False
-    if any(a != "native" for a in grid[0]) or any(a not in options for row in grid for a in row):
-        return False
-    error, cost = problem.evaluate_decisions(grid)
-    return cost <= budget * (1 + 1e-9) and not math.isnan(error)
-
-
 def prediction_seeds(calibration: list[int], count: int, after: int = 0) -> list[int]:
     """`count` seeds right after the profile's calibration seeds (and `after` more): calibration-side
     (recorded as such in the schedule, so evaluation refuses them), never scored by the search, so the
@@ -155,11 +111,6 @@ def prediction_seeds(calibration: list[int], count: int, after: int = 0) -> list
     if start + count > EVAL_SEED_START:
         raise SolverError(f"prediction seeds {start}..{start + count - 1} would reach the evaluation seeds ({EVAL_SEED_START}..)")
     return list(range(start, start + count))
-
-
-def _kind(name: str) -> str:
-    """A start's family without its numbers ("warmup5/forecast" -> "warmup/forecast")."""
-    return re.sub(r"\d+", "", name)
 
 
 def _settings(adapter: ModelAdapter, profile: Profile, problem: Problem, budget: float, seeds: list[int],
@@ -177,32 +128,6 @@ def _settings(adapter: ModelAdapter, profile: Profile, problem: Problem, budget:
     gains = fewer_steps_gains(adapter, profile, min(counts)) if counts else None
     others = [retargeted_setting(adapter, profile, problem, n, budget, nonblock, gains) for n in sorted(counts)]
     return native, [s for s in others if s is not None], nonblock
-
-
-def _first_starts_at(setting: StepSetting, constraints: Constraints, first: int,
-                     given: Sequence[Decisions]) -> list[Candidate]:
-    """A fewer step count's own starts, scored before the profiled count's families: the given grids of this
-    step count (a lower budget's schedule: the ladder's guarantee), every block every step when it fits, the DP."""
-    out: dict[Decisions, Candidate] = {}
-    tag = f"{setting.steps}steps:"
-    for i, grid in enumerate(given):
-        if _fits(setting.problem, setting.budget, grid):
-            grid = tuple(tuple(row) for row in grid)
-            out.setdefault(grid, Candidate(f"{tag}given{i}", grid, "given"))
-    if setting.budget >= 1.0 - 1e-9:
-        grid = tuple(("native",) * setting.problem.num_blocks for _ in range(setting.steps))
-        out.setdefault(grid, Candidate(tag + "all", grid, "family"))
-    dp, _ = _dp_candidates(setting.problem, setting.budget, replace(constraints, first_full=min(first, setting.steps)))
-    for cand in dp[:1]:
-        out.setdefault(cand.decisions, Candidate(tag + cand.name, cand.decisions, cand.origin))
-    return list(out.values())
-
-
-def _family_starts_at(setting: StepSetting, first: int, kinds: set[str]) -> list[Candidate]:
-    """A fewer step count's structured families of the kinds that scored best at the profiled count."""
-    tag = f"{setting.steps}steps:"
-    return [Candidate(tag + c.name, c.decisions, c.origin)
-            for c in family_candidates(setting.problem, setting.budget, min(first, setting.steps)) if _kind(c.name) in kinds]
 
 
 def _standard_error(scores: Sequence[Score], objective: str, held: Sequence[int]) -> dict:
@@ -310,7 +235,7 @@ def search_schedule(
     grids_used = len(given)
     firsts = []
     for setting in others:
-        extra = [c for c in _first_starts_at(setting, constraints, first, warm_starts) if cache_ok(setting.profile, c.decisions)]
+        extra = [c for c in first_starts_at(setting, constraints, first, warm_starts) if cache_ok(setting.profile, c.decisions)]
         grids_used += sum(c.origin == "given" for c in extra)
         planned += len(extra)
         bar.total += len(extra)
@@ -324,9 +249,9 @@ def search_schedule(
     score_all([c for c in starts if c.origin == "family"], native)
     # the profiled count's families only (a fewer count's all-compute run is a "family" too, scored earlier now)
     ranked = sorted((s.psnr, c.name) for s, c, at in scored if c.origin == "family" and at is native)
-    kinds = {_kind(name) for _, name in ranked[::-1][:3]}
+    kinds = {start_kind(name) for _, name in ranked[::-1][:3]}
     for setting in others:
-        extra = [c for c in _family_starts_at(setting, first, kinds) if cache_ok(setting.profile, c.decisions)]
+        extra = [c for c in family_starts_at(setting, first, kinds) if cache_ok(setting.profile, c.decisions)]
         planned += len(extra)
         bar.total += len(extra)
         score_all(extra, setting)

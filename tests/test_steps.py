@@ -252,7 +252,7 @@ def test_starts_with_a_guarantee_are_scored_before_the_families(tiny_profile):
     fewer step count's given grid, all-compute run and DP, then the profiled count's families, then the fewer
     counts' families (a 60 s solve of a 30-step CFG UNet ran out on the families and ended on the 30-step DP,
     13 dB below the 10-step schedule it had been given)."""
-    import schedc.search as search
+    from schedc.search_starts import kind
 
     problem = problem_from_profile(tiny_profile)
     four = ((("native",) * 4,) + (("native", "native", "residual", "native"),) * 3)
@@ -267,8 +267,8 @@ def test_starts_with_a_guarantee_are_scored_before_the_families(tiny_profile):
     family_at_fewer = [i for i in fewer if not names[i].split(":")[1].startswith(("given", "all", "dp"))]
     assert all(i > max(native_families) for i in family_at_fewer)
     scores = sol.stats["warm_starts"]  # the fewer counts try the kinds that scored best at the profiled count
-    top = {search._kind(n) for n in sorted((names[i] for i in native_families), key=lambda n: (scores[n], n))[-3:]}
-    assert family_at_fewer and all(search._kind(names[i].split(":")[1]) in top for i in family_at_fewer)
+    top = {kind(n) for n in sorted((names[i] for i in native_families), key=lambda n: (scores[n], n))[-3:]}
+    assert family_at_fewer and all(kind(names[i].split(":")[1]) in top for i in family_at_fewer)
     assert sol.stats["unscored_starts"] == 0 and len(names) == len(set(names))
 
 
