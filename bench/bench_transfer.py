@@ -162,8 +162,9 @@ class Transfer:
         if key not in self._full:  # full compute once per inputs, batch and sampler
             self._full[key] = torch.cat([adapter.generate(x, sampler) for x in chunks()]).float().clamp(-1, 1)
         full = self._full[key]
-        with replaying(adapter, schedule):
-            out = torch.cat([adapter.generate(x, sampler) for x in chunks()]).float().clamp(-1, 1)
+        own = sampler if schedule.num_steps == sampler.steps else sampler.with_changes(steps=schedule.num_steps)
+        with replaying(adapter, schedule):  # a schedule the search compiled for fewer steps runs at its own count
+            out = torch.cat([adapter.generate(x, own) for x in chunks()]).float().clamp(-1, 1)
         return psnr(out, full).numpy()
 
     def row(self, part: str, setting: str, budget: float, native: np.ndarray, moved: np.ndarray, **extra) -> dict:
@@ -289,16 +290,17 @@ class Transfer:
         """The default solver's schedule (closed-loop search at the profile's step count), rolling out on
         `calibrating` (the adapter whose inputs the profile was measured on; default the model's own)."""
         context = SolveContext(adapter=calibrating or self.adapter, progress=False, settings=others, objective=objective,
-                               warm_starts=starts)
+                               warm_starts=starts, vary_steps=self.args.vary_steps and not others)
         return compile_schedule(profile, budget, "search", Constraints(time_limit=self.args.time_limit), context=context)
 
     def run(self) -> dict:
-        path = self.work / ("rows.json" if self.args.solver == "dp" else f"rows-{self.args.solver}.json")
+        tag = "" if self.args.solver == "dp" else f"-{self.args.solver}" + ("-vary-steps" if self.args.vary_steps else "")
+        path = self.work / f"rows{tag}.json"
         cached = read_json(path) or {}
         key = {"budgets": self.args.budgets, "samples": self.args.samples, "calib": self.args.calib,
                "solver": self.args.solver, "steps": self.args.steps, "guidances": self.args.guidances,
                "batches": self.args.batches, "time_limit": self.args.time_limit,
-               "measured_at_steps": self.args.measure}
+               "measured_at_steps": self.args.measure, **({"vary_steps": True} if self.args.vary_steps else {})}
         parts = cached.get("parts", {}) if cached.get("key") == key else {}
         for part in self.args.parts:
             if part not in parts:
@@ -422,6 +424,9 @@ def main() -> int:
                              "loads; default), 'gains' (only the propagation gains, the tables retargeted) or "
                              "'nothing' (everything retargeted by noise level: the profile-only path)")
     parser.add_argument("--calib", type=int, default=16, help="calibration samples of every profile (default 16)")
+    parser.add_argument("--vary-steps", action="store_true",
+                        help="--solver search: also try fewer sampler steps, as `schedc solve` does by default (--steps "
+                             "auto); without it the search keeps the profile's step count, as the DP rows do")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
