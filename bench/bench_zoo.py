@@ -25,7 +25,11 @@ Per model (issue #11, deliverable 5), each stage cached under --work/<model>/ so
    per variant, so a variant added to a finished run (a new budget) is timed in rounds of its own;
 7. matching: for every baseline and ecosystem row, the schedc schedule with the best PSNR among those
    measured at least as fast; the row is lost when ΔPSNR < 0.005 dB (a tie to the tables' resolution) or none is as fast (a baseline that skipped
-   nothing, its samples bit-exact, is named so in the table and still counted).
+   nothing, its samples bit-exact, is named so in the table and still counted);
+8. settling (unless --settle-rounds 0): where a row's match hangs on speeds within 10% of the baseline's, the
+   closer schedc schedules are raced against the baseline head to head, best PSNR first, and the first at least
+   as fast is its match (bench_settle; symmetric: a schedule that measured a little faster loses its match when
+   the race says it is slower); races cached in races.json.
 
 Acceptance checks reported per model: (a) the search's predicted PSNR (provenance stats
 `predicted_psnr`, measured on calibration seeds it did not search on) within ±1 dB of the held-out
@@ -58,7 +62,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_ecosystem import (Variant, ecosystem_variants, full_variant, generate_variant, match_rows,  # noqa: E402
-                             schedule_variant, time_rounds)
+                             race, schedule_variant, time_rounds)
+from bench_settle import SETTLE_MARGIN, settle_rows  # noqa: E402
 from bench_io import read_json, write_json  # noqa: E402
 from bench_zoo_report import (PSNR_RESOLUTION_DB, budget_label, checks, fmt, verdict, write_model,  # noqa: E402
                               write_summary)
@@ -286,6 +291,31 @@ class Bench:
         self.log(f"{len(variants)} settings" + (f"; not applicable: {'; '.join(skipped)}" if skipped else ""), "ecosystem")
         return variants, skipped
 
+    def settle(self, rows: list[dict], variants: list[tuple[Variant, dict]], inputs, sampler: SamplerConfig) -> int:
+        """(viii) rows whose match hangs on speeds within SETTLE_MARGIN: raced head to head (bench_settle),
+        each race cached in races.json; returns how many races the matching asked for."""
+        path = self.work / "races.json"
+        key = _race_key(self.args, sampler)
+        cache = read_json(path) or {}
+        ratios = cache.get("ratios", {}) if cache.get("key") == key else {}
+        by_key, baselines = {}, {}  # the variant computing each samples key (a baseline's own, for the log)
+        for v, f in variants:
+            by_key.setdefault(f["key"], v)
+            if v.family != "schedc":
+                baselines.setdefault(f["key"], v)
+
+        def raced(mine: str, theirs: str) -> float:
+            name = f"{mine}|{theirs}"
+            if name not in ratios:
+                other = baselines.get(theirs, by_key[theirs])
+                ratios[name] = race(self.adapter, by_key[mine], other, inputs, sampler, self.args.settle_rounds)
+                write_json(path, {"key": key, "ratios": ratios})
+                self.log(f"{by_key[mine].setting} vs {other.family} {other.setting}: "
+                         f"{ratios[name]:.3f}x its speed head to head", "settle")
+            return ratios[name]
+
+        return settle_rows(rows, raced)
+
     def run(self) -> dict:
         args = self.args
         profile = self.profile()
@@ -383,6 +413,7 @@ class Bench:
             rows.append({"family": v.family, "setting": v.setting, "speedup": speed, **q,
                          **{k: val for k, val in facts.items() if k != "key"}, "samples_key": facts["key"]})
         match_rows(rows)
+        races = 0 if args.settle_rounds == 0 else self.settle(rows, variants, timing_inputs, sampler)
         for r in rows:
             if r["family"] not in ("full", "schedc"):
                 # equal PSNR to the table's resolution is not higher PSNR: a tie, lost
@@ -417,12 +448,18 @@ class Bench:
             "baseline_budgets": args.baseline_budgets, "timing_batch": args.timing_batch,
             "rounds": args.rounds, "paired": True, "min_seconds": MIN_MEASURE_SECONDS, "timing_passes": len(passes),
             "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "settle_rounds": args.settle_rounds, "settle_margin": SETTLE_MARGIN, "races": races,
             "nonblock_share": nonblock, "full_class_acc": cache.get("full_class_acc"), "skipped": skipped,
             "failed": failed, "flat_db": args.flat_db, "work": str(self.work),
             "seconds": round(time.perf_counter() - self.started, 1),
         }
         result = {"settings": settings, "rows": rows, "checks": checks(rows, args.flat_db)}
         return result
+
+
+def _race_key(args: argparse.Namespace, sampler: SamplerConfig) -> dict:
+    return {"rounds": args.settle_rounds, "timing_batch": args.timing_batch, "threads": torch.get_num_threads(),
+            "sampler": sampler.to_dict(), "min_seconds": MIN_MEASURE_SECONDS}
 
 
 def cached_speedups(cached: dict | None, key: dict) -> tuple[dict[str, float], list[list[str]]]:
@@ -525,6 +562,9 @@ def main() -> int:
                              "so neither side's sample noise dominates the ±1 dB check)")
     parser.add_argument("--timing-batch", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
+    parser.add_argument("--settle-rounds", type=int, default=7,
+                        help="rounds of each head-to-head race settling a row whose match hangs on speeds within "
+                             f"{SETTLE_MARGIN:.0%} (bench_settle; default 7, 0: no races, the paired timing decides)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fixed-steps", action="store_true",
                         help="the search keeps the profiled step count (default: it also tries fewer steps, as `schedc solve` does)")

@@ -99,6 +99,23 @@ def fmt(value, fmt: str = ".2f", none: str = "-") -> str:
     return none if value is None else format(value, fmt)
 
 
+def _raced(row: dict) -> str:
+    """What the head-to-head races (bench_settle) said about this row's match, if any were run."""
+    settled = row.get("settled")
+    if not settled:
+        return ""
+    races = settled["raced"]
+    if settled["won_by"] is not None:
+        return f" (head to head: {races[-1]['ratio']:.2f}x the baseline's speed)"
+    slower = ", ".join(f"{budget_label_of(x['setting'])} {x['ratio']:.2f}x" for x in races)
+    return f" (raced, slower head to head: {slower})"
+
+
+def budget_label_of(setting: str) -> str:
+    """'search b=0.2028' -> 'b=0.2028'."""
+    return setting.split(" ")[-1]
+
+
 def verdict(monotone: bool | None) -> str:
     return {True: "yes", False: "**no**", None: "n/a (budgets do not span 0.1-0.9)"}[monotone]
 
@@ -124,7 +141,10 @@ def model_markdown(result: dict, command: str) -> str:
         + f"{s['threads']} threads, torch {s['torch']}. schedc: {s['solver']} solver"
         + (f", {s['evaluations']} evaluations, time limit {s['time_limit']:g} s" if s["solver"] == "search" else "")
         + f"; non-block share {s['nonblock_share']:.3f}; full-compute class accuracy {fmt(s['full_class_acc'])}. "
-        "Matched schedc row: the best PSNR among schedc schedules measured at least as fast; "
+        "Matched schedc row: the best PSNR among schedc schedules measured at least as fast"
+        + (f" (where that hangs on speeds within {s['settle_margin']:.0%} of the baseline's, the closer schedules are "
+           f"raced against it head to head, {s['settle_rounds']} rounds, order alternating, median ratio; "
+           f"{s.get('races', 0)} races; bench_settle)" if s.get("settle_rounds") else "") + "; "
         f"a row is lost when ΔPSNR < {PSNR_RESOLUTION_DB:g} dB (what the table shows as +0.00 is a tie) or none is as fast.", "",
         f"**{c['won']} won, {c['lost']} lost** of {c['rows']} rows"
         + (f" ({c['ties']} of the lost are ties: schedc compiled the baseline's own schedule, same samples and same "
@@ -142,11 +162,11 @@ def model_markdown(result: dict, command: str) -> str:
         m = r["schedc"]
         head = f"| {r['family']} | {r['setting']} | {r['speedup']:.2f}x | {r['psnr']:.2f} | "
         if m is None:
-            lines.append(head + "none as fast | - | - | **lost** |")
+            lines.append(head + f"none as fast{_raced(r)} | - | - | **lost** |")
         else:
             d = f"{r['delta_psnr']:+.2f}"
             steps = f" ({m['steps']} steps)" if m.get("steps") not in (None, sampler["steps"]) else ""
-            lines.append(head + f"{budget_label(m['budget'])}{steps} | {m['speedup']:.2f}x | {m['psnr']:.2f} | "
+            lines.append(head + f"{budget_label(m['budget'])}{steps} | {m['speedup']:.2f}x{_raced(r)} | {m['psnr']:.2f} | "
                          + ((f"**{d}** (tie: {_tie(r['tie'])}) |" if r.get("tie") else
                              f"**{d}** (lost: the setting skipped nothing) |" if skipped_nothing(r) else f"**{d}** (lost) |")
                             if r["lost"] else f"{d} |"))
