@@ -106,8 +106,8 @@ def _raced(row: dict) -> str:
         return ""
     races = settled["raced"]
     if settled["won_by"] is not None:
-        return f" (head to head: {races[-1]['ratio']:.2f}x the baseline's speed)"
-    slower = ", ".join(f"{budget_label_of(x['setting'])} {x['ratio']:.2f}x" for x in races)
+        return f" (head to head: {races[-1]['ratio']:.3f}x the baseline's speed)"
+    slower = ", ".join(f"{budget_label_of(x['setting'])} {x['ratio']:.3f}x" for x in races)
     return f" (raced, slower head to head: {slower})"
 
 
