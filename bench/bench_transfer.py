@@ -349,7 +349,9 @@ def summary_markdown(results: list[dict]) -> str:
     for res in results:
         s = res["settings"]
         lines += [f"## {s['model']} ({s['sampler']['steps']} steps {s['sampler']['scheduler']}, CFG {s['sampler']['cfg']} "
-                  f"g={s['sampler']['guidance_scale']:g}; solver {s['solver']}, {s['calib']} calibration samples, "
+                  f"g={s['sampler']['guidance_scale']:g}; solver {s['solver']}"
+                  + (" trying fewer step counts (--vary-steps, as schedc solve does)" if s.get("vary_steps") else "")
+                  + f", {s['calib']} calibration samples, "
                   f"{s['samples']} held-out; steps part, measured at the new count: {_steps_measured(res)})", "",
                   "| part | setting | budget | compiled here: mean / p5 dB | transferred: mean / p5 dB | loss mean dB | "
                   "its 95% CI | loss p5 dB | meets bar |",
