@@ -239,6 +239,9 @@ def summary_markdown(results: list[dict]) -> str:
     lines += ["", "Settings: " + "; ".join(f"held-out seeds 1000000.. ({n} samples), {k} interleaved rounds of {b} samples, "
                                           f"{t} threads, {e} search evaluations, torch {tv}" for n, k, b, t, e, tv in sorted(settings))
               + ". Acceptance (issue #11): no lost row; prediction within ±1 dB for >= 80% of rows; monotone on every model."]
+    settled = sorted(r["settings"]["model"] for r in results if r["settings"].get("settle_rounds"))
+    lines += ["", "Matches settled head to head where speeds were within 10% (bench_settle): "
+              + (", ".join(settled) if settled else "none") + "; the other models' rows stand on the paired timing alone."]
     return "\n".join(lines) + "\n"
 
 
@@ -280,7 +283,7 @@ def update_readme(summary: str) -> None:
     if start < 0 or end < start:
         raise SchedcError(f"README.md has no {README_MARKERS[0]} ... {README_MARKERS[1]} block")
     table = "\n".join(line for line in summary.splitlines() if line.startswith("|"))
-    table += "\n\n" + next(line for line in summary.splitlines() if line.startswith("Settings:"))
+    table += "".join("\n\n" + line for line in summary.splitlines() if line.startswith(("Settings:", "Matches settled")))
     atomic_write_text(path, text[: start + len(README_MARKERS[0])] + "\n" + table + "\n" + text[end:])
 
 
