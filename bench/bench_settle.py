@@ -22,15 +22,18 @@ SETTLE_MARGIN = 0.10  # paired speedups within 10% of each other are raced (the 
 Race = Callable[[str, str], float]  # (schedc samples key, baseline samples key) -> baseline time / schedc time
 
 
-def contenders(row: dict, ours: list[dict], margin: float = SETTLE_MARGIN) -> tuple[list[dict], dict | None]:
-    """(close schedc rows to race against `row`, best PSNR first; the best clearly-as-fast schedc row or None)."""
+def contenders(row: dict, ours: list[dict], margin: float = SETTLE_MARGIN) -> tuple[list[dict], list[dict]]:
+    """(close schedc rows to race against `row`, best PSNR first; the rows that stand without a race: the best
+    clearly-as-fast one and `row`'s own schedule, the same run, when schedc compiled it). Only a close row with
+    a higher PSNR than every standing one can change the match."""
     speed = row["speedup"]
     clear = [o for o in ours if o["speedup"] >= speed * (1 + margin)]
-    best_clear = max(clear, key=lambda o: o["psnr"]) if clear else None
-    floor = best_clear["psnr"] if best_clear else -float("inf")
+    own = next((o for o in ours if o["samples_key"] == row["samples_key"]), None)
+    standing = [o for o in (max(clear, key=lambda o: o["psnr"]) if clear else None, own) if o is not None]
+    floor = max((o["psnr"] for o in standing), default=-float("inf"))
     close = [o for o in ours if abs(o["speedup"] / speed - 1) < margin and o["psnr"] > floor
              and o["samples_key"] != row["samples_key"]]
-    return sorted(close, key=lambda o: -o["psnr"]), best_clear
+    return sorted(close, key=lambda o: -o["psnr"]), standing
 
 
 def settle_rows(rows: list[dict], race: Race, margin: float = SETTLE_MARGIN, ours_family: str = "schedc",
@@ -43,10 +46,7 @@ def settle_rows(rows: list[dict], race: Race, margin: float = SETTLE_MARGIN, our
     for r in rows:
         if r["family"] == ours_family or r["family"] in skip:
             continue
-        close, best_clear = contenders(r, ours, margin)
-        own = next((o for o in ours if o["samples_key"] == r["samples_key"]), None)  # the same run: as fast
-        standing = [o for o in (best_clear, own) if o is not None]
-        close = [o for o in close if o["psnr"] > max((o2["psnr"] for o2 in standing), default=-float("inf"))]
+        close, standing = contenders(r, ours, margin)
         if not close:
             continue
         winner, raced = None, []

@@ -239,9 +239,12 @@ def summary_markdown(results: list[dict]) -> str:
     lines += ["", "Settings: " + "; ".join(f"held-out seeds 1000000.. ({n} samples), {k} interleaved rounds of {b} samples, "
                                           f"{t} threads, {e} search evaluations, torch {tv}" for n, k, b, t, e, tv in sorted(settings))
               + ". Acceptance (issue #11): no lost row; prediction within ±1 dB for >= 80% of rows; monotone on every model."]
-    settled = sorted(r["settings"]["model"] for r in results if r["settings"].get("settle_rounds"))
-    lines += ["", "Matches settled head to head where speeds were within 10% (bench_settle): "
-              + (", ".join(settled) if settled else "none") + "; the other models' rows stand on the paired timing alone."]
+    settled = sorted((r["settings"]["model"], r["settings"]["settle_margin"]) for r in results
+                     if r["settings"].get("settle_rounds"))
+    margins = ", ".join(f"{m:.0%}" for m in sorted({m for _, m in settled}))
+    lines += ["", (f"Matches settled head to head where speeds were within {margins} (bench_settle): "
+                   + ", ".join(name for name, _ in settled) if settled else "Matches settled head to head: none")
+              + "; the other models' rows stand on the paired timing alone."]
     return "\n".join(lines) + "\n"
 
 
