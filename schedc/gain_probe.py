@@ -31,6 +31,7 @@ from schedc.profile import Profile
 from schedc.profiler import ProfileConfig, profile_model
 from schedc.retarget import gain_fields, step_positions
 from schedc.sampling import SamplerConfig
+from schedc.step_settings import retargeted_profile
 
 
 def _measure(profile: Profile, adapter: ModelAdapter, sampler: SamplerConfig, progress: bool, **config) -> Profile:
@@ -119,4 +120,10 @@ def _spacing(positions: np.ndarray) -> float:
     return float((positions[-1] - positions[0]) / max(positions.size - 1, 1))
 
 
-__all__ = ["GainScaling", "measure_at_steps", "measure_gains", "with_gains"]
+def fewer_steps_gains(adapter: ModelAdapter, profile: Profile, steps: int) -> GainScaling:
+    """The gains' excess over the profile's measured at `steps` (the coarsest count the search tries)."""
+    sampler = SamplerConfig(**profile.meta.sampler).with_changes(steps=steps)
+    return GainScaling.measure(profile, retargeted_profile(adapter, profile, steps), adapter, sampler)
+
+
+__all__ = ["GainScaling", "fewer_steps_gains", "measure_at_steps", "measure_gains", "with_gains"]

@@ -11,6 +11,7 @@ from typing import Iterator
 from schedc.errors import ScheduleError
 from schedc.models.adapter import GenerationInputs, ModelAdapter
 from schedc.sampling import SamplerConfig
+from schedc.step_settings import usable_nonblock
 from schedc import timing
 from schedc.timing import device_of, repeats_for, timed
 from schedc_runtime import Schedule, ScheduleFormatError, ScheduleHandle, apply_schedule
@@ -23,6 +24,11 @@ def nonblock_share(adapter: ModelAdapter, inputs: GenerationInputs, sampler: Sam
     (median over `repeats` interleaved rounds)."""
     speedups, _ = time_interleaved(adapter, {"full": None}, inputs, repeats, sampler)
     return 1.0 / speedups["skip"]
+
+
+def measure_nonblock_share(adapter: ModelAdapter, sampler: SamplerConfig, seeds: list[int], repeats: int = 3) -> float:
+    """o (`nonblock_share` on `seeds`), kept usable (schedc.step_settings.usable_nonblock)."""
+    return usable_nonblock(nonblock_share(adapter, adapter.make_inputs(seeds), sampler, repeats))
 
 
 def sampler_of(schedule: Schedule) -> SamplerConfig:
@@ -134,5 +140,5 @@ def interleaved_times(
     return times
 
 
-__all__ = ["blocks_skipped", "interleaved_times", "nonblock_share", "replaying", "sampler_of",
+__all__ = ["blocks_skipped", "interleaved_times", "measure_nonblock_share", "nonblock_share", "replaying", "sampler_of",
            "time_interleaved"]

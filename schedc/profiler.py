@@ -25,7 +25,7 @@ from schedc.errors import ProfileError
 from schedc.metrics import check_reference, rel_l2
 from schedc.models.adapter import GenerationInputs, ModelAdapter
 from schedc.profile import Profile
-from schedc.step_settings import measure_nonblock_share
+from schedc.interleaved import measure_nonblock_share
 from schedc.profile_meta import ProfileMeta
 from schedc.profile_resume import BatchStore
 from schedc.timing import device_of, timed

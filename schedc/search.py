@@ -61,9 +61,10 @@ from schedc.search_time import AfterSearch, RolloutRate
 from schedc.solvers.families import Candidate, Decisions, family_candidates
 from schedc.search_starts import (dp_candidates as _dp_candidates, family_starts_at, first_starts_at, fits as _fits,
                                   kind as start_kind, setting_dp_candidates as _setting_dp_candidates)
-from schedc.step_settings import (StepSetting, alternative_step_counts, block_cost_at, measure_nonblock_share,
-                                  fewer_steps_gains, profiled_setting, retargeted_setting, time_fraction,
-                                  usable_nonblock)
+from schedc.gain_probe import fewer_steps_gains
+from schedc.interleaved import measure_nonblock_share
+from schedc.step_settings import (StepSetting, alternative_step_counts, block_cost_at, profiled_setting,
+                                  retargeted_setting, time_fraction, usable_nonblock)
 from schedc_runtime.modes import REUSE_MODES
 from schedc_runtime.safeyaml import format_ranges
 
@@ -126,7 +127,8 @@ def _settings(adapter: ModelAdapter, profile: Profile, problem: Problem, budget:
     counts = set(alternative_step_counts(profile.num_steps, budget, nonblock))
     counts |= {len(grid) for grid in given if 1 <= len(grid) < profile.num_steps}
     gains = fewer_steps_gains(adapter, profile, min(counts)) if counts else None
-    others = [retargeted_setting(adapter, profile, problem, n, budget, nonblock, gains) for n in sorted(counts)]
+    others = [retargeted_setting(adapter, profile, problem, n, budget, nonblock, gains.apply if gains else None)
+              for n in sorted(counts)]
     return native, [s for s in others if s is not None], nonblock
 
 

@@ -26,7 +26,7 @@ from schedc.retarget import retarget_profile
 from schedc.sampler_config import SamplerConfig
 
 if TYPE_CHECKING:
-    from schedc.gain_probe import GainScaling
+    from typing import Callable
 
 ALTERNATIVES = 3  # step counts tried between the fewest that fit and the profiled count
 NONBLOCK_MAX = 0.95  # o is capped here so equal-time budgets stay finite (block_cost_at divides by 1 - o)
@@ -82,13 +82,15 @@ def profiled_setting(profile: Profile, problem: Problem, budget: float) -> StepS
 
 
 def retargeted_setting(adapter: ModelAdapter, profile: Profile, problem: Problem, steps: int, budget: float,
-                       nonblock: float, gains: "GainScaling | None" = None) -> StepSetting | None:
-    """The setting at `steps` (tables retargeted by noise level, gains scaled by `gains` when given, costs as
-    `problem`'s); None if no compute fits."""
+                       nonblock: float, rescale_gains: "Callable[[Profile, Profile], Profile] | None" = None,
+                       ) -> StepSetting | None:
+    """The setting at `steps` (tables retargeted by noise level, gains rescaled by `rescale_gains(profile,
+    retargeted)` when given, e.g. schedc.gain_probe.GainScaling.apply; costs as `problem`'s); None if no compute
+    fits."""
     sampler = SamplerConfig(**profile.meta.sampler).with_changes(steps=steps)
     target = retargeted_profile(adapter, profile, steps)
-    if gains is not None:
-        target = gains.apply(profile, target)
+    if rescale_gains is not None:
+        target = rescale_gains(profile, target)
     moved = problem_like(target, problem)
     share = block_budget(steps, profile.num_steps, budget, nonblock)
     if share * steps < 1.0 - 1e-9:  # not even step 0's computes fit
@@ -102,25 +104,10 @@ def retargeted_profile(adapter: ModelAdapter, profile: Profile, steps: int) -> P
     return retarget_profile(profile, steps, adapter.model_timesteps(sampler))
 
 
-def fewer_steps_gains(adapter: ModelAdapter, profile: Profile, steps: int) -> "GainScaling":
-    """The gains' excess over the profile's measured at `steps` (the coarsest count tried; schedc.gain_probe)."""
-    from schedc.gain_probe import GainScaling
-
-    sampler = SamplerConfig(**profile.meta.sampler).with_changes(steps=steps)
-    return GainScaling.measure(profile, retargeted_profile(adapter, profile, steps), adapter, sampler)
-
-
 def usable_nonblock(share: float) -> float:
     """A measured or recorded o kept in [0, NONBLOCK_MAX], the range equal-time budgets are defined on."""
     return min(max(share, 0.0), NONBLOCK_MAX)
 
 
-def measure_nonblock_share(adapter: ModelAdapter, sampler: SamplerConfig, seeds: list[int], repeats: int = 3) -> float:
-    """o (schedc.evaluate.nonblock_share on `seeds`), kept usable (usable_nonblock)."""
-    from schedc.interleaved import nonblock_share  # torch-side: only the model-in-the-loop path needs it
-
-    return usable_nonblock(nonblock_share(adapter, adapter.make_inputs(seeds), sampler, repeats))
-
-
-__all__ = ["ALTERNATIVES", "StepSetting", "alternative_step_counts", "block_budget", "block_cost_at", "measure_nonblock_share",
-           "fewer_steps_gains", "profiled_setting", "retargeted_profile", "retargeted_setting", "time_fraction"]
+__all__ = ["ALTERNATIVES", "StepSetting", "alternative_step_counts", "block_budget", "block_cost_at", "profiled_setting",
+           "retargeted_profile", "retargeted_setting", "time_fraction", "usable_nonblock"]
