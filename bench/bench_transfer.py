@@ -15,6 +15,9 @@ held-out seeds against full compute under the run's conditions; mean PSNR and th
   on all --calib samples, N in --steps (default 20, 25, 30, 100);
 - classes: calibrated on the first half of the classes (or prompts), run on the other half, vs
   calibrated on that other half;
+- reseed (the classes part's control): calibrated on the other half with other calibration seeds (inputs
+  of seeds shifted by RESEED_OFFSET), vs the classes part's schedule for that half: what a schedule moves
+  when only its calibration samples change, the part of a classes loss that is not the classes';
 - guidance: compiled at the model's guidance scale g, run at g' in --guidances, vs compiled at g';
 - scheduler: compiled for the model's own scheduler, run with another compatible one of DDIM,
   DPM-Solver++ (multistep) and Euler (the profile's tables mapped onto its timesteps by noise level, a no-op
@@ -62,7 +65,10 @@ from schedc.sampler_config import SamplerConfig  # noqa: E402
 from schedc.solvers import Constraints, SolveContext  # noqa: E402
 from schedc.step_settings import retargeted_profile  # noqa: E402
 
-PARTS = ("steps", "classes", "guidance", "scheduler", "batch", "minimax")
+PARTS = ("steps", "classes", "reseed", "guidance", "scheduler", "batch", "minimax")
+# reseed part: the other calibration's inputs come from seeds shifted by this much (a multiple of every class
+# count here, so each seed keeps its class; far below the held-out seeds, EVAL_SEED_START)
+RESEED_OFFSET = 500_000
 SCHEDULERS = ("DDIMScheduler", "DPMSolverMultistepScheduler", "EulerDiscreteScheduler")  # where compatible
 SOURCE_STEPS = 50  # the steps part compiles from a profile at this step count (issue #12: "compile at 50")
 CALIB_BATCH = 16
@@ -101,6 +107,20 @@ class LabelSubset:
         return replace(inputs, labels=labels)
 
 
+class SeedShift:
+    """A model adapter whose inputs for seed s are those of seed s + `offset`: the same classes or prompts,
+    other noise (the reseed part's second calibration)."""
+
+    def __init__(self, adapter, offset: int) -> None:
+        self._adapter, self.offset = adapter, offset
+
+    def __getattr__(self, name):
+        return getattr(self._adapter, name)
+
+    def make_inputs(self, seeds):
+        return self._adapter.make_inputs([int(s) + self.offset for s in seeds])
+
+
 def label_halves(adapter) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     """The two halves of what conditions the model's samples (class ids or prompts); None: unconditioned."""
     classes = getattr(adapter, "classes", None)
@@ -127,6 +147,8 @@ class Transfer:
         self.sampler = spec.sampler(self.adapter)
         self.seeds = list(range(EVAL_SEED_START, EVAL_SEED_START + args.samples))
         self._full: dict = {}
+        self._profiles: dict[str, Profile] = {}
+        self._schedules: dict = {}  # (profile, budget) -> schedule: parts sharing a profile share its schedule
 
     def log(self, message: str) -> None:
         self._log(f"[{time.perf_counter() - self.started:7.1f}s] {self.spec.name}: {message}")
@@ -135,24 +157,31 @@ class Transfer:
         """The profile of `adapter` (label: which inputs) at `sampler`; shared by every part that needs it."""
         name = f"{label}-{sampler.steps}steps-g{sampler.guidance_scale:g}" + (
             f"-{sampler.scheduler}" if sampler.scheduler != self.sampler.scheduler else "")
+        if name in self._profiles:
+            return self._profiles[name]
         path = self.work / f"{name}.npz"
         if path.exists():
             profile = Profile.load(path)
             if profile.meta.sampler == sampler.to_dict() and len(profile.meta.calibration_seeds) == self.args.calib:
-                return profile
+                return self._profiles.setdefault(name, profile)
         self.log(f"profiling {name} ({sampler.steps} steps, g={sampler.guidance_scale:g})")
         # FLOP cost model (no latency timing): transfer is a property of the error tables, not of this CPU
         config = ProfileConfig(calib_samples=self.args.calib, batch_size=CALIB_BATCH, measure_latency=False)
         profile = profile_model(adapter, sampler, config, progress=False)
         profile.save(path)
-        return profile
+        return self._profiles.setdefault(name, profile)
 
     def schedule(self, profile: Profile, budget: float, calibrating=None):
         """--solver's schedule; the closed-loop search rolls out on `calibrating` (the adapter whose inputs the
-        profile was measured on; default the model's own), at the profile's sampler, as `schedc solve` does."""
-        if self.args.solver == "search":
-            return self.searched(profile, budget, calibrating=calibrating)
-        return compile_schedule(profile, budget, self.args.solver, Constraints(time_limit=self.args.time_limit))
+        profile was measured on; default the model's own), at the profile's sampler, as `schedc solve` does.
+        Memoised per profile and budget: a time-limited search need not compile the same schedule twice."""
+        key = (id(profile), budget)  # the memo holds the profile too, so its id is not reused while it is there
+        if key not in self._schedules:
+            self._schedules[key] = (profile, self.searched(profile, budget, calibrating=calibrating)
+                                    if self.args.solver == "search" else
+                                    compile_schedule(profile, budget, self.args.solver,
+                                                     Constraints(time_limit=self.args.time_limit)))
+        return self._schedules[key][1]
 
     def per_sample(self, adapter, schedule, sampler: SamplerConfig, batch: int = 32) -> np.ndarray:
         """[N] PSNR of `schedule` run at `sampler` vs full compute at `sampler`, held-out seeds."""
@@ -210,6 +239,17 @@ class Transfer:
         native = self.profile("classes-b", second, self.sampler)
         return self.compare("classes", f"calibrated on {_ids(halves[0])}, run on {_ids(halves[1])}", native,
                             calibrated, second, self.sampler, elsewhere_adapter=first)
+
+    def part_reseed(self) -> list[dict]:
+        halves = label_halves(self.adapter)
+        if halves is None:
+            return []
+        second = LabelSubset(self.adapter, halves[1])
+        other = SeedShift(second, RESEED_OFFSET)
+        native = self.profile("classes-b", second, self.sampler)
+        reseeded = self.profile("classes-b-reseeded", other, self.sampler)
+        return self.compare("reseed", f"calibrated on {_ids(halves[1])} with seeds +{RESEED_OFFSET}, run on "
+                            f"{_ids(halves[1])}", native, reseeded, second, self.sampler, elsewhere_adapter=other)
 
     def part_guidance(self) -> list[dict]:
         if self.sampler.cfg == "none":
