@@ -42,6 +42,7 @@ from schedc.compile import compile_schedule  # noqa: E402
 from schedc.evaluate import EVAL_SEED_START, baseline_schedule  # noqa: E402
 from schedc.profile import Profile  # noqa: E402
 from schedc.profiler import ProfileConfig, profile_model  # noqa: E402
+from schedc.step_settings import time_fraction  # noqa: E402
 
 CALIB = 16  # only the latency table and the non-block share are read here
 
@@ -88,9 +89,8 @@ def measure(spec, args, log) -> dict:
     work = Path(args.work) / spec.name
     work.mkdir(parents=True, exist_ok=True)
     path = work / "profile.npz"
-    if path.exists() and Profile.load(path).meta.sampler == sampler.to_dict():
-        profile = Profile.load(path)
-    else:
+    profile = Profile.load(path) if path.exists() else None
+    if profile is None or profile.meta.sampler != sampler.to_dict():
         log(f"{spec.name}: profiling ({CALIB} samples, latency measured)")
         profile = profile_model(adapter, sampler, ProfileConfig(calib_samples=CALIB), progress=False)
         profile.save(path)
@@ -100,8 +100,9 @@ def measure(spec, args, log) -> dict:
     uniform = baseline_schedule("uniform", base, args.budget, share, adapter)
     fewer = baseline_schedule("fewer-steps", base, args.budget, share, adapter)
     inputs = adapter.make_inputs(list(range(EVAL_SEED_START, EVAL_SEED_START + args.timing_batch)))
+    fewer_name = f"plain {fewer.num_steps} steps"
     variants = {"plain": full_variant(), "uniform": schedule_variant(adapter, uniform, "uniform", f"b={args.budget:g}"),
-                f"plain {fewer.num_steps} steps": schedule_variant(adapter, fewer, "fewer-steps", f"b={args.budget:g}")}
+                fewer_name: schedule_variant(adapter, fewer, "fewer-steps", f"b={args.budget:g}")}
     clock = CallClock(adapter.model, adapter.blocks())
     try:
         for r in range(args.rounds + 1):  # round 0 warms up
@@ -109,7 +110,6 @@ def measure(spec, args, log) -> dict:
                 clock.label = name if r else None
                 timed_generation(adapter, variant, inputs, sampler)
         clock.label = None
-        fewer_name = f"plain {fewer.num_steps} steps"
         ratios = [race(adapter, variants[fewer_name], variants["uniform"], inputs, sampler, args.rounds)
                   for _ in range(args.races)]
     finally:
@@ -120,15 +120,14 @@ def measure(spec, args, log) -> dict:
     blocks = [{"block": name, "isolated_ms": 1e3 * isolated[b],
                **{f"{label}_ms": 1e3 * heavy_median(clock.blocks[label][b], floor) for label in ("plain", "uniform")}}
               for b, name in enumerate(meta.blocks)]
-    # ideal time of a generation in full-step units: o per step plus the blocks' share at the schedule's cost
-    ideal = lambda steps, cost: steps * share + (1 - share) * cost * meta.steps  # noqa: E731
     uniform_cost = float(uniform.compute_fraction())
     return {"model": spec.name, "sampler": sampler.to_dict(), "budget": args.budget, "nonblock_share": share,
             "rounds": args.rounds, "timing_batch": args.timing_batch, "threads": torch.get_num_threads(),
             "blocks": blocks,
             "calls_ms": {label: 1e3 * heavy_median(clock.calls[label], 0.5 * full_call) for label in variants},
             "uniform_cost": uniform_cost, "fewer_steps": fewer.num_steps,
-            "predicted_fewer_over_uniform": ideal(meta.steps, uniform_cost) / ideal(fewer.num_steps, fewer.num_steps / meta.steps),
+            "predicted_fewer_over_uniform": time_fraction(meta.steps, meta.steps, uniform_cost, share)
+            / time_fraction(fewer.num_steps, meta.steps, 1.0, share),
             "raced_fewer_over_uniform": ratios}
 
 
