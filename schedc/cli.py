@@ -175,8 +175,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
              if schedule.num_steps != profile.num_steps else "")
     memory = schedule.provenance.get("predicted", {}).get("peak_cache_mib")
     cache = f", peak cache {memory:.2f} MiB at batch {schedule.provenance['predicted']['cache_batch']}" if memory is not None else ""
+    rollouts = solution.stats.get("rollouts")
+    ran = f" ({rollouts} rollouts, ended by the {solution.stats['stopped_by']})" if rollouts is not None else ""
     print(f"wrote {out}: solver {solution.solver}, cost {solution.cost:.3f} of full (budget {args.budget:.2f}), "
-          f"{predicted}, solved in {secs:.2f} s{spans}{cache}{moved}")
+          f"{predicted}, solved in {secs:.2f} s{ran}{spans}{cache}{moved}")
+    for note in _clock_notes(solution.stats):
+        print(f"note: {note}")
     if fallback:
         print(f"note: {fallback}; solved with the dp on the additive error model (the closed-loop search runs the model)")
     both = f"`schedc profile --steps {schedule.num_steps},{retargeted['steps']}`" if retargeted else ""
@@ -188,6 +192,22 @@ def cmd_solve(args: argparse.Namespace) -> int:
               f"on a coarser grid that can cost several dB against tables measured there (README section 10): "
               f"{both} records both in one file")
     return 0
+
+
+def _clock_notes(stats: dict) -> list[str]:
+    """Where the search's result depends on this machine's speed or load (schedc.search_time), in words."""
+    from schedc.search_time import WALL_GUARD
+
+    notes = []
+    if stats.get("clock") == "wall":
+        notes.append("the profile records no generation time (an older schedc wrote it), so the search's time limit "
+                     "read the wall clock and this schedule depends on the machine's load; re-profile to make the "
+                     "solve reproducible")
+    if stats.get("stopped_by") == "wall-clock guard":
+        notes.append(f"the search ran {WALL_GUARD:g}x past its time limit on the wall clock (this machine is much "
+                     "slower than the one that profiled) and stopped there, so this schedule depends on this "
+                     "machine's speed; re-profile here, or raise --time-limit")
+    return notes
 
 
 def _confirmation(stats: dict) -> str:

@@ -213,7 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-cache-mb", type=float, default=None, help="cache memory limit in MiB at the profiling batch size (search, ilp; every schedule reports its peak)")
     p.add_argument("--depends", type=_depends, default=(), metavar="UP>DOWN,...",
                    help="block dependencies: when block UP refreshes, DOWN refreshes too, e.g. 0>1>2,4>5 (ilp)")
-    p.add_argument("--time-limit", type=float, default=60.0, help="solver time limit in seconds (search, ilp; default 60)")
+    p.add_argument("--time-limit", type=float, default=60.0, help="solver time limit in seconds (default 60). search: seconds of model work charged at "
+                   "the generation time the profile recorded, so the same solve gives the same schedule on a busy "
+                   "or slower machine, only later (a wall-clock guard stops it at 3x); ilp: wall-clock seconds")
     p.add_argument("--first-full", type=int, default=1, help="the first K steps compute every block (default 1)")
     p.add_argument("--steps", type=_steps, default="auto", metavar="auto|N",
                    help="sampler steps the schedule runs at: auto (default) lets the search also try fewer steps than "

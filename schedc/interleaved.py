@@ -31,6 +31,15 @@ def measure_nonblock_share(adapter: ModelAdapter, sampler: SamplerConfig, seeds:
     return usable_nonblock(nonblock_share(adapter, adapter.make_inputs(seeds), sampler, repeats))
 
 
+def measure_generation(adapter: ModelAdapter, sampler: SamplerConfig, seeds: list[int],
+                       repeats: int = 3) -> tuple[float, float]:
+    """(o kept usable, seconds of one full-compute generation per sample) on `seeds`, from the same interleaved
+    rounds. The profiler records both: o sizes the search's step counts, the seconds are its clock
+    (schedc.search_time.WorkClock), so the same profile gives the same schedule on any machine."""
+    speedups, full = time_interleaved(adapter, {"full": None}, adapter.make_inputs(seeds), repeats, sampler)
+    return usable_nonblock(1.0 / speedups["skip"]), full / len(seeds)
+
+
 def sampler_of(schedule: Schedule) -> SamplerConfig:
     """The sampling settings recorded in a schedule."""
     try:
@@ -140,5 +149,5 @@ def interleaved_times(
     return times
 
 
-__all__ = ["blocks_skipped", "interleaved_times", "measure_nonblock_share", "nonblock_share", "replaying", "sampler_of",
+__all__ = ["blocks_skipped", "interleaved_times", "measure_generation", "measure_nonblock_share", "nonblock_share", "replaying", "sampler_of",
            "time_interleaved"]

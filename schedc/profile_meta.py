@@ -23,7 +23,8 @@ PROFILE_VERSION = 2  # the "schedc_profile" key of a profile file's metadata (2:
 READABLE_VERSIONS = (1, 2)  # version 1 kept one array field per reuse mode; the metadata is the same
 _VERSION_KEY = "schedc_profile"
 # fields older profiles of this format version may lack (None = not recorded)
-OPTIONAL_FIELDS = ("model_source", "block_outputs", "cache_bytes", "latency", "device", "nonblock_share")
+OPTIONAL_FIELDS = ("model_source", "block_outputs", "cache_bytes", "latency", "device", "nonblock_share",
+                   "generation_seconds")
 
 
 def _freeze(value: Any) -> Any:
@@ -94,6 +95,10 @@ class ProfileMeta:
     # o: time of a generation with every block skipped / with every block computed, on `device`; recorded so
     # the search's equal-time step counts come from the file (the same solve twice gives the same schedule)
     nonblock_share: float | None = None
+    # seconds of one full-compute generation per sample (at the profiling batch, on `device`): the closed-loop
+    # search charges its work at this rate instead of reading a wall clock, so its result does not depend on
+    # how busy the machine is (schedc.search_time.WorkClock)
+    generation_seconds: float | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):  # freeze whatever the caller passed (lists, dicts)
@@ -155,6 +160,8 @@ class ProfileMeta:
             raise _bad("device", "a string", self.device)
         if self.nonblock_share is not None and not (_is_number(self.nonblock_share) and 0 <= self.nonblock_share <= 1):
             raise _bad("nonblock_share", "a number in [0, 1]", self.nonblock_share)
+        if self.generation_seconds is not None and not (_is_number(self.generation_seconds) and self.generation_seconds > 0):
+            raise _bad("generation_seconds", "a positive number of seconds", self.generation_seconds)
 
     # -- dict form (the npz's JSON) ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

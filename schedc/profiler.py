@@ -25,7 +25,7 @@ from schedc.errors import ProfileError
 from schedc.metrics import check_reference, rel_l2
 from schedc.models.adapter import GenerationInputs, ModelAdapter
 from schedc.profile import Profile
-from schedc.interleaved import measure_nonblock_share
+from schedc.interleaved import measure_generation
 from schedc.profile_meta import ProfileMeta
 from schedc.profile_resume import BatchStore
 from schedc.timing import device_of, timed
@@ -405,6 +405,8 @@ def profile_model(
         err_count = {k.split(".", 1)[1]: arrays.pop(k) for k in list(arrays) if k.startswith("err_count.")}
         sums = arrays
     block_flops, nonblock_flops = adapter.flops()
+    share, generation = (measure_generation(adapter, recorded_sampler, seeds[:config.batch_size])
+                         if config.measure_latency else (None, None))
     meta = ProfileMeta(
         model=adapter.name,
         model_source=adapter.source or {"path": adapter.name},
@@ -429,8 +431,8 @@ def profile_model(
         config=asdict(replace(config, rank=(0, 1))),  # the whole run's options, whichever rank wrote it
         latency=measure_latency(adapter, captured, quantized) if config.measure_latency else None,
         device=(platform.processor() or platform.machine()) if config.measure_latency else None,
-        nonblock_share=round(measure_nonblock_share(adapter, recorded_sampler, seeds[:config.batch_size]), 4)
-        if config.measure_latency else None,
+        nonblock_share=None if share is None else round(share, 4),
+        generation_seconds=None if generation is None else float(f"{generation:.4g}"),
     )
     return Profile(
         probe_final_sum=probe_final,

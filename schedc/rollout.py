@@ -19,6 +19,7 @@ from schedc.objectives import Objective
 from schedc.profile import Profile
 from schedc.sampler_config import SamplerConfig
 from schedc.schedule import build_schedule
+from schedc.search_time import running
 from schedc.solvers.families import Decisions
 from schedc_runtime import apply_schedule
 
@@ -59,7 +60,7 @@ class RolloutScorer:
         if key not in self._memo:
             self.calls += 1
             schedule = build_schedule(target, decisions, {"solver": "rollout"})
-            with apply_schedule(self.adapter.model, schedule):
+            with apply_schedule(self.adapter.model, schedule), running(decisions):
                 out = self.adapter.generate(self.inputs, SamplerConfig(**target.meta.sampler)).float().clamp(-1, 1)
             if not torch.isfinite(out).all():
                 self._memo[key] = Score(-math.inf, math.inf)

@@ -32,14 +32,17 @@ a local-search result only with a confident lead there. A schedule for several s
 worst case or mean over guidance scales) is always re-ranked so (a worst case over 16 samples per setting
 overfits): a pick made for several settings must lead the best single-setting schedule with 95% bootstrap
 confidence on the fresh seeds, else that one is kept.
-Deterministic by seed as long as the evaluation budget (`evaluations`) ends the search; the time limit
-is a guard (the stats record which one stopped it).
+Deterministic by seed: the evaluation budget (`evaluations`) or the time limit ends the search (the stats
+record which), and the time limit counts model work charged at the generation time the profile recorded
+(schedc.search_time.WorkClock), not the wall clock, so a busy or slower machine gives the same schedule,
+only later. The DP starts and bookkeeping are not charged (they are seconds at most, on top of the limit).
+A profile that records no generation time (written before it was recorded) leaves the solve on the wall
+clock (the stats' "clock" says which).
 """
 
 from __future__ import annotations
 
 import math
-import time
 from typing import Sequence
 
 import numpy as np
@@ -57,7 +60,7 @@ from schedc.solvers.base import Constraints, Solution
 from schedc.solvers.context import SolveContext
 from schedc.search_moves import has_reuse, moves_at
 from schedc.selection import SELECT_STARTS, confirm_on_fresh_seeds, select_on_fresh_seeds
-from schedc.search_time import AfterSearch, RolloutRate
+from schedc.search_time import WALL_GUARD, AfterSearch, RolloutRate, WorkClock
 from schedc.solvers.families import Candidate, Decisions, family_candidates
 from schedc.search_starts import (dp_candidates as _dp_candidates, family_starts_at, first_starts_at, fits as _fits,
                                   kind as start_kind, setting_dp_candidates as _setting_dp_candidates)
@@ -162,7 +165,24 @@ def search_schedule(
     schedule is a warm start too, so the result is never worse on calibration data than any of them.
     confirm: (one setting) re-rank the winner and the best starts on fresh seeds and keep a local-search
     result only if it leads the best start confidently (schedc.selection); several settings always are.
+    time_limit: seconds of model work, charged at the rate the profile recorded (schedc.search_time.WorkClock),
+    so the same profile, seed and limit give the same schedule on any machine at any load.
     """
+    clock = WorkClock.of(profile)
+    with clock.metering(adapter):
+        return _search(adapter, profile, problem, budget, constraints, clock, evaluations=evaluations, samples=samples,
+                       predict_samples=predict_samples, seed=seed, time_limit=time_limit, progress=progress,
+                       warm_starts=warm_starts, vary_steps=vary_steps, settings=settings, objective=objective,
+                       confirm=confirm)
+
+
+def _search(
+    adapter: ModelAdapter, profile: Profile, problem: Problem, budget: float, constraints: Constraints,
+    clock: WorkClock, *, evaluations: int, samples: int, predict_samples: int, seed: int, time_limit: float,
+    progress: bool, warm_starts: Sequence[Decisions], vary_steps: bool, settings: Sequence[Profile], objective: str,
+    confirm: bool,
+) -> Solution:
+    """search_schedule's body, every generation it runs charged to `clock`."""
     budget = check_budget(budget)
     if evaluations < 0 or samples < 1 or predict_samples < 0 or time_limit <= 0:
         raise SolverError("search needs evaluations >= 0, samples >= 1, predict_samples >= 0 and a positive time limit")
@@ -171,7 +191,6 @@ def search_schedule(
                           "shapes differ): give the solve context the model the profile was made from")
     settings = tuple(settings)
     _check_settings(profile, settings, vary_steps)
-    started = time.perf_counter()
     first = min(constraints.first_full, problem.num_steps)
     seeds = list(profile.meta.calibration_seeds)
     native, others, nonblock = _settings(adapter, profile, problem, budget, seeds[:samples], vary_steps,
@@ -186,9 +205,9 @@ def search_schedule(
     if not starts and not others:
         raise failures[0] if failures else SolverError(f"no schedule family fits budget {budget:.3f}: raise the budget")
     goal = get_objective(objective)
-    clock = time.perf_counter()
+    begun = clock.now()
     scorer = SettingsScorer([RolloutScorer(adapter, p, seeds[:samples]) for p in (profile, *settings)], goal)
-    rate = RolloutRate(full=(time.perf_counter() - clock) / (min(samples, len(seeds)) * (1 + len(settings))))
+    rate = RolloutRate(full=(clock.now() - begun) / (min(samples, len(seeds)) * (1 + len(settings))))
     bar = tqdm(total=len(starts) + evaluations, desc=f"search b={budget:.2f}", disable=not progress, leave=False)
     scored: list[tuple[Score, Candidate, StepSetting]] = []
     stopped = "evaluations"
@@ -199,16 +218,20 @@ def search_schedule(
                         predict=predict_samples, finalists=SELECT_STARTS + 1)
     asked = after
 
-    def out_of_time() -> bool:
-        """Past the time limit less what the next rollout and the work after the search will take at the
-        per-sample times measured so far (rollouts and full compute), so the whole solve fits the limit."""
+    def out_of_time() -> str | None:
+        """"time limit" once past it less what the next rollout and the work after the search will take at the
+        per-sample times charged so far (rollouts and full compute), so the whole solve fits the limit;
+        "wall-clock guard" once the wall clock passes WALL_GUARD limits (a machine far slower than the
+        profile's); None while neither."""
         reserve = after.seconds(rate, 1 + len(settings)) + rate.per_sample() * min(samples, len(seeds)) * (1 + len(settings))
-        return time.perf_counter() - started + reserve > time_limit
+        if clock.now() + reserve > time_limit:
+            return "time limit"
+        return "wall-clock guard" if clock.wall() > WALL_GUARD * time_limit else None
 
     def rollout(decisions, target) -> Score:
-        calls, clock = scorer.calls, time.perf_counter()
+        calls, begun = scorer.calls, clock.now()
         score = scorer(decisions, target)
-        rate.add(time.perf_counter() - clock, (scorer.calls - calls) * min(samples, len(seeds)),
+        rate.add(clock.now() - begun, (scorer.calls - calls) * min(samples, len(seeds)),
                  (target or profile).num_steps)
         return score
 
@@ -217,8 +240,11 @@ def search_schedule(
         scored before under another name (a family equal to a DP) costs nothing: the scorer memoises."""
         nonlocal stopped
         for cand in cands:
-            if not must and (stopped != "evaluations" or (scored and out_of_time())):
-                stopped = "time limit"
+            if not must and stopped != "evaluations":
+                return
+            reason = None if must or not scored else out_of_time()
+            if reason:
+                stopped = reason
                 return
             target = None if setting is native else setting.profile
             scored.append((rollout(cand.decisions, target), cand, setting))
@@ -244,7 +270,7 @@ def search_schedule(
         own = next((c for c in extra if c.origin != "given"), None)
         score_all([c for c in extra if c.origin == "given" or c is own], setting, must=True)
         firsts.append((setting, [c for c in extra if c.origin != "given" and c is not own]))
-    after = after.fitted(time_limit - (time.perf_counter() - started), rate, 1 + len(settings))
+    after = after.fitted(time_limit - clock.now(), rate, 1 + len(settings))
     score_all([c for c in head if c not in must_native], native)
     for setting, rest in firsts:
         score_all(rest, setting)
@@ -271,8 +297,9 @@ def search_schedule(
     tried = misses = 0
     restarted_from: list[str] = []
     while tried < evaluations and stopped == "evaluations":
-        if out_of_time():
-            stopped = "time limit"
+        reason = out_of_time()
+        if reason:
+            stopped = reason
             break
         proposal = moves.propose(current.decisions)
         if proposal is None:  # e.g. every block computes every step: nothing to move
@@ -325,7 +352,8 @@ def search_schedule(
         steps_stats = {"steps": setting.steps, "steps_tried": [profile.num_steps, *(s.steps for s in others)],
                        "nonblock_share": nonblock, "time": share,
                        "block_flops_cost": block * setting.steps / profile.num_steps}
-    stats = {"solve_seconds": time.perf_counter() - started, "start": start_name, "search_psnr": best_score.psnr,
+    stats = {"solve_seconds": clock.wall(), "clock": clock.source,
+             **({"charged_seconds": round(clock.elapsed, 2)} if clock.source == "profile" else {}), "start": start_name, "search_psnr": best_score.psnr,
              "predicted_psnr": predicted.psnr, **_standard_error(by_setting, goal.name, held),
              "predict_seeds": len(held), "search_seeds": min(samples, len(seeds)),
              **({"select_seeds": len(picked)} if picked else {}),

@@ -1,5 +1,13 @@
 """The search's clock: what its rollouts cost per sample, and the work after the search sized to the time left.
 
+The clock charges work, not wall time (WorkClock): every generation the solve asks of the model costs its
+samples x steps x the share of blocks it computes, at the seconds per sample the profile recorded for a full
+generation. A solve that read a wall clock ran 6 rollouts on a slow model on a quiet machine and fewer on a
+busy one, so the same command gave different schedules (25 of unet-sd's 33 zoo solves were ended by the
+time limit). Charged work gives the same stopping points, and so the same schedule, on any machine at any
+load; the time limit is then the solve's duration on the machine that profiled. A wall-clock guard at
+WALL_GUARD x the limit still bounds a machine far slower than that one (the stats say it ended the search).
+
 Why: after the warm starts and the local search, the finalists are re-ranked on fresh seeds and the pick's
 prediction is measured on more (schedc.search, steps 3-4), each with full compute on its seeds. On a slow
 model (a 30-step CFG UNet, seconds per rollout) those two alone took ~50 s of a 60 s limit, and the starts
@@ -11,10 +19,107 @@ within ~1.4x of the full size's (the stats record the sizes used).
 from __future__ import annotations
 
 import math
+import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+if TYPE_CHECKING:
+    from schedc.models.adapter import ModelAdapter
+    from schedc.profile import Profile
 
 MIN_SELECT_SAMPLES = 32  # fresh seeds the finalists are re-ranked on, at the least
 MIN_PREDICT_SAMPLES = 64  # fresh seeds the prediction is measured on, at the least (standard error x1.4 of 128)
+WALL_GUARD = 3.0  # the search also stops once the wall clock passes this many time limits (then not reproducible)
+
+# the decisions grid the generation running now replays (set by a rollout around its generation; None: full)
+_RUNNING: ContextVar["Sequence[Sequence[str]] | None"] = ContextVar("schedc_running_decisions", default=None)
+
+
+def computed_share(decisions: Sequence[Sequence[str]], weights: Sequence[float]) -> float:
+    """The share of a full generation's block work a decisions grid [T][B] computes: each compute weighs its
+    block's share of a step's block time (`weights`, summing to 1; reduced precisions count as native)."""
+    from schedc_runtime.modes import REUSE_MODES
+
+    if not decisions:
+        return 1.0
+    return sum(w for row in decisions for a, w in zip(row, weights) if a not in REUSE_MODES) / len(decisions)
+
+
+@contextmanager
+def running(decisions: Sequence[Sequence[str]]) -> Iterator[None]:
+    """A metering clock charges the generations inside this block as replaying `decisions` (schedc.rollout)."""
+    token = _RUNNING.set(decisions)
+    try:
+        yield
+    finally:
+        _RUNNING.reset(token)
+
+
+@dataclass
+class WorkClock:
+    """Seconds charged for the model work of one solve (see the module docstring).
+
+    per_sample: seconds of a full-compute generation per sample at `steps` steps, from the profile (`source`
+    "profile": reproducible). A profile that does not record it ("wall") leaves the solve on the wall clock,
+    as before: its result then depends on the machine's speed and load (re-profile to record it).
+    nonblock: the share of a generation outside the blocks (it is paid whatever the schedule computes).
+    """
+
+    per_sample: float | None
+    steps: int
+    nonblock: float
+    weights: tuple[float, ...]  # [B] each block's share of a step's block time
+    source: str
+    elapsed: float = 0.0
+    wall_started: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def of(cls, profile: "Profile") -> "WorkClock":
+        meta = profile.meta
+        times = list(meta.latency["native"]) if meta.latency else [float(f) for f in profile.block_flops]
+        total = sum(times) or 1.0
+        return cls(per_sample=meta.generation_seconds, steps=profile.num_steps,
+                   nonblock=meta.nonblock_share if meta.nonblock_share is not None else 0.0,
+                   weights=tuple(t / total for t in times),
+                   source="profile" if meta.generation_seconds else "wall")
+
+    def cost(self, samples: int, steps: int, share: float = 1.0) -> float:
+        """Seconds charged for `samples` generations of `steps` steps computing `share` of the blocks."""
+        rate = self.per_sample or 0.0
+        return rate * samples * steps / self.steps * (self.nonblock + (1.0 - self.nonblock) * share)
+
+    def wall(self) -> float:
+        return time.perf_counter() - self.wall_started
+
+    def now(self) -> float:
+        """Seconds into the solve: the work charged, or the wall clock where the profile records no rate."""
+        return self.elapsed if self.source == "profile" else self.wall()
+
+    @contextmanager
+    def metering(self, adapter: "ModelAdapter") -> Iterator[None]:
+        """Charge every generation `adapter` runs inside this block (rollouts, full-compute references, gain
+        probes), by its samples, the steps it runs and the share of blocks its schedule computes."""
+        own = vars(adapter).get("generate")
+        inner = adapter.generate
+
+        def generate(inputs: Any, sampler: Any, *args: Any, **kwargs: Any) -> Any:
+            out = inner(inputs, sampler, *args, **kwargs)
+            start = kwargs.get("start", args[1] if len(args) > 1 else 0) or 0
+            decisions = _RUNNING.get()
+            share = 1.0 if decisions is None else computed_share(decisions, self.weights)
+            self.elapsed += self.cost(len(inputs), sampler.steps - start, share)
+            return out
+
+        adapter.generate = generate  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            if own is None:
+                del adapter.generate
+            else:
+                adapter.generate = own  # type: ignore[method-assign]
 
 
 @dataclass
@@ -74,4 +179,5 @@ def _shrunk(size: int, scale: float, floor: int) -> int:
     return min(size, max(floor, math.floor(size * scale)))
 
 
-__all__ = ["AfterSearch", "MIN_PREDICT_SAMPLES", "MIN_SELECT_SAMPLES", "RolloutRate"]
+__all__ = ["AfterSearch", "MIN_PREDICT_SAMPLES", "MIN_SELECT_SAMPLES", "RolloutRate", "WALL_GUARD", "WorkClock",
+           "computed_share", "running"]

@@ -25,6 +25,7 @@ timing.MIN_MEASURE_SECONDS = 0.0
 
 TINY_SAMPLER = SamplerConfig(steps=8, guidance_scale=2.0, cfg="batched")
 TINY_NONBLOCK_SHARE = 0.15  # what the tiny model measures on a 2-core CPU, give or take 0.05
+TINY_GENERATION_SECONDS = 0.004  # per sample, full compute, 8 steps: the same (the search's clock charges this)
 # Seconds per block call, as the tiny model measured them on a 2-core CPU: CI's machine measured other ratios
 # (one reused cache costing as much as a compute, say), and the latency-cost schedules changed with them.
 TINY_LATENCY = {
@@ -62,7 +63,9 @@ def tiny_profile():
         ProfileConfig(calib_samples=6, batch_size=4, max_age=4, probe_steps=3, probe_samples=2), progress=False,
     )
     assert 0.0 < profile.meta.nonblock_share < 1.0 and set(profile.meta.latency) == set(TINY_LATENCY)
-    meta = profile.meta.replace(nonblock_share=TINY_NONBLOCK_SHARE, latency=TINY_LATENCY)
+    assert profile.meta.generation_seconds > 0
+    meta = profile.meta.replace(nonblock_share=TINY_NONBLOCK_SHARE, latency=TINY_LATENCY,
+                                generation_seconds=TINY_GENERATION_SECONDS)
     return dataclasses.replace(profile, meta=meta)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -249,62 +250,90 @@ def test_the_search_keeps_its_caches_within_a_memory_limit_and_reports_the_peak(
         assert handle.peak_cache_bytes == pytest.approx(tight.provenance["predicted"]["peak_cache_mib"] * 2**20, rel=1e-3)
 
 
-def _on_a_sample_clock(monkeypatch):
-    """A tiny adapter on a clock that advances one second per sample it generates at 8 steps (fewer-step
-    rollouts are cheaper) and 100 s for the DP's setup; returns (adapter, clock)."""
-    import types
-
-    import schedc.search as search
-
-    clock = {"t": 0.0}
-    adapter = make_tiny_adapter()
-    generate, dp_candidates = adapter.generate, search._dp_candidates
-
-    def timed_generate(inputs, sampler, **kwargs):  # kwargs: the gain probes' on_step / start / x_start
-        clock["t"] += len(inputs) * sampler.steps / 8
-        return generate(inputs, sampler, **kwargs)
-
-    def slow_dp(*args, **kwargs):
-        clock["t"] += 100.0 if not clock.get("dp") else 0.0  # the profiled step count's DP: the setup
-        clock["dp"] = True
-        return dp_candidates(*args, **kwargs)
-
-    monkeypatch.setattr(adapter, "generate", timed_generate)
-    monkeypatch.setattr(search, "_dp_candidates", slow_dp)
-    monkeypatch.setattr(search, "time", types.SimpleNamespace(perf_counter=lambda: clock["t"]))
-    return adapter, clock
+def _on_a_sample_clock(profile):
+    """The tiny profile as if a full generation took one second per sample (8 steps): the search's clock
+    charges its rollouts, references and probes at that rate, whatever this machine's speed."""
+    return dataclasses.replace(profile, meta=profile.meta.replace(generation_seconds=1.0))
 
 
-def test_the_time_limit_covers_the_fresh_seed_reranking_and_the_prediction(tiny_profile, monkeypatch):
+def test_the_time_limit_covers_the_fresh_seed_reranking_and_the_prediction(tiny_profile):
     """The local search stops early enough that re-ranking its finalists on 64 fresh seeds and predicting on
-    more (each with full compute) still finish within the limit, and the setup does not inflate the estimate."""
-    adapter, clock = _on_a_sample_clock(monkeypatch)
-    problem = problem_from_profile(tiny_profile)
-    sol = search_schedule(adapter, tiny_profile, problem, 0.5, evaluations=500, samples=2, predict_samples=4,
-                          time_limit=600.0, progress=False, confirm=True, vary_steps=True)
+    more (each with full compute) still finish within the limit."""
+    profile = _on_a_sample_clock(tiny_profile)
+    problem = problem_from_profile(profile)
+    sol = search_schedule(make_tiny_adapter(), profile, problem, 0.5, evaluations=500, samples=2, predict_samples=4,
+                          time_limit=500.0, progress=False, confirm=True, vary_steps=True)
     assert sol.stats["stopped_by"] == "time limit" and "selected" in sol.stats and len(sol.stats["steps_tried"]) > 1
-    assert sol.stats["rollouts"] > 40  # the local search ran: the setup's 100 s are not counted per sample
+    assert sol.stats["clock"] == "profile" and sol.stats["rollouts"] > 40  # the local search ran
     assert sol.stats["select_seeds"] == 64 and sol.stats["predict_seeds"] == 4  # they fitted: as asked
     assert "after_search_shrunk_from" not in sol.stats
-    assert clock["t"] <= 600.0
+    # within the limit up to the last rollout's and the finalists' spread in cost (their computed shares differ)
+    assert 450.0 < sol.stats["charged_seconds"] <= 1.05 * 500.0 and sol.stats["solve_seconds"] < 60.0
 
 
-def test_a_slow_model_gets_a_smaller_reranking_and_prediction_that_fit_the_limit(tiny_profile, monkeypatch):
+def test_a_slow_model_gets_a_smaller_reranking_and_prediction_that_fit_the_limit(tiny_profile):
     """Where re-ranking on 64 seeds and predicting on 128 would not fit after the starts scored whatever the
     time, both shrink in proportion (never below 32 and 64 seeds), the stats say so, and the solve fits."""
     from schedc.search_time import MIN_PREDICT_SAMPLES, MIN_SELECT_SAMPLES
 
-    adapter, clock = _on_a_sample_clock(monkeypatch)
-    problem = problem_from_profile(tiny_profile)
-    sol = search_schedule(adapter, tiny_profile, problem, 0.5, evaluations=500, samples=2, predict_samples=128,
-                          time_limit=450.0, progress=False, confirm=True, vary_steps=True)
+    profile = _on_a_sample_clock(tiny_profile)
+    problem = problem_from_profile(profile)
+    sol = search_schedule(make_tiny_adapter(), profile, problem, 0.5, evaluations=500, samples=2,
+                          predict_samples=128, time_limit=450.0, progress=False, confirm=True, vary_steps=True)
     assert sol.stats["after_search_shrunk_from"] == {"select": 64, "predict": 128}
     assert MIN_SELECT_SAMPLES <= sol.stats["select_seeds"] < 64
     assert MIN_PREDICT_SAMPLES <= sol.stats["predict_seeds"] < 128
-    assert clock["t"] <= 450.0
-    calib = list(tiny_profile.meta.calibration_seeds)
+    assert sol.stats["charged_seconds"] <= 450.0
+    calib = list(profile.meta.calibration_seeds)
     used = sol.stats["select_seeds"] + sol.stats["predict_seeds"]
     assert sol.stats["prediction_seeds"] == f"{calib[-1] + 1}-{calib[-1] + used}"
+
+
+def test_a_time_limited_search_gives_the_same_schedule_on_a_busy_machine(tiny_profile, monkeypatch):
+    """The clock charges model work at the profile's recorded rate, not wall time: a machine three times
+    slower (every generation sleeps) stops at the same points and compiles the same schedule."""
+    import time
+
+    profile = _on_a_sample_clock(tiny_profile)
+    problem = problem_from_profile(profile)
+    run = lambda adapter: search_schedule(adapter, profile, problem, 0.5, evaluations=500, samples=2,  # noqa: E731
+                                          predict_samples=4, time_limit=120.0, progress=False)
+    quiet = run(make_tiny_adapter())
+    busy = make_tiny_adapter()
+    generate = busy.generate
+
+    def slow(inputs, sampler, **kwargs):
+        begun = time.perf_counter()
+        out = generate(inputs, sampler, **kwargs)
+        time.sleep(2 * (time.perf_counter() - begun))
+        return out
+
+    monkeypatch.setattr(busy, "generate", slow)
+    loaded = run(busy)
+    assert quiet.stats["stopped_by"] == loaded.stats["stopped_by"] == "time limit"
+    assert quiet.actions() == loaded.actions() and quiet.stats["rollouts"] == loaded.stats["rollouts"]
+    assert quiet.stats["charged_seconds"] == loaded.stats["charged_seconds"]
+    assert loaded.stats["solve_seconds"] > quiet.stats["solve_seconds"]
+    assert busy.generate is slow  # the clock's metering is gone again
+
+
+def test_a_machine_far_slower_than_the_profiles_is_stopped_by_the_wall_clock_guard(tiny_profile):
+    """A profile whose recorded rate is far too fast for this machine would let the charged clock run on for
+    ever: the wall clock stops the search at WALL_GUARD limits, and the stats say so."""
+    from schedc.search_time import WALL_GUARD
+
+    profile = dataclasses.replace(tiny_profile, meta=tiny_profile.meta.replace(generation_seconds=1e-9))
+    sol = search_schedule(make_tiny_adapter(), profile, problem_from_profile(profile), 0.5, evaluations=100000,
+                          samples=2, predict_samples=2, time_limit=0.5, progress=False)
+    assert sol.stats["stopped_by"] == "wall-clock guard"
+    assert WALL_GUARD * 0.5 <= sol.stats["solve_seconds"] < WALL_GUARD * 0.5 + 10
+
+
+def test_a_profile_without_a_recorded_generation_time_runs_on_the_wall_clock(tiny_profile):
+    profile = dataclasses.replace(tiny_profile, meta=tiny_profile.meta.replace(generation_seconds=None))
+    sol = search_schedule(make_tiny_adapter(), profile, problem_from_profile(profile), 0.5, evaluations=2,
+                          samples=2, predict_samples=2, progress=False)
+    assert sol.stats["clock"] == "wall" and "charged_seconds" not in sol.stats
 
 
 def test_after_search_sizes_shrink_in_proportion_down_to_their_floors():
