@@ -148,6 +148,8 @@ def retarget_profile(profile: Profile, steps: int, timesteps: Sequence[float],
         steps=steps, timesteps=timesteps, sampler=target_sampler,
         max_age=int(min(steps - 1, max(ages, default=0))), forecast_gap=max(gap, 1) if meta.forecast_gap else 0,
         probe_steps=tuple(range(steps)),
+        # per sample at the new step count: the search's clock charges generations at this rate
+        generation_seconds=None if meta.generation_seconds is None else meta.generation_seconds * steps / meta.steps,
     )
     return replace(
         profile,

@@ -47,6 +47,8 @@ def test_retargeting_onto_every_other_step_reads_the_measured_tables(tiny_profil
     assert np.isinf(moved[:, 0, 0, 3]).all()  # 6 measured steps: older than the profile measured
     assert np.allclose(half.gain(), tiny_profile.gain()[:, ::2])
     assert np.allclose(half.quant_error(), tiny_profile.quant_error()[:, ::2])
+    # a generation of half the steps costs half as much per sample: the search's clock charges that rate
+    assert half.meta.generation_seconds == pytest.approx(tiny_profile.meta.generation_seconds / 2)
     # the forecast's 2-step spacing at 4 steps is the measured 4-step spacing... unmeasured past forecast_gap
     problem = problem_from_profile(half)
     assert solve_dp(problem, 0.5).cost <= 0.5 + 1e-9
