@@ -28,8 +28,9 @@ def model_bench_parser(doc: str, work: str, out: str) -> argparse.ArgumentParser
     parser.add_argument("--models", default=None, help="comma-separated zoo/NAME folders and built-ins (default: the zoo, "
                                                        "digits-dit and reference-dit)")
     parser.add_argument("--zoo-root", default=str(ROOT / "zoo"))
-    parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per solve: the search stops at its "
-                                                                         "evaluation budget or this, whichever comes first")
+    parser.add_argument("--time-limit", type=float, default=60.0, help="seconds of model work per solve (charged at "
+                        "the profile's generation time: schedc.search_time): the search stops at its evaluation budget "
+                        "or this, whichever comes first")
     parser.add_argument("--samples", type=int, default=64, help="held-out samples (default 64)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", default=work, help=f"cached stages, so a rerun resumes (default {work})")

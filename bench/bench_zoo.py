@@ -554,7 +554,8 @@ def main() -> int:
     parser.add_argument("--solver", default="search", help="schedc solver (default search; dp to compare)")
     parser.add_argument("--evaluations", type=int, default=40, help="the search's local-search rollouts (default 40)")
     parser.add_argument("--time-limit", type=float, default=300.0,
-                        help="solver time limit per budget in seconds (default 300: the evaluations end the search)")
+                        help="solver time limit per budget in seconds of model work (default 300: the evaluations end "
+                             "the search)")
     parser.add_argument("--calib", type=int, default=32, help="profile calibration samples (default 32)")
     parser.add_argument("--caches", default=",".join(ECOSYSTEM_CACHES), help="ecosystem caches (default all)")
     parser.add_argument("--samples", type=int, default=128,

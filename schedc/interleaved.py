@@ -35,7 +35,7 @@ def measure_generation(adapter: ModelAdapter, sampler: SamplerConfig, seeds: lis
                        repeats: int = 3) -> tuple[float, float]:
     """(o kept usable, seconds of one full-compute generation per sample) on `seeds`, from the same interleaved
     rounds. The profiler records both: o sizes the search's step counts, the seconds are its clock
-    (schedc.search_time.WorkClock), so the same profile gives the same schedule on any machine."""
+    (schedc.search_time.WorkClock), so the same profile gives the same schedule at any load."""
     speedups, full = time_interleaved(adapter, {"full": None}, adapter.make_inputs(seeds), repeats, sampler)
     return usable_nonblock(1.0 / speedups["skip"]), full / len(seeds)
 

@@ -166,7 +166,7 @@ def search_schedule(
     confirm: (one setting) re-rank the winner and the best starts on fresh seeds and keep a local-search
     result only if it leads the best start confidently (schedc.selection); several settings always are.
     time_limit: seconds of model work, charged at the rate the profile recorded (schedc.search_time.WorkClock),
-    so the same profile, seed and limit give the same schedule on any machine at any load.
+    so the same profile, seed and limit give the same schedule at any load.
     """
     clock = WorkClock.of(profile)
     with clock.metering(adapter):

@@ -4,8 +4,9 @@ The clock charges work, not wall time (WorkClock): every generation the solve as
 samples x steps x the share of blocks it computes, at the seconds per sample the profile recorded for a full
 generation. A solve that read a wall clock ran 6 rollouts on a slow model on a quiet machine and fewer on a
 busy one, so the same command gave different schedules (25 of unet-sd's 33 zoo solves were ended by the
-time limit). Charged work gives the same stopping points, and so the same schedule, on any machine at any
-load; the time limit is then the solve's duration on the machine that profiled. A wall-clock guard at
+time limit). Charged work gives the same stopping points, and so the same schedule, at any
+load; the time limit is then about the solve's duration on the machine that profiled (model work only: the
+DP starts and each rollout's bookkeeping come on top, 0.97-1.27x in all on a 2-core CPU). A wall-clock guard at
 WALL_GUARD x the limit still bounds a machine far slower than that one (the stats say it ended the search).
 
 Why: after the warm starts and the local search, the finalists are re-ranked on fresh seeds and the pick's
