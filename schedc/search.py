@@ -353,7 +353,8 @@ def _search(
                        "nonblock_share": nonblock, "time": share,
                        "block_flops_cost": block * setting.steps / profile.num_steps}
     stats = {"solve_seconds": clock.wall(), "clock": clock.source,
-             **({"charged_seconds": round(clock.elapsed, 2)} if clock.source == "profile" else {}), "start": start_name, "search_psnr": best_score.psnr,
+             **({"charged_seconds": round(clock.elapsed, 2)} if clock.source == "profile" else {}),
+             "start": start_name, "search_psnr": best_score.psnr,
              "predicted_psnr": predicted.psnr, **_standard_error(by_setting, goal.name, held),
              "predict_seeds": len(held), "search_seeds": min(samples, len(seeds)),
              **({"select_seeds": len(picked)} if picked else {}),
