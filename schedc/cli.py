@@ -176,7 +176,10 @@ def cmd_solve(args: argparse.Namespace) -> int:
     memory = schedule.provenance.get("predicted", {}).get("peak_cache_mib")
     cache = f", peak cache {memory:.2f} MiB at batch {schedule.provenance['predicted']['cache_batch']}" if memory is not None else ""
     rollouts = solution.stats.get("rollouts")
-    ran = f" ({rollouts} rollouts, ended by the {solution.stats['stopped_by']})" if rollouts is not None else ""
+    ended = {"evaluations": "its evaluation count", "time limit": "the time limit",
+             "wall-clock guard": "the wall-clock guard", "no feasible move": "having no feasible move left"}
+    stop = solution.stats.get("stopped_by")
+    ran = f" ({rollouts} rollouts, ended by {ended.get(stop, stop)})" if rollouts is not None else ""
     print(f"wrote {out}: solver {solution.solver}, cost {solution.cost:.3f} of full (budget {args.budget:.2f}), "
           f"{predicted}, solved in {secs:.2f} s{ran}{spans}{cache}{moved}")
     for note in _clock_notes(solution.stats):

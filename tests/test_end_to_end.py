@@ -22,6 +22,10 @@ def test_profile_solve_eval(workdir, capsys):
     schedule_path = workdir / "ref-b0.40.yaml"
     assert main(["solve", str(profile), "--budget", "0.4", "-o", str(schedule_path)]) == 0
     schedule = read_schedule(schedule_path)
+    said = capsys.readouterr().out
+    # a fresh profile records its generation time, so the search ran on the reproducible work-charged clock
+    assert schedule.provenance["stats"]["clock"] == "profile" and "rollouts, ended by " in said
+    assert "generation time" not in said  # no note that the solve depends on the machine's load
     # the search may also choose fewer steps at the same ideal time (`--steps auto`); the budget bounds predicted.cost
     assert schedule.model.steps <= 50 and schedule.sampling["steps"] == schedule.num_steps and schedule.num_blocks == 12
     assert schedule.provenance["predicted"]["cost"] <= 0.4 + 1e-9
