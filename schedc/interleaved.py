@@ -28,7 +28,7 @@ def nonblock_share(adapter: ModelAdapter, inputs: GenerationInputs, sampler: Sam
 
 def measure_nonblock_share(adapter: ModelAdapter, sampler: SamplerConfig, seeds: list[int], repeats: int = 3) -> float:
     """o (`nonblock_share` on `seeds`), kept usable (schedc.step_settings.usable_nonblock)."""
-    return usable_nonblock(nonblock_share(adapter, adapter.make_inputs(seeds), sampler, repeats))
+    return measure_generation(adapter, sampler, seeds, repeats)[0]
 
 
 def measure_generation(adapter: ModelAdapter, sampler: SamplerConfig, seeds: list[int],

@@ -26,6 +26,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
+from schedc.costmodel import block_costs, resolve_cost
+from schedc_runtime.modes import REUSE_MODES
+
 if TYPE_CHECKING:
     from schedc.models.adapter import ModelAdapter
     from schedc.profile import Profile
@@ -41,8 +44,6 @@ _RUNNING: ContextVar["Sequence[Sequence[str]] | None"] = ContextVar("schedc_runn
 def computed_share(decisions: Sequence[Sequence[str]], weights: Sequence[float]) -> float:
     """The share of a full generation's block work a decisions grid [T][B] computes: each compute weighs its
     block's share of a step's block time (`weights`, summing to 1; reduced precisions count as native)."""
-    from schedc_runtime.modes import REUSE_MODES
-
     if not decisions:
         return 1.0
     return sum(w for row in decisions for a, w in zip(row, weights) if a not in REUSE_MODES) / len(decisions)
@@ -79,11 +80,10 @@ class WorkClock:
     @classmethod
     def of(cls, profile: "Profile") -> "WorkClock":
         meta = profile.meta
-        times = list(meta.latency["native"]) if meta.latency else [float(f) for f in profile.block_flops]
-        total = sum(times) or 1.0
+        times, _ = block_costs(meta, profile.block_flops, (), resolve_cost(meta, "auto"))  # [B] > 0, the cost model's
         return cls(per_sample=meta.generation_seconds, steps=profile.num_steps,
                    nonblock=meta.nonblock_share if meta.nonblock_share is not None else 0.0,
-                   weights=tuple(t / total for t in times),
+                   weights=tuple(float(t) for t in times / times.sum()),
                    source="profile" if meta.generation_seconds else "wall")
 
     def cost(self, samples: int, steps: int, share: float = 1.0) -> float:
