@@ -60,6 +60,7 @@ from schedc.metrics import psnr  # noqa: E402
 from schedc.profile import Profile  # noqa: E402
 from schedc.profiler import ProfileConfig, profile_model  # noqa: E402
 from schedc.gain_probe import measure_at_steps, measure_gains  # noqa: E402
+from schedc.interleaved import measure_generation  # noqa: E402
 from schedc.retarget import retarget_profile  # noqa: E402
 from schedc.sampler_config import SamplerConfig  # noqa: E402
 from schedc.solvers import Constraints, SolveContext  # noqa: E402
@@ -74,6 +75,11 @@ SOURCE_STEPS = 50  # the steps part compiles from a profile at this step count (
 CALIB_BATCH = 16
 # steps part: what is measured at the new step count after retargeting (`schedc solve --steps` with the model: tables)
 MEASURE_AT_STEPS = {"tables": measure_at_steps, "gains": measure_gains, "nothing": lambda profile, *_: profile}
+# the searches' wall-clock guard, in time limits: the FLOP-cost profiles here let schedules compute blocks in int8,
+# which the search's clock charges as native and this CPU runs far slower (pixart-cross: 236 s of wall time for
+# 50 s charged, 145 s of it in torch._int_mm), so the default guard (3) fired and made rows depend on the load;
+# here the searches stop on charged model work only, as their results must not depend on the machine
+WALL_GUARD = 20.0
 CI_RESAMPLES = 2000  # paired bootstrap over held-out samples: how much of a loss is sampling noise
 
 
@@ -153,6 +159,30 @@ class Transfer:
     def log(self, message: str) -> None:
         self._log(f"[{time.perf_counter() - self.started:7.1f}s] {self.spec.name}: {message}")
 
+    def generation_timing(self) -> dict:
+        """The model's full-compute generation, timed once at its own sampler (interleaved with a block-free
+        run, as the profiler times it) and cached in the work folder: seconds per sample and non-block share."""
+        path = self.work / "generation.json"
+        timing = read_json(path)
+        if not timing or timing.get("sampler") != self.sampler.to_dict():
+            share, seconds = measure_generation(self.adapter, self.sampler, list(range(CALIB_BATCH)))
+            timing = {"sampler": self.sampler.to_dict(), "nonblock_share": share, "generation_seconds": seconds,
+                      "seeds": f"0-{CALIB_BATCH - 1}", "threads": torch.get_num_threads()}
+            write_json(path, timing)
+            self.log(f"timed a full generation: {seconds:.4g} s per sample, non-block share {share:.3f}")
+        return timing
+
+    def timed(self, profile: Profile) -> Profile:
+        """`profile` with the model's generation timing that the transfer profiles skip (no latency tables), so
+        every search here runs on the work-charged clock as `schedc solve` does on a profile of `schedc profile`:
+        its schedule then does not depend on how busy the machine was. Scaled to the profile's step count."""
+        if profile.meta.generation_seconds is not None:
+            return profile
+        timing = self.generation_timing()
+        seconds = timing["generation_seconds"] * profile.num_steps / self.sampler.steps
+        return replace(profile, meta=replace(profile.meta, generation_seconds=float(f"{seconds:.4g}"),
+                                             nonblock_share=profile.meta.nonblock_share or round(timing["nonblock_share"], 4)))
+
     def profile(self, label: str, adapter, sampler: SamplerConfig) -> Profile:
         """The profile of `adapter` (label: which inputs) at `sampler`; shared by every part that needs it."""
         name = f"{label}-{sampler.steps}steps-g{sampler.guidance_scale:g}" + (
@@ -163,13 +193,13 @@ class Transfer:
         if path.exists():
             profile = Profile.load(path)
             if profile.meta.sampler == sampler.to_dict() and len(profile.meta.calibration_seeds) == self.args.calib:
-                return self._profiles.setdefault(name, profile)
+                return self._profiles.setdefault(name, self.timed(profile))
         self.log(f"profiling {name} ({sampler.steps} steps, g={sampler.guidance_scale:g})")
         # FLOP cost model (no latency timing): transfer is a property of the error tables, not of this CPU
         config = ProfileConfig(calib_samples=self.args.calib, batch_size=CALIB_BATCH, measure_latency=False)
         profile = profile_model(adapter, sampler, config, progress=False)
         profile.save(path)
-        return self._profiles.setdefault(name, profile)
+        return self._profiles.setdefault(name, self.timed(profile))
 
     def schedule(self, profile: Profile, budget: float, calibrating=None):
         """--solver's schedule; the closed-loop search rolls out on `calibrating` (the adapter whose inputs the
@@ -180,7 +210,7 @@ class Transfer:
             self._schedules[key] = (profile, self.searched(profile, budget, calibrating=calibrating)
                                     if self.args.solver == "search" else
                                     compile_schedule(profile, budget, self.args.solver,
-                                                     Constraints(time_limit=self.args.time_limit)))
+                                                     Constraints(time_limit=self.args.time_limit), allow=self.args.allow))
         return self._schedules[key][1]
 
     def per_sample(self, adapter, schedule, sampler: SamplerConfig, batch: int = 32) -> np.ndarray:
@@ -213,7 +243,7 @@ class Transfer:
         for budget in self.args.budgets:
             a, b = self.schedule(native, budget, adapter), self.schedule(elsewhere, budget, elsewhere_adapter or adapter)
             rows.append(self.row(part, setting, budget, self.per_sample(adapter, a, sampler),
-                                 self.per_sample(adapter, b, sampler)))
+                                 self.per_sample(adapter, b, sampler), solves=[_solve_stats(a), _solve_stats(b)]))
             self.log(_line(rows[-1]))
         return rows
 
@@ -330,17 +360,21 @@ class Transfer:
         """The default solver's schedule (closed-loop search at the profile's step count), rolling out on
         `calibrating` (the adapter whose inputs the profile was measured on; default the model's own)."""
         context = SolveContext(adapter=calibrating or self.adapter, progress=False, settings=others, objective=objective,
-                               warm_starts=starts, vary_steps=self.args.vary_steps and not others)
-        return compile_schedule(profile, budget, "search", Constraints(time_limit=self.args.time_limit), context=context)
+                               warm_starts=starts, vary_steps=self.args.vary_steps and not others,
+                               wall_guard=WALL_GUARD)
+        return compile_schedule(profile, budget, "search", Constraints(time_limit=self.args.time_limit), allow=self.args.allow,
+                                context=context)
 
     def run(self) -> dict:
-        tag = "" if self.args.solver == "dp" else f"-{self.args.solver}" + ("-vary-steps" if self.args.vary_steps else "")
+        tag = ("" if self.args.solver == "dp" else f"-{self.args.solver}" + ("-vary-steps" if self.args.vary_steps else "")) + (
+            "-allow-" + "-".join(self.args.allow) if self.args.allow else "")
         path = self.work / f"rows{tag}.json"
         cached = read_json(path) or {}
         key = {"budgets": self.args.budgets, "samples": self.args.samples, "calib": self.args.calib,
                "solver": self.args.solver, "steps": self.args.steps, "guidances": self.args.guidances,
                "batches": self.args.batches, "time_limit": self.args.time_limit,
-               "measured_at_steps": self.args.measure, **({"vary_steps": True} if self.args.vary_steps else {})}
+               "measured_at_steps": self.args.measure, **({"vary_steps": True} if self.args.vary_steps else {}),
+               **({"allow": list(self.args.allow)} if self.args.allow else {})}
         parts = cached.get("parts", {}) if cached.get("key") == key else {}
         for part in self.args.parts:
             if part not in parts:
@@ -366,13 +400,26 @@ def _keep_other_parts(result: dict, previous: dict | None, parts: list[str]) -> 
                                                       **{p: this for p in parts}}}
 
 
+SOLVE_STATS = ("selected", "lead_confidence", "rollouts", "stopped_by", "clock", "charged_seconds", "steps",
+               "search_psnr", "predicted_psnr")
+
+
+def _solve_stats(schedule) -> dict:
+    """What a row's schedule came from (search: which finalist it kept, how many rollouts, what ended it)."""
+    stats = schedule.provenance.get("stats") or {}
+    return {"solver": schedule.provenance.get("solver"), **{k: stats[k] for k in SOLVE_STATS if k in stats}}
+
+
 def _ids(ids: tuple[int, ...]) -> str:
     return f"{ids[0]}-{ids[-1]}" if list(ids) == list(range(ids[0], ids[-1] + 1)) else ",".join(map(str, ids))
 
 
 def _line(r: dict) -> str:
     return (f"{r['setting']} b={r['budget']:.2f}: native {r['native_mean']:.2f} (p5 {r['native_p5']:.2f}), "
-            f"transferred {r['transfer_mean']:.2f} (p5 {r['transfer_p5']:.2f}), loss {r['loss_mean']:+.2f} / {r['loss_p5']:+.2f} dB")
+            f"transferred {r['transfer_mean']:.2f} (p5 {r['transfer_p5']:.2f}), loss {r['loss_mean']:+.2f} / {r['loss_p5']:+.2f} dB"
+            + "".join(f"; {who}: {s.get('selected', '-')} at {s.get('steps', '-')} steps, {s.get('rollouts')} rollouts, "
+                      f"{s.get('stopped_by')}" for who, s in zip(("native", "moved"), r.get("solves", ()))
+                      if s.get("solver") == "search"))
 
 
 ACCEPT = {"classes": (0.5, 1.0), "steps": (1.0, None)}  # issue #12: mean / worst-5% loss bars per part
@@ -391,6 +438,7 @@ def summary_markdown(results: list[dict]) -> str:
         lines += [f"## {s['model']} ({s['sampler']['steps']} steps {s['sampler']['scheduler']}, CFG {s['sampler']['cfg']} "
                   f"g={s['sampler']['guidance_scale']:g}; solver {s['solver']}"
                   + (" trying fewer step counts (--vary-steps, as schedc solve does)" if s.get("vary_steps") else "")
+                  + (f", options {','.join(s['allow'])} only" if s.get("allow") else "")
                   + f", {s['calib']} calibration samples, "
                   f"{s['samples']} held-out; steps part, measured at the new count: {_steps_measured(res)})", "",
                   "| part | setting | budget | compiled here: mean / p5 dB | transferred: mean / p5 dB | loss mean dB | "
@@ -466,6 +514,11 @@ def main() -> int:
                              "loads; default), 'gains' (only the propagation gains, the tables retargeted) or "
                              "'nothing' (everything retargeted by noise level: the profile-only path)")
     parser.add_argument("--calib", type=int, default=16, help="calibration samples of every profile (default 16)")
+    parser.add_argument("--allow", type=lambda v: tuple(o for o in v.split(",") if o), default=None, metavar="OPTIONS",
+                        help="the solver's decision set, as `schedc solve --allow` (default: all the profile measured). "
+                             "residual,output,forecast: native computes only, what the latency cost model of `schedc "
+                             "profile` picks on a CPU (its int8 kernels are slower than float ones here), and the "
+                             "search's clock prices right")
     parser.add_argument("--vary-steps", action="store_true",
                         help="--solver search: also try fewer sampler steps, as `schedc solve` does by default (--steps "
                              "auto); without it the search keeps the profile's step count, as the DP rows do")

@@ -216,12 +216,15 @@ def _clock_notes(stats: dict) -> list[str]:
 def _confirmation(stats: dict) -> str:
     """What the fresh-seed confirmation of the search's winner kept (schedc.selection), in words."""
     kept, confidence = stats["selected"], stats.get("lead_confidence")
+    skipped = len(stats.get("not_reranked", ()))
+    also = f" ({skipped} start{'s' * (skipped > 1)} clearly behind the best not re-ranked)" if skipped else ""
     if stats.get("selected_origin") == "search":
-        return f"; the local search's result led its best start with {confidence:.0%} bootstrap confidence on fresh seeds"
+        return (f"; the local search's result led its best start with {confidence:.0%} bootstrap confidence on fresh "
+                f"seeds{also}")
     if confidence is None:
-        return f"; kept the start {kept}: it scored best on fresh seeds"
+        return f"; kept the start {kept}: it scored best on fresh seeds{also}"
     return (f"; kept the start {kept}: the local search's result led it with only {confidence:.0%} bootstrap "
-            "confidence on fresh seeds")
+            f"confidence on fresh seeds{also}")
 
 
 def _profile_at_steps(profile, steps: "str | int", context) -> tuple:

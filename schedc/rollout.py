@@ -94,7 +94,8 @@ class SettingsScorer:
 
     def __call__(self, decisions: Decisions, target: "Profile | None" = None) -> Score:
         scores = self.each(decisions, target)
-        return Score(self.objective.psnr([s.psnr for s in scores]), self.objective.rel_l2([s.rel_l2 for s in scores]))
+        return Score(self.objective.psnr([s.psnr for s in scores]), self.objective.rel_l2([s.rel_l2 for s in scores]),
+                     scores[0].samples if len(scores) == 1 else ())  # one setting: paired comparisons still work
 
 
 __all__ = ["RolloutScorer", "Score", "SettingsScorer"]

@@ -43,6 +43,7 @@ clock (the stats' "clock" says which).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -59,7 +60,7 @@ from schedc.sampler_config import EVAL_SEED_START
 from schedc.solvers.base import Constraints, Solution
 from schedc.solvers.context import SolveContext
 from schedc.search_moves import has_reuse, moves_at
-from schedc.selection import SELECT_STARTS, confirm_on_fresh_seeds, select_on_fresh_seeds
+from schedc.selection import SELECT_STARTS, confirm_on_fresh_seeds, finalist_starts, select_on_fresh_seeds
 from schedc.search_time import WALL_GUARD, AfterSearch, RolloutRate, WorkClock
 from schedc.solvers.families import Candidate, Decisions, family_candidates
 from schedc.search_starts import (dp_candidates as _dp_candidates, family_starts_at, first_starts_at, fits as _fits,
@@ -152,6 +153,7 @@ def search_schedule(
     *, evaluations: int = EVALUATIONS, samples: int = SEARCH_SAMPLES, predict_samples: int = PREDICT_SAMPLES,
     seed: int = 0, time_limit: float = 60.0, progress: bool = True, warm_starts: Sequence[Decisions] = (),
     vary_steps: bool = False, settings: Sequence[Profile] = (), objective: str = "mean", confirm: bool = True,
+    wall_guard: float = WALL_GUARD,
 ) -> Solution:
     """Warm starts + local search on measured final error; see the module docstring.
 
@@ -166,21 +168,22 @@ def search_schedule(
     confirm: (one setting) re-rank the winner and the best starts on fresh seeds and keep a local-search
     result only if it leads the best start confidently (schedc.selection); several settings always are.
     time_limit: seconds of model work, charged at the rate the profile recorded (schedc.search_time.WorkClock),
-    so the same profile, seed and limit give the same schedule at any load.
+    so the same profile, seed and limit give the same schedule at any load; wall_guard: it also stops once the
+    wall clock passes this many limits (a machine far slower than the profile's; the stats then say so).
     """
     clock = WorkClock.of(profile)
     with clock.metering(adapter):
         return _search(adapter, profile, problem, budget, constraints, clock, evaluations=evaluations, samples=samples,
                        predict_samples=predict_samples, seed=seed, time_limit=time_limit, progress=progress,
                        warm_starts=warm_starts, vary_steps=vary_steps, settings=settings, objective=objective,
-                       confirm=confirm)
+                       confirm=confirm, wall_guard=wall_guard)
 
 
 def _search(
     adapter: ModelAdapter, profile: Profile, problem: Problem, budget: float, constraints: Constraints,
     clock: WorkClock, *, evaluations: int, samples: int, predict_samples: int, seed: int, time_limit: float,
     progress: bool, warm_starts: Sequence[Decisions], vary_steps: bool, settings: Sequence[Profile], objective: str,
-    confirm: bool,
+    confirm: bool, wall_guard: float,
 ) -> Solution:
     """search_schedule's body, every generation it runs charged to `clock`."""
     budget = check_budget(budget)
@@ -221,12 +224,22 @@ def _search(
     def out_of_time() -> str | None:
         """"time limit" once past it less what the next rollout and the work after the search will take at the
         per-sample times charged so far (rollouts and full compute), so the whole solve fits the limit;
-        "wall-clock guard" once the wall clock passes WALL_GUARD limits (a machine far slower than the
+        "wall-clock guard" once the wall clock passes `wall_guard` limits (a machine far slower than the
         profile's); None while neither."""
-        reserve = after.seconds(rate, 1 + len(settings)) + rate.per_sample() * min(samples, len(seeds)) * (1 + len(settings))
+        reserve = reserved().seconds(rate, 1 + len(settings)) + rate.per_sample() * min(samples, len(seeds)) * (1 + len(settings))
         if clock.now() + reserve > time_limit:
             return "time limit"
-        return "wall-clock guard" if clock.wall() > WALL_GUARD * time_limit else None
+        return "wall-clock guard" if clock.wall() > wall_guard * time_limit else None
+
+    prune = confirm and not settings  # one setting: starts clearly behind the best are not re-ranked
+
+    def reserved() -> AfterSearch:
+        """The work after the search for the finalists in contention so far: starts clearly behind the best one
+        are not re-ranked (schedc.selection), so their re-ranking time goes to more starts and the local search.
+        A start entering contention late can overrun the limit by one finalist's re-ranking, at most."""
+        if not (prune and after.reranks):
+            return after
+        return replace(after, finalists=min(after.finalists, 1 + len(finalist_starts(scored, prune=True))))
 
     def rollout(decisions, target) -> Score:
         calls, begun = scorer.calls, clock.now()
@@ -328,12 +341,15 @@ def _search(
     target = None if setting is native else setting.profile
     bar.close()
     selection: dict = {}
+    not_reranked: list[str] = []
     picked = prediction_seeds(seeds, after.select) if settings and after.reranks else []
     if picked:  # a worst case over settings on few samples overfits: re-rank on fresh ones
         best, selection, confidence = select_on_fresh_seeds(adapter, (profile, *settings), goal, picked, scored, best)
         best_score = scorer(best.decisions)  # memoised: its score on the search's samples
     elif confirm and after.reranks:
         picked = prediction_seeds(seeds, after.select)
+        kept = {c.decisions for _, c, _ in finalist_starts(scored, prune=True, besides=best.decisions)}
+        not_reranked = [c.name for _, c, _ in finalist_starts(scored, besides=best.decisions) if c.decisions not in kept]
         best, setting, selection, confidence = confirm_on_fresh_seeds(adapter, profile, native, picked, scored, best,
                                                                        setting)
         target = None if setting is native else setting.profile
@@ -366,6 +382,7 @@ def _search(
                 if selection else {}),
              "rollouts": scorer.calls, "accepted": sum(accepted.values()), "stopped_by": stopped, "seed": seed,
              **({"restarted_from": restarted_from} if restarted_from else {}),
+             **({"not_reranked": not_reranked} if not_reranked else {}),
              "additive_rel_l2": pred_error if math.isfinite(pred_error) else None, "warm_starts": start_scores,
              "unscored_starts": planned - len(scored),
              "given_starts_skipped": len(warm_starts) - grids_used, **steps_stats}
@@ -388,7 +405,8 @@ def solve_search(problem: Problem, budget: float, constraints: Constraints, cont
                            evaluations=EVALUATIONS if context.evaluations is None else context.evaluations,
                            time_limit=constraints.time_limit, progress=context.progress,
                            warm_starts=context.warm_starts, vary_steps=context.vary_steps,
-                           settings=context.settings, objective=context.objective, confirm=context.confirm)
+                           settings=context.settings, objective=context.objective, confirm=context.confirm,
+                           wall_guard=WALL_GUARD if context.wall_guard is None else context.wall_guard)
 
 
 __all__ = ["prediction_seeds", "search_schedule", "solve_search"]

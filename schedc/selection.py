@@ -24,6 +24,10 @@ SELECT_STARTS = 3  # best starts re-ranked with the local search's winner
 SINGLE_SETTING_STARTS = ("setting-dp", "given")  # origins of starts always re-ranked too
 SELECT_CONFIDENCE = 0.95  # bootstrap probability a multi-setting pick must lead the best single-setting one with
 RESAMPLES = 2000  # paired bootstrap resamples of the fresh seeds (seeded: the pick is deterministic)
+# a start trailing the best start by more than this many standard errors of their paired per-sample difference
+# on the search's samples is not re-ranked: fresh seeds do not reverse such a gap, and on a slow model the
+# re-ranking is most of a solve (reference-dit's three re-ranked starts held out 55.5, 52.6 and 50.1 dB)
+CLEARLY_BEHIND_SE = 4.0
 
 
 def lead_confidence(goal: Objective, ours: Sequence[Score], theirs: Sequence[Score], resamples: int = RESAMPLES,
@@ -40,13 +44,35 @@ def lead_confidence(goal: Objective, ours: Sequence[Score], theirs: Sequence[Sco
     return wins / resamples
 
 
-def _finalists(scored: list, best: Candidate, best_setting=None) -> dict:
-    """decisions -> (candidate, its step setting): the local search's winner and the best SELECT_STARTS starts
-    by their calibration score."""
-    finalists = {best.decisions: (best, best_setting)}
-    for _, cand, at in sorted(scored, key=lambda sc: -sc[0].psnr):
-        if len(finalists) > SELECT_STARTS:
+def clearly_behind(score: Score, leader: Score) -> bool:
+    """Whether `score` trails `leader` by more than CLEARLY_BEHIND_SE standard errors of their paired
+    per-sample PSNR difference (the same seeds); False where either lacks finite per-sample PSNRs."""
+    a, b = np.asarray(leader.samples, dtype=np.float64), np.asarray(score.samples, dtype=np.float64)  # [N], [N]
+    if a.shape != b.shape or a.size < 2 or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return False
+    diff = a - b  # [N]
+    return float(diff.mean()) > CLEARLY_BEHIND_SE * float(diff.std(ddof=1)) / np.sqrt(diff.size)
+
+
+def finalist_starts(scored: list, prune: bool = False, besides: tuple | None = None) -> list:
+    """The best SELECT_STARTS distinct starts of `scored` ((Score, Candidate, setting) triples) by their score on
+    the search's samples, best first, other than the grid `besides` (the winner, re-ranked anyway); `prune`:
+    less those clearly behind the best start (not replaced by lower-ranked ones)."""
+    ranked = sorted(scored, key=lambda sc: -sc[0].psnr)
+    top: dict = {}
+    for score, cand, at in ranked:
+        if len(top) == SELECT_STARTS:
             break
+        if cand.decisions != besides:
+            top.setdefault(cand.decisions, (score, cand, at))
+    return [sc for sc in top.values() if not (prune and clearly_behind(sc[0], ranked[0][0]))]
+
+
+def _finalists(scored: list, best: Candidate, best_setting=None, prune: bool = False) -> dict:
+    """decisions -> (candidate, its step setting): the local search's winner and the best SELECT_STARTS other
+    starts by their calibration score (`prune`: less those clearly behind the best start)."""
+    finalists = {best.decisions: (best, best_setting)}
+    for _, cand, at in finalist_starts(scored, prune, besides=best.decisions):
         finalists.setdefault(cand.decisions, (cand, at))
     return finalists
 
@@ -92,12 +118,12 @@ def confirm_on_fresh_seeds(adapter: ModelAdapter, profile: Profile, native, fres
     if it leads the best start there with SELECT_CONFIDENCE. Returns the pick, its step setting, every
     finalist's fresh score and the confidence (None: a start won outright)."""
     scorer = RolloutScorer(adapter, profile, fresh)
-    finalists = _finalists(scored, best, best_setting)
+    finalists = _finalists(scored, best, best_setting, prune=True)
     each = {c.name: [scorer(c.decisions, None if at is native else at.profile)] for c, at in finalists.values()}
     (chosen, at), scores, confidence = _guarded_pick(finalists, each, get_objective("mean"),
                                                      lambda c: c.origin != "search")
     return chosen, at, scores, confidence
 
 
-__all__ = ["SELECT_CONFIDENCE", "SELECT_STARTS", "SINGLE_SETTING_STARTS", "confirm_on_fresh_seeds", "lead_confidence",
-           "select_on_fresh_seeds"]
+__all__ = ["CLEARLY_BEHIND_SE", "SELECT_CONFIDENCE", "SELECT_STARTS", "SINGLE_SETTING_STARTS", "clearly_behind",
+           "confirm_on_fresh_seeds", "finalist_starts", "lead_confidence", "select_on_fresh_seeds"]

@@ -12,7 +12,7 @@ from schedc.cli import main
 from schedc.errors import SolverError
 from schedc.problem import problem_from_profile
 from schedc.schedule import read_schedule
-from schedc.solvers import SolveContext, get_solver
+from schedc.solvers import Constraints, SolveContext, get_solver
 from schedc.solvers.families import Candidate, family_candidates, step_dp, warmup_interval
 from schedc.search import RolloutScorer, prediction_seeds, search_schedule
 from schedc_runtime.modes import REUSE_MODES
@@ -103,6 +103,65 @@ def test_a_confirmed_search_keeps_a_local_search_result_only_with_a_confident_le
     again = search_schedule(adapter, tiny_profile, problem, 0.5, evaluations=12, samples=3, predict_samples=3,
                             progress=False, confirm=True)
     assert again.actions() == sol.actions()
+
+
+def test_a_start_clearly_behind_the_best_is_not_reranked():
+    """A start trailing the best by more than CLEARLY_BEHIND_SE paired standard errors on the search's samples is
+    left out of the re-ranking; one within noise of it stays, and so does anything without per-sample PSNRs."""
+    from schedc.rollout import Score
+    from schedc.selection import clearly_behind, finalist_starts
+
+    rng = np.random.default_rng(0)
+    base = 40 + rng.normal(0, 2, 16)  # [16] per-sample PSNRs of the best start
+    lead = Score(float(base.mean()), 0.01, tuple(base))
+    close = base - 0.05 + rng.normal(0, 0.5, 16)  # within noise of it
+    far = base - 3.0 + rng.normal(0, 0.5, 16)  # behind on every seed
+    as_score = lambda a: Score(float(a.mean()), 0.01, tuple(a))  # noqa: E731
+    assert clearly_behind(as_score(far), lead) and not clearly_behind(as_score(close), lead)
+    assert not clearly_behind(Score(30.0, 0.1), lead)  # no per-sample PSNRs: kept
+    assert not clearly_behind(as_score(np.append(far[:-1], np.inf)), lead)  # an identical sample: kept
+    grid = lambda i: (("native",), ("reuse",) if i else ("native",), ("native",) * (i + 1))  # noqa: E731
+    scored = [(lead, Candidate("best", grid(0), "dp"), None), (as_score(close), Candidate("close", grid(1), "family"), None),
+              (as_score(far), Candidate("far", grid(2), "family"), None)]
+    assert [c.name for _, c, _ in finalist_starts(scored)] == ["best", "close", "far"]
+    assert [c.name for _, c, _ in finalist_starts(scored, prune=True)] == ["best", "close"]
+
+
+def test_a_confirmed_search_reranks_only_the_starts_in_contention(tiny_profile):
+    """The re-ranking leaves out the starts clearly behind the best (and says which); the local search runs in
+    the time they would have taken; the schedule is still never worse on the fresh seeds than a re-ranked start."""
+    from schedc.selection import SELECT_STARTS
+
+    adapter = make_tiny_adapter()
+    problem = problem_from_profile(tiny_profile)
+    sol = search_schedule(adapter, tiny_profile, problem, 0.3, evaluations=12, samples=6, predict_samples=3,
+                          progress=False, confirm=True)
+    fresh, skipped = sol.stats["selected_on_fresh_seeds"], sol.stats.get("not_reranked", [])
+    assert sol.stats["selected"] in fresh and not set(skipped) & set(fresh)
+    starts = sol.stats["warm_starts"]
+    best = max(starts, key=starts.get)
+    for name in skipped:  # each was among the best starts, behind the best one
+        assert starts[name] < starts[best]
+    assert skipped and len(fresh) + len(skipped) <= 1 + SELECT_STARTS
+
+
+def test_the_reranking_time_of_starts_clearly_behind_goes_to_the_local_search(tiny_profile, monkeypatch):
+    """Under a time limit, a solve that leaves the clearly-behind starts out of the re-ranking runs more rollouts
+    in the same charged time than one that re-ranks every best start, and re-ranks fewer finalists."""
+    import math
+
+    import schedc.selection as selection
+
+    adapter, problem = make_tiny_adapter(), problem_from_profile(tiny_profile)
+    runs = {}
+    for name, limit in (("all", math.inf), ("pruned", selection.CLEARLY_BEHIND_SE)):
+        monkeypatch.setattr(selection, "CLEARLY_BEHIND_SE", limit)
+        runs[name] = search_schedule(adapter, tiny_profile, problem, 0.3, evaluations=50, samples=6, predict_samples=3,
+                                     progress=False, confirm=True, time_limit=0.8).stats
+    assert runs["all"]["stopped_by"] == runs["pruned"]["stopped_by"] == "time limit"
+    assert runs["pruned"]["rollouts"] > runs["all"]["rollouts"] and runs["pruned"]["not_reranked"]
+    assert len(runs["pruned"]["selected_on_fresh_seeds"]) < len(runs["all"]["selected_on_fresh_seeds"])
+    assert runs["pruned"]["charged_seconds"] <= 0.8 + 1e-9 and "not_reranked" not in runs["all"]
 
 
 def test_search_refuses_a_model_that_is_not_the_profiled_one(tiny_profile):
@@ -327,6 +386,12 @@ def test_a_machine_far_slower_than_the_profiles_is_stopped_by_the_wall_clock_gua
                           samples=2, predict_samples=2, time_limit=0.5, progress=False)
     assert sol.stats["stopped_by"] == "wall-clock guard"
     assert WALL_GUARD * 0.5 <= sol.stats["solve_seconds"] < WALL_GUARD * 0.5 + 10
+    # a caller may set the guard (a bench whose schedules the clock under-prices), through the solve context too
+    ctx = SolveContext(adapter=make_tiny_adapter(), progress=False, samples=2, evaluations=100000, wall_guard=6.0)
+    longer = get_solver("search")(problem_from_profile(profile), 0.5, Constraints(time_limit=0.5), ctx.for_profile(profile))
+    assert longer.stats["stopped_by"] == "wall-clock guard" and 6.0 * 0.5 <= longer.stats["solve_seconds"] < 6.0 * 0.5 + 10
+    with pytest.raises(SolverError, match="wall_guard"):
+        SolveContext(wall_guard=0.5)
 
 
 def test_a_profile_without_a_recorded_generation_time_runs_on_the_wall_clock(tiny_profile):

@@ -46,6 +46,10 @@ class SolveContext:
     # re-rank the search's winner against its best starts on fresh seeds and keep a local-search result only
     # if it leads confidently (schedc.selection; the winner's curse, README section 11b); False: `--no-confirm`
     confirm: bool = True
+    # the search also stops once the wall clock passes this many time limits (schedc.search_time.WALL_GUARD; then
+    # its schedule depends on the machine's load); None = that default. A bench whose schedules the charged clock
+    # under-prices on this machine (int8 computes: charged as native, run far slower on this CPU) raises it
+    wall_guard: float | None = None
 
     def __post_init__(self) -> None:
         if self.profile is not None and not isinstance(self.profile, Profile):
@@ -63,6 +67,8 @@ class SolveContext:
         from schedc.objectives import get_objective
 
         get_objective(self.objective)
+        if self.wall_guard is not None and not self.wall_guard >= 1.0:
+            raise SolverError(f"a solve context's wall_guard must be >= 1 (time limits), got {self.wall_guard}")
         if self.iterations < 1:
             raise SolverError(f"a solve context's iterations must be >= 1, got {self.iterations}")
 
