@@ -26,7 +26,8 @@ SELECT_CONFIDENCE = 0.95  # bootstrap probability a multi-setting pick must lead
 RESAMPLES = 2000  # paired bootstrap resamples of the fresh seeds (seeded: the pick is deterministic)
 # a start trailing the best start by more than this many standard errors of their paired per-sample difference
 # on the search's samples is not re-ranked: fresh seeds do not reverse such a gap, and on a slow model the
-# re-ranking is most of a solve (reference-dit's three re-ranked starts held out 55.5, 52.6 and 50.1 dB)
+# re-ranking is much of a solve (the bundled reference-dit schedule's three re-ranked starts scored 55.5, 52.6 and
+# 50.1 dB on the fresh seeds)
 CLEARLY_BEHIND_SE = 4.0
 
 
