@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_cli import model_bench_parser, model_specs, numbers  # noqa: E402
-from bench_io import read_json, write_json  # noqa: E402
+from bench_io import read_json, write_json, write_summary  # noqa: E402
 from schedc.atomic import atomic_write_text  # noqa: E402
 from schedc.compile import compile_solution  # noqa: E402
 from schedc.evaluate import EVAL_SEED_START, generate_with  # noqa: E402
@@ -132,13 +132,6 @@ def _cell(r: dict | None) -> str:
     return f"{r['psnr']:.2f} ({r['predicted_rel_l2'] / max(r['rel_l2'], 1e-12):.2f}x)"
 
 
-def write_summary(out: Path) -> str:
-    results = [d for d in (read_json(p) for p in sorted(out.glob("*.json"))) if d and "rows" in d]
-    text = summary_markdown(results)
-    atomic_write_text(out / "summary.md", text)
-    return text
-
-
 def main() -> int:
     parser = model_bench_parser(__doc__, "/tmp/schedc-calibration", "calibration")
     parser.add_argument("--sizes", type=numbers(int), default=[4, 8, 16, 32, 64])
@@ -148,7 +141,7 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.summary_only:
-        print(write_summary(out))
+        print(write_summary(out, summary_markdown))
         return 0
     args.solvers = [s for s in args.solvers.split(",") if s]
     if set(args.solvers) - set(SOLVERS) or any(n < 1 for n in args.sizes):
@@ -158,7 +151,7 @@ def main() -> int:
     for spec in model_specs(args):
         result = Curve(spec, args, log).run()
         atomic_write_text(out / f"{spec.name}.json", json.dumps(result, indent=1))
-    print(write_summary(out))
+    print(write_summary(out, summary_markdown))
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -22,6 +23,15 @@ def write_json(path: Path, data) -> None:
     atomic_write_text(path, json.dumps(data, indent=1, default=_jsonable))
 
 
+def write_summary(out: Path, render: Callable[[list[dict]], str], key: str = "rows") -> str:
+    """Render every result JSON in `out` that has `key` (one per model, in name order) with `render`, write it
+    to <out>/summary.md atomically and return the text: a summary rebuilt from the results alone."""
+    results = [d for d in (read_json(p) for p in sorted(out.glob("*.json"))) if d and key in d]
+    text = render(results)
+    atomic_write_text(out / "summary.md", text)
+    return text
+
+
 def _jsonable(value):
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
@@ -30,4 +40,4 @@ def _jsonable(value):
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
-__all__ = ["read_json", "write_json"]
+__all__ = ["read_json", "write_json", "write_summary"]

@@ -26,9 +26,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import schedc.selection as selection  # noqa: E402
 from bench_cli import model_bench_parser, model_specs, numbers  # noqa: E402
-from bench_io import read_json, write_json  # noqa: E402
+from bench_io import write_json, write_summary  # noqa: E402
 from bench_transfer import WALL_GUARD, Transfer  # noqa: E402
-from schedc.atomic import atomic_write_text  # noqa: E402
 from schedc.compile import compile_schedule  # noqa: E402
 from schedc.solvers import Constraints, SolveContext  # noqa: E402
 
@@ -88,10 +87,7 @@ def main() -> int:
         torch.set_num_threads(args.threads)
         for spec in model_specs(args):
             write_json(out / f"{spec.name}.json", run_model(spec, args))
-    results = [d for d in (read_json(p) for p in sorted(out.glob("*.json"))) if d and "rows" in d]
-    text = summary_markdown(results)
-    atomic_write_text(out / "summary.md", text)
-    print(text)
+    print(write_summary(out, summary_markdown))
     return 0
 
 

@@ -36,8 +36,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_cli import model_bench_parser, model_specs  # noqa: E402
 from bench_ecosystem import full_variant, race, schedule_variant, timed_generation  # noqa: E402
-from bench_io import read_json, write_json  # noqa: E402
-from schedc.atomic import atomic_write_text  # noqa: E402
+from bench_io import write_json, write_summary  # noqa: E402
 from schedc.compile import compile_schedule  # noqa: E402
 from schedc.evaluate import EVAL_SEED_START, baseline_schedule  # noqa: E402
 from schedc.profile import Profile  # noqa: E402
@@ -170,10 +169,7 @@ def main() -> int:
         torch.set_num_threads(args.threads)
         for spec in model_specs(args):
             write_json(out / f"{spec.name}.json", measure(spec, args, lambda m: print(m, flush=True)))
-    results = [d for d in (read_json(p) for p in sorted(out.glob("*.json"))) if d and "blocks" in d]
-    text = summary_markdown(results)
-    atomic_write_text(out / "summary.md", text)
-    print(text)
+    print(write_summary(out, summary_markdown, "blocks"))
     return 0
 
 

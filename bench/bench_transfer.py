@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_cli import model_bench_parser, model_specs, numbers  # noqa: E402
-from bench_io import read_json, write_json  # noqa: E402
+from bench_io import read_json, write_json, write_summary  # noqa: E402
 from schedc.atomic import atomic_write_text  # noqa: E402
 from schedc.compile import compile_schedule  # noqa: E402
 from schedc.evaluate import EVAL_SEED_START, replaying  # noqa: E402
@@ -493,13 +493,6 @@ def _minimax_table(rows: list[dict]) -> list[str]:
     return lines + [""]
 
 
-def write_summary(out: Path) -> str:
-    results = [d for d in (read_json(p) for p in sorted(out.glob("*.json"))) if d and "rows" in d]
-    text = summary_markdown(results)
-    atomic_write_text(out / "summary.md", text)
-    return text
-
-
 def main() -> int:
     parser = model_bench_parser(__doc__, "/tmp/schedc-transfer", "transfer")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated parts ({','.join(PARTS)})")
@@ -526,7 +519,7 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.summary_only:
-        print(write_summary(out))
+        print(write_summary(out, summary_markdown))
         return 0
     args.parts = [p for p in args.parts.split(",") if p]
     unknown = set(args.parts) - set(PARTS)
@@ -538,7 +531,7 @@ def main() -> int:
     for spec in specs:
         result = _keep_other_parts(Transfer(spec, args, log).run(), read_json(out / f"{spec.name}.json"), args.parts)
         atomic_write_text(out / f"{spec.name}.json", json.dumps(result, indent=1))
-    print(write_summary(out))
+    print(write_summary(out, summary_markdown))
     return 0
 
 
