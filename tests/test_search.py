@@ -13,7 +13,7 @@ from schedc.errors import SolverError
 from schedc.problem import problem_from_profile
 from schedc.schedule import read_schedule
 from schedc.solvers import Constraints, SolveContext, get_solver
-from schedc.solvers.families import Candidate, family_candidates, step_dp, warmup_interval
+from schedc.solvers.families import Candidate, family_candidates, grid_from_compute, step_dp, step_dp_two, warmup_interval
 from schedc.search import RolloutScorer, prediction_seeds, search_schedule
 from schedc_runtime.modes import REUSE_MODES
 
@@ -227,6 +227,37 @@ def test_step_dp_is_optimal_for_the_summed_additive_error(tiny_profile):
         assert problem.cost_of(got) <= budget + 1e-9
         best = min(error((0, *rest)) for k in range(n) for rest in itertools.combinations(range(1, steps), k))
         assert error(np.flatnonzero(got.any(axis=1))) == pytest.approx(best, rel=1e-9)
+
+
+def test_forecast_step_dp_is_optimal_for_the_forecast_it_schedules(tiny_profile):
+    """Whole-model refreshes placed for forecast reuse between them: each reuse forecasts from the last two
+    computes where their spacing was measured, else reuses the last one's residual (the first compute's run too)."""
+    problem = problem_from_profile(tiny_profile)
+    steps, blocks = problem.num_steps, problem.num_blocks
+
+    def error(chosen) -> float:
+        total = 0.0
+        for b in range(blocks):
+            for t in range(steps):
+                done = [s for s in sorted(chosen, reverse=True) if s <= t]
+                if done[0] == t:
+                    continue
+                two = len(done) > 1 and done[0] - done[1] <= problem.max_gap
+                total += problem.step_error(b, "forecast" if two else "residual", done, t)
+        return total
+
+    for budget in (0.3, 0.5, 0.7):
+        got = step_dp_two(problem, budget, "forecast")
+        chosen = tuple(np.flatnonzero(got.any(axis=1)))
+        assert got[list(chosen)].all() and problem.cost_of(got) <= budget + 1e-9
+        n = len(chosen)
+        best = min(error((0, *rest)) for k in range(n) for rest in itertools.combinations(range(1, steps), k))
+        assert np.isfinite(best) and error(chosen) == pytest.approx(best, rel=1e-9)
+        # the forecast family the search starts from: these refreshes, forecasting in between
+        grid = grid_from_compute(problem, got, "forecast")
+        named = {c.name: c.decisions for c in family_candidates(problem, budget)}
+        assert named.get("step-dp-forecast/forecast", grid) == grid
+    assert step_dp_two(problem, 0.5, "residual") is None  # a one-compute mode is step_dp's
 
 
 def test_cli_falls_back_to_the_dp_when_the_profiled_model_is_not_here(tiny_profile, tmp_path, capsys):

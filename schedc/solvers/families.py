@@ -12,6 +12,8 @@ them, so it is never worse on calibration data than the best of these patterns (
 - delta-dit: Δ-DiT's stage-wise rear/front block caching.
 - step-dp: the refresh steps of a whole-model refresh chosen by a DP over the additive model's errors
   summed over blocks (LeMiCa's step-level DAG path, scored by the additive model).
+- step-dp-forecast: the same, with the forecast's own errors between refreshes: a forecast reads the
+  last two computes, so its DP state is the last refresh and the spacing to the one before.
 
 Torch-free: families only need the Problem (costs, which reuse modes each block can use).
 """
@@ -159,6 +161,74 @@ def step_dp(problem: Problem, budget: float, mode: str = "residual") -> np.ndarr
     return compute
 
 
+def _weighted(problem: Problem, mode: str) -> np.ndarray:
+    """[B, K, T, T] the additive model's term for block b reusing at t in `mode` from pattern k ending at s
+    (native computes: no carried quantization error); +inf where not measured."""
+    e = problem.errors[mode]
+    with np.errstate(invalid="ignore"):
+        w = e * problem.gain[:, None, None, :]
+    return np.where(np.isinf(e), np.inf, w)
+
+
+def step_dp_two(problem: Problem, budget: float, mode: str = "forecast") -> np.ndarray | None:
+    """bool [T, B]: whole-model refresh steps minimising the additive error of reusing in a two-compute `mode`
+    (forecast: the line through the last two computes), so the refreshes are spaced for the reuse that runs
+    between them, not for residual reuse. After the first compute, and where two computes are further apart
+    than the profile measured, every block reuses its residual (the table the mode falls back on there); a
+    block that cannot use `mode` counts its own residual (or output) error throughout."""
+    steps, blocks = problem.num_steps, problem.num_blocks
+    n = _refresh_count(problem, budget, np.zeros((steps, blocks), dtype=bool), np.ones(blocks, dtype=bool))
+    if n < 1 or mode not in problem.errors or REUSE_MODES[mode].history != 2:
+        return None
+    singles = [m for m in problem.reuse_modes if REUSE_MODES[m].history == 1]
+    if not singles:
+        return None
+    tables = [_weighted(problem, m)[:, 0] for m in singles]  # each [B, s, t]
+    # per block, the first single-compute mode it can use (residual, else output: a block that changes shape)
+    pick = [next((t[b] for t in tables if np.isfinite(t[b]).any()), tables[0][b]) for b in range(blocks)]
+    single = np.stack(pick)  # [B, s, t]
+    two = _weighted(problem, mode)  # [B, G, s, t]; pattern g-1: the previous compute g steps before s
+    usable = np.isfinite(two).any(axis=(1, 2, 3))  # [B] blocks that can use the mode
+    two = np.where(usable[:, None, None, None], two, single[:, None])
+    gaps = two.shape[1]
+    # per-step error summed over blocks; bucket 0: no usable previous compute (first, or beyond the measured gap)
+    per = np.concatenate([single.sum(axis=0)[None], two.sum(axis=0)], axis=0)  # [G+1, s, t]
+    per = np.where(np.isnan(per), np.inf, per)
+    seg = np.full((gaps + 1, steps, steps + 1), np.inf)  # [g, s, u]: reuse s (and its predecessor) until u
+    for s in range(steps):
+        run = np.concatenate([np.zeros((gaps + 1, 1)), np.cumsum(per[:, s, s + 1:], axis=1)], axis=1)  # [G+1, T-s]
+        seg[:, s, s + 1:] = run  # u = s+1 .. steps: the sum over t in s+1..u-1
+    best = np.full((n + 1, steps, gaps + 1), np.inf)  # [k, s, g]: least error before s, k computes, k-th at s
+    arg = np.zeros((n + 1, steps, gaps + 1, 2), dtype=int)  # predecessor (s, g)
+    best[1, 0, 0] = 0.0
+    for k in range(2, n + 1):
+        for u in range(1, steps):
+            cand = best[k - 1, :u, :] + seg[:, :u, u].T  # [s, g]: the k-th compute at u after one at s
+            g_best = cand.argmin(axis=1)  # [s]
+            value = cand[np.arange(u), g_best]  # [s]
+            gap = u - np.arange(u)  # [s]
+            near = np.flatnonzero(gap <= gaps)  # a measured spacing: its own bucket
+            best[k, u, gap[near]] = value[near]
+            arg[k, u, gap[near]] = np.stack([near, g_best[near]], axis=1)
+            far = np.flatnonzero(gap > gaps)
+            if far.size:
+                s = far[int(np.argmin(value[far]))]
+                best[k, u, 0], arg[k, u, 0] = value[s], (s, g_best[s])
+    totals = [(best[k, s, g] + seg[g, s, steps], k, s, g) for k in range(1, n + 1) for s in range(steps)
+              for g in range(gaps + 1)]
+    value, k, s, g = min(totals)
+    if not np.isfinite(value):
+        return None
+    chosen = []
+    while k >= 1:
+        chosen.append(s)
+        s, g = arg[k, s, g]
+        k -= 1
+    compute = np.zeros((steps, blocks), dtype=bool)
+    compute[sorted(set(chosen))] = True
+    return compute
+
+
 def _structured(problem: Problem, budget: float, first_full: int) -> Iterator[tuple[str, np.ndarray | None]]:
     steps, blocks = problem.num_steps, problem.num_blocks
     warmups = sorted({first_full, max(first_full, round(0.1 * steps)), max(first_full, round(0.2 * steps))})
@@ -189,7 +259,16 @@ def family_candidates(problem: Problem, budget: float, first_full: int = 1) -> l
             if problem.cost_of(compute) <= budget * (1 + 1e-9):
                 for reuse in modes:
                     out.setdefault(grid_from_compute(problem, compute, reuse), f"step-dp/{reuse}")
+    for mode in (m for m in problem.reuse_modes if REUSE_MODES[m].history == 2):
+        # refreshes spaced for the two-compute reuse between them: the residual DP above spaces them for a
+        # residual reuse, which a forecast reads differently (held out it ranged 5 dB between two calibrations)
+        compute = step_dp_two(problem, budget, mode)
+        if compute is not None:
+            compute[:first_full] = True
+            if problem.cost_of(compute) <= budget * (1 + 1e-9):
+                out.setdefault(grid_from_compute(problem, compute, mode), f"step-dp-{mode}/{mode}")
     return [Candidate(name, grid) for grid, name in out.items()]
 
 
-__all__ = ["Candidate", "Decisions", "block_modes", "family_candidates", "grid_from_compute", "step_dp", "warmup_interval"]
+__all__ = ["Candidate", "Decisions", "block_modes", "family_candidates", "grid_from_compute", "step_dp", "step_dp_two",
+           "warmup_interval"]
