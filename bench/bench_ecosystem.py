@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ContextManager, Iterator
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
