@@ -54,9 +54,8 @@ from schedc.models.adapter import ModelAdapter
 from schedc.problem import Problem, check_budget
 from schedc.profile import Profile
 from schedc.objectives import get_objective
-from schedc.profile_set import describe, setting_of
+from schedc.profile_set import setting_of
 from schedc.rollout import RolloutScorer, Score, SettingsScorer
-from schedc.sampler_config import EVAL_SEED_START
 from schedc.solvers.base import Constraints, Solution
 from schedc.solvers.context import SolveContext
 from schedc.search_moves import has_reuse, moves_at
@@ -65,10 +64,8 @@ from schedc.search_time import WALL_GUARD, AfterSearch, RolloutRate, WorkClock
 from schedc.solvers.families import Candidate, Decisions, family_candidates
 from schedc.search_starts import (dp_candidates as _dp_candidates, family_starts_at, first_starts_at, fits as _fits,
                                   kind as start_kind, setting_dp_candidates as _setting_dp_candidates)
-from schedc.gain_probe import fewer_steps_gains
-from schedc.interleaved import measure_nonblock_share
-from schedc.step_settings import (StepSetting, alternative_step_counts, block_cost_at, profiled_setting,
-                                  retargeted_setting, time_fraction, usable_nonblock)
+from schedc.search_setup import cache_check, check_settings, prediction_seeds, standard_error, step_settings
+from schedc.step_settings import StepSetting, block_cost_at, time_fraction
 from schedc_runtime.modes import REUSE_MODES
 from schedc_runtime.safeyaml import format_ranges
 
@@ -80,72 +77,6 @@ EVALUATIONS = 80  # rollouts of the local search (the deterministic stopping rul
 MAX_MISSES = 2000  # proposals in a row without a feasible move: the schedule has none, stop
 SELECT_SAMPLES = 64  # fresh seeds a schedule for several settings is re-ranked on (the worst case is noisy; 32
 # left held-out losses of 0.16-0.36 dB against a finalist, README section 10)
-
-
-def _cache_check(constraints: Constraints):
-    """(profile, decisions) -> whether the schedule's peak cache memory (per CFG branch, at the profiling batch,
-    runtime's own accounting: runtime Schedule.peak_cache_bytes) is within constraints.max_cache_bytes."""
-    if constraints.max_cache_bytes is None:
-        return lambda profile, grid: True
-    from schedc.schedule import build_schedule
-
-    limit, tensor_bytes = constraints.max_cache_bytes, constraints.cache_bytes
-
-    def ok(profile: Profile, grid: Decisions) -> bool:
-        return build_schedule(profile, grid, {"solver": "cache-check"}).peak_cache_bytes(tensor_bytes) <= limit * (1 + 1e-9)
-    return ok
-
-
-def _check_settings(profile: Profile, settings: Sequence[Profile], vary_steps: bool) -> None:
-    if not settings:
-        return
-    if vary_steps:
-        raise SolverError("a schedule for several settings keeps their step count: search them with vary_steps off")
-    for p in settings:
-        if (p.meta.fingerprint != profile.meta.fingerprint or p.meta.timesteps != profile.meta.timesteps
-                or p.meta.calibration_seeds[:1] != profile.meta.calibration_seeds[:1]):
-            raise SolverError(f"setting {describe(setting_of(p))} is not the same model, timesteps and calibration "
-                              "seeds as the profile searched: profile every setting in one `schedc profile` run")
-
-
-def prediction_seeds(calibration: list[int], count: int, after: int = 0) -> list[int]:
-    """`count` seeds right after the profile's calibration seeds (and `after` more): calibration-side
-    (recorded as such in the schedule, so evaluation refuses them), never scored by the search, so the
-    prediction is unbiased."""
-    start = max(calibration) + 1 + after
-    if start + count > EVAL_SEED_START:
-        raise SolverError(f"prediction seeds {start}..{start + count - 1} would reach the evaluation seeds ({EVAL_SEED_START}..)")
-    return list(range(start, start + count))
-
-
-def _settings(adapter: ModelAdapter, profile: Profile, problem: Problem, budget: float, seeds: list[int],
-              vary_steps: bool, given: Sequence[Decisions]) -> tuple[StepSetting, list[StepSetting], float | None]:
-    """The profiled step count's setting, the fewer step counts worth trying (fewest first; those of the
-    given warm starts too, so a lower budget's schedule is never lost), and the measured non-block share
-    they were sized with (None when the step count is fixed)."""
-    native = profiled_setting(profile, problem, budget)
-    if not vary_steps:
-        return native, [], None
-    recorded = profile.meta.nonblock_share  # measured when profiling: the same profile gives the same step counts
-    nonblock = usable_nonblock(recorded) if recorded is not None else measure_nonblock_share(adapter, native.sampler, seeds)
-    counts = set(alternative_step_counts(profile.num_steps, budget, nonblock))
-    counts |= {len(grid) for grid in given if 1 <= len(grid) < profile.num_steps}
-    gains = fewer_steps_gains(adapter, profile, min(counts)) if counts else None
-    others = [retargeted_setting(adapter, profile, problem, n, budget, nonblock, gains.apply if gains else None)
-              for n in sorted(counts)]
-    return native, [s for s in others if s is not None], nonblock
-
-
-def _standard_error(scores: Sequence[Score], objective: str, held: Sequence[int]) -> dict:
-    """{"predicted_psnr_se": dB} of the prediction: the per-sample PSNR spread over sqrt(seeds), for one
-    setting or the mean over settings (the same seeds at each); {} where it is not known (no fresh seeds, or the
-    worst setting, whose standard error a plain formula does not give). Held-out PSNR on as many other seeds
-    scatters about as much again, so |predicted - measured| is noise up to ~2.8 x this."""
-    per = [np.asarray(s.samples, dtype=float) for s in scores]
-    if not held or not all(len(p) > 1 and np.isfinite(p).all() for p in per) or (len(per) > 1 and objective != "mean"):
-        return {}
-    mean = np.mean(per, axis=0)  # [N] per-sample mean over settings
-    return {"predicted_psnr_se": float(mean.std(ddof=1) / math.sqrt(len(mean)))}
 
 
 def search_schedule(
@@ -193,17 +124,17 @@ def _search(
         raise SolverError(f"the search runs the profiled model, and {adapter.name} is not it (its blocks or weights' "
                           "shapes differ): give the solve context the model the profile was made from")
     settings = tuple(settings)
-    _check_settings(profile, settings, vary_steps)
+    check_settings(profile, settings, vary_steps)
     first = min(constraints.first_full, problem.num_steps)
     seeds = list(profile.meta.calibration_seeds)
-    native, others, nonblock = _settings(adapter, profile, problem, budget, seeds[:samples], vary_steps,
+    native, others, nonblock = step_settings(adapter, profile, problem, budget, seeds[:samples], vary_steps,
                                         warm_starts)
     dp_starts, failures = _dp_candidates(problem, budget, constraints)
     if settings:
         dp_starts += _setting_dp_candidates(problem, budget, constraints, (profile, *settings))
     given = [Candidate(f"given{i}", tuple(tuple(row) for row in grid), "given") for i, grid in enumerate(warm_starts)
              if _fits(problem, budget, grid)]
-    cache_ok = _cache_check(constraints)
+    cache_ok = cache_check(constraints)
     starts = [c for c in dp_starts + given + family_candidates(problem, budget, first) if cache_ok(profile, c.decisions)]
     if not starts and not others:
         raise failures[0] if failures else SolverError(f"no schedule family fits budget {budget:.3f}: raise the budget")
@@ -371,7 +302,7 @@ def _search(
     stats = {"solve_seconds": clock.wall(), "clock": clock.source,
              **({"charged_seconds": round(clock.elapsed, 2)} if clock.source == "profile" else {}),
              "start": start_name, "search_psnr": best_score.psnr,
-             "predicted_psnr": predicted.psnr, **_standard_error(by_setting, goal.name, held),
+             "predicted_psnr": predicted.psnr, **standard_error(by_setting, goal.name, held),
              "predict_seeds": len(held), "search_seeds": min(samples, len(seeds)),
              **({"select_seeds": len(picked)} if picked else {}),
              **({"after_search_shrunk_from": {"select": asked.select, "predict": asked.predict}}
@@ -389,7 +320,7 @@ def _search(
     if settings:
         stats.update(objective=goal.name, by_setting={
             f"{setting_of(p)[0]:g}": {"predicted_psnr": sc.psnr, "predicted_rel_l2": sc.rel_l2,
-                                      **_standard_error([sc], goal.name, held)}
+                                      **standard_error([sc], goal.name, held)}
             for p, sc in zip((profile, *settings), by_setting)})
     compute = np.array([[a not in REUSE_MODES for a in row] for row in best.decisions], dtype=bool)
     moved = {} if setting is native else {"sampling": setting.sampler.to_dict(),

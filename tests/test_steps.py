@@ -292,15 +292,15 @@ def test_out_of_time_the_given_grids_and_each_step_counts_own_start_are_still_sc
 
 def test_the_search_sizes_fewer_steps_with_the_profiles_recorded_nonblock_share(tiny_profile, monkeypatch):
     """o is measured once when profiling, so solving the same profile twice gives the same step counts."""
-    import schedc.search as search
+    import schedc.search_setup as search_setup
 
     assert 0.0 <= tiny_profile.meta.nonblock_share <= 1.0
     def no_timing(*_args, **_kwargs):
         raise AssertionError("the search timed the model although the profile records o")
 
-    monkeypatch.setattr(search, "measure_nonblock_share", no_timing)
+    monkeypatch.setattr(search_setup, "measure_nonblock_share", no_timing)
     problem = problem_from_profile(tiny_profile)
-    _, others, nonblock = search._settings(make_tiny_adapter(), tiny_profile, problem, 0.3, [0, 1], True, [])
+    _, others, nonblock = search_setup.step_settings(make_tiny_adapter(), tiny_profile, problem, 0.3, [0, 1], True, [])
     assert nonblock == pytest.approx(min(tiny_profile.meta.nonblock_share, 0.95)) and others
     saved = tiny_profile.meta.replace(nonblock_share=0.2)
     assert saved.to_dict()["nonblock_share"] == 0.2
