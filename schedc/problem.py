@@ -137,12 +137,14 @@ class Problem:
         return float(self.quant_error[block, step, self.precisions.index(precision)])
 
     def step_error(self, block: int, mode: str, computes: Sequence[int], t: int,
-                   precisions: Sequence[str] = ()) -> float:
+                   precisions: Sequence[str] = (), stand_in: bool = False) -> float:
         """Weighted error of `block` reusing at t in `mode` from its computes (most recent first).
 
         The reuse also carries the quantization error of every compute it reads, weighted by the
         mode's |coefficient| for it, at that compute's own precision (`precisions`, parallel to
-        `computes`; missing ones are native).
+        `computes`; missing ones are native). A multi-compute mode whose spacing the profile did not
+        measure is +inf, or with `stand_in` the block's single-compute reuse of the last compute (an
+        estimate for ranking schedules, never a prediction).
         """
         spec = REUSE_MODES[mode]
         if mode not in self.errors or len(computes) < spec.history:
@@ -152,7 +154,10 @@ class Problem:
         try:
             k = self.patterns(mode).index(gaps)
         except ValueError:
-            return float("inf")
+            if not stand_in:
+                return float("inf")
+            singles = [m for m in self.reuse_modes if REUSE_MODES[m].history == 1 and np.isfinite(self.errors[m][block]).any()]
+            return self.step_error(block, singles[0], computes, t, precisions) if singles else float("inf")
         e = float(self.errors[mode][block, k, used[0], t])
         if np.isinf(e):
             return e
@@ -160,8 +165,10 @@ class Problem:
         carry = sum(w * self.quant_of(block, s, p) for w, s, p in zip(spec.carried_weight(gaps, t - used[0]), used, read))
         return float((e + carry) * self.gain[block, t])
 
-    def evaluate_decisions(self, decisions) -> tuple[float, float]:
-        """decisions[t][b] action names -> (predicted error, cost fraction) under the additive model."""
+    def evaluate_decisions(self, decisions, stand_in: bool = False) -> tuple[float, float]:
+        """decisions[t][b] action names -> (predicted error, cost fraction) under the additive model;
+        `stand_in`: a reuse at a spacing the profile did not measure counts as a single-compute reuse
+        (step_error) instead of +inf, to rank schedules the model cannot predict."""
         total, cost = 0.0, 0.0
         for b in range(self.num_blocks):
             computes: list[int] = []
@@ -171,7 +178,7 @@ class Problem:
                 if action in REUSE_MODES:
                     if not computes:
                         return float("inf"), float("inf")
-                    total += self.step_error(b, action, computes, t, precisions)
+                    total += self.step_error(b, action, computes, t, precisions, stand_in)
                     continue
                 if action == "native":
                     cost += self.block_cost[b]

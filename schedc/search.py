@@ -62,8 +62,8 @@ from schedc.search_moves import has_reuse, moves_at
 from schedc.selection import SELECT_STARTS, confirm_on_fresh_seeds, finalist_starts, select_on_fresh_seeds
 from schedc.search_time import WALL_GUARD, AfterSearch, RolloutRate, WorkClock
 from schedc.solvers.families import Candidate, Decisions, family_candidates
-from schedc.search_starts import (dp_candidates as _dp_candidates, family_starts_at, first_starts_at, fits as _fits,
-                                  kind as start_kind, setting_dp_candidates as _setting_dp_candidates)
+from schedc.search_starts import (by_prediction, dp_candidates as _dp_candidates, family_starts_at, first_starts_at,
+                                  fits as _fits, kind as start_kind, setting_dp_candidates as _setting_dp_candidates)
 from schedc.search_setup import cache_check, check_settings, prediction_seeds, standard_error, step_settings
 from schedc.step_settings import StepSetting, block_cost_at, time_fraction
 from schedc_runtime.modes import REUSE_MODES
@@ -218,7 +218,7 @@ def _search(
     score_all([c for c in head if c not in must_native], native)
     for setting, rest in firsts:
         score_all(rest, setting)
-    score_all([c for c in starts if c.origin == "family"], native)
+    score_all(by_prediction(problem, [c for c in starts if c.origin == "family"]), native)
     # the profiled count's families only (a fewer count's all-compute run is a "family" too, scored earlier now)
     ranked = sorted((s.psnr, c.name) for s, c, at in scored if c.origin == "family" and at is native)
     kinds = {start_kind(name) for _, name in ranked[::-1][:3]}
@@ -226,7 +226,7 @@ def _search(
         extra = [c for c in family_starts_at(setting, first, kinds) if cache_ok(setting.profile, c.decisions)]
         planned += len(extra)
         bar.total += len(extra)
-        score_all(extra, setting)
+        score_all(by_prediction(setting.problem, extra), setting)
     if not scored:
         raise SolverError(f"no start could be scored within the time limit at budget {budget:.3f}")
     best_score, best, setting = max(scored, key=lambda sc: sc[0].psnr)

@@ -15,6 +15,7 @@ from schedc.schedule import read_schedule
 from schedc.solvers import Constraints, SolveContext, get_solver
 from schedc.solvers.families import Candidate, family_candidates, grid_from_compute, step_dp, step_dp_two, warmup_interval
 from schedc.search import RolloutScorer, prediction_seeds, search_schedule
+from schedc.search_starts import by_prediction
 from schedc_runtime.modes import REUSE_MODES
 
 from conftest import make_tiny_adapter
@@ -258,6 +259,33 @@ def test_forecast_step_dp_is_optimal_for_the_forecast_it_schedules(tiny_profile)
         named = {c.name: c.decisions for c in family_candidates(problem, budget)}
         assert named.get("step-dp-forecast/forecast", grid) == grid
     assert step_dp_two(problem, 0.5, "residual") is None  # a one-compute mode is step_dp's
+
+
+def test_unmeasured_spacings_stand_in_as_single_compute_reuse_for_ranking_only(tiny_profile):
+    """A forecast whose two computes are further apart than the profile measured has no prediction (+inf); ranked
+    with stand_in it counts as the residual reuse of its last compute, so such schedules are ordered, not last."""
+    problem = problem_from_profile(tiny_profile)
+    steps, blocks = problem.num_steps, problem.num_blocks
+    far = problem.max_gap + 1
+    assert far + 1 < steps
+    compute = np.zeros((steps, blocks), dtype=bool)
+    compute[[0, far]] = True
+    grid = grid_from_compute(problem, compute, "forecast")
+    assert grid[far + 1][0] == "forecast"  # forecast from computes `far` apart: not measured
+    assert problem.step_error(0, "forecast", [far, 0], far + 1) == float("inf")
+    stand_in = problem.step_error(0, "forecast", [far, 0], far + 1, stand_in=True)
+    assert stand_in == pytest.approx(problem.step_error(0, "residual", [far, 0], far + 1))
+    assert problem.evaluate_decisions(grid)[0] == float("inf")
+    assert np.isfinite(problem.evaluate_decisions(grid, stand_in=True)[0])
+    # measured spacings are untouched, and the search's order is best predicted first, stable on ties
+    cands = family_candidates(problem, 0.5)
+    for cand in cands:
+        plain = problem.evaluate_decisions(cand.decisions)[0]
+        if np.isfinite(plain):
+            assert problem.evaluate_decisions(cand.decisions, stand_in=True)[0] == pytest.approx(plain)
+    ranked = by_prediction(problem, cands)
+    keys = [problem.evaluate_decisions(c.decisions, stand_in=True)[0] for c in ranked]
+    assert sorted(c.name for c in ranked) == sorted(c.name for c in cands) and keys == sorted(keys)
 
 
 def test_cli_falls_back_to_the_dp_when_the_profiled_model_is_not_here(tiny_profile, tmp_path, capsys):
