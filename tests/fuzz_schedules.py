@@ -113,11 +113,11 @@ def mutate_dict(draw, doc: dict) -> "tuple[dict, int]":
         if op == "drop":
             del container[key]
         elif op == "replace":
-            container[key] = draw(values)
+            container[key] = copy.deepcopy(draw(values))  # NASTY's lists are shared: never mutate them
         elif op == "insert" and isinstance(container, dict):
-            container[draw(st.sampled_from(["step", "reuse", "extra", "native", "output", 1, None, True]) | text)] = draw(values)
+            container[draw(st.sampled_from(["step", "reuse", "extra", "native", "output", 1, None, True]) | text)] = copy.deepcopy(draw(values))
         elif op == "insert":
-            container.insert(key, draw(values))
+            container.insert(key, copy.deepcopy(draw(values)))
         elif isinstance(container, list):
             container.insert(key, copy.deepcopy(container[key]))
     return doc, count

@@ -390,7 +390,9 @@ def test_every_family_evaluates_with_baselines(cases, name):
     schedule = compile_schedule(case.profile, 0.5, cost="flops")
     report = evaluate(case.adapter, schedule, EvalConfig(samples=2, batch_size=2, timing_batch=2, repeats=1),
                       baselines=True, progress=False)
-    assert 0 < report.nonblock_share < 1 and set(report.baselines) == {"fewer-steps", "uniform", "delta-dit"}
+    # o is a timing (one round of 2 samples on a tiny model): positive, but on a loaded machine the block-free run
+    # can time slower than the full one (1.10 seen with two benches beside the suite), so no upper bound here
+    assert report.nonblock_share > 0 and set(report.baselines) == {"fewer-steps", "uniform", "delta-dit"}
     assert np.isfinite(report.schedule.rel_l2) and 0 < report.schedule.ssim <= 1
 
 
