@@ -7,6 +7,9 @@ import argparse
 from pathlib import Path
 from typing import Callable
 
+import torch
+
+from bench_io import write_json, write_summary
 from bench_zoo import ModelSpec, default_models, model_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,3 +48,19 @@ def model_specs(args: argparse.Namespace) -> list[ModelSpec]:
     names = ([n.strip() for n in args.models.split(",") if n.strip()] if args.models
              else default_models(zoo_root) + ["reference-dit"])
     return [model_spec(name, zoo_root) for name in names]
+
+
+def run_per_model(args: argparse.Namespace, run_model: Callable[[ModelSpec], dict | None],
+                  render: Callable[[list[dict]], str], key: str = "rows") -> int:
+    """The per-model bench's main loop: unless --summary-only, run every model of --models at --threads and write
+    <out>/<model>.json (a model `run_model` returns None for is skipped); then rebuild and print the summary."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.summary_only:
+        torch.set_num_threads(args.threads)
+        for spec in model_specs(args):
+            result = run_model(spec)
+            if result is not None:
+                write_json(out / f"{spec.name}.json", result)
+    print(write_summary(out, render, key))
+    return 0

@@ -27,8 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_cli import model_bench_parser, model_specs, numbers  # noqa: E402
-from bench_io import write_json, write_summary  # noqa: E402
+from bench_cli import model_bench_parser, numbers, run_per_model  # noqa: E402
 from bench_transfer import RESEED_OFFSET, LabelSubset, SeedShift, Transfer, label_halves  # noqa: E402
 from schedc.problem import problem_from_profile  # noqa: E402
 from schedc.schedule import build_schedule  # noqa: E402
@@ -114,16 +113,7 @@ def main() -> int:
     parser.add_argument("--budgets", type=numbers(float), default=[0.2, 0.4])
     parser.add_argument("--calib", type=int, default=16, help="calibration samples of every profile (default 16)")
     args = parser.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if not args.summary_only:
-        torch.set_num_threads(args.threads)
-        for spec in model_specs(args):
-            result = run_model(spec, args)
-            if result is not None:
-                write_json(out / f"{spec.name}.json", result)
-    print(write_summary(out, summary_markdown))
-    return 0
+    return run_per_model(args, lambda spec: run_model(spec, args), summary_markdown)
 
 
 if __name__ == "__main__":

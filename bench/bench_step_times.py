@@ -34,9 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_cli import model_bench_parser, model_specs  # noqa: E402
+from bench_cli import model_bench_parser, run_per_model  # noqa: E402
 from bench_ecosystem import full_variant, race, schedule_variant, timed_generation  # noqa: E402
-from bench_io import write_json, write_summary  # noqa: E402
 from schedc.compile import compile_schedule  # noqa: E402
 from schedc.evaluate import EVAL_SEED_START, baseline_schedule  # noqa: E402
 from schedc.profile import Profile  # noqa: E402
@@ -163,14 +162,8 @@ def main() -> int:
     parser.add_argument("--races", type=int, default=3, help="races of fewer steps vs uniform, one after another (default 3)")
     parser.add_argument("--timing-batch", type=int, default=16, help="samples per timed generation (default 16)")
     args = parser.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if not args.summary_only:
-        torch.set_num_threads(args.threads)
-        for spec in model_specs(args):
-            write_json(out / f"{spec.name}.json", measure(spec, args, lambda m: print(m, flush=True)))
-    print(write_summary(out, summary_markdown, "blocks"))
-    return 0
+    return run_per_model(args, lambda spec: measure(spec, args, lambda m: print(m, flush=True)), summary_markdown,
+                         "blocks")
 
 
 if __name__ == "__main__":
