@@ -156,14 +156,21 @@ class Problem:
         except ValueError:
             if not stand_in:
                 return float("inf")
-            singles = [m for m in self.reuse_modes if REUSE_MODES[m].history == 1 and np.isfinite(self.errors[m][block]).any()]
-            return self.step_error(block, singles[0], computes, t, precisions) if singles else float("inf")
+            single = self.single_compute_mode(block)
+            return self.step_error(block, single, computes, t, precisions) if single else float("inf")
         e = float(self.errors[mode][block, k, used[0], t])
         if np.isinf(e):
             return e
         read = [*precisions, *["native"] * len(used)]  # zip stops at the computes read
         carry = sum(w * self.quant_of(block, s, p) for w, s, p in zip(spec.carried_weight(gaps, t - used[0]), used, read))
         return float((e + carry) * self.gain[block, t])
+
+    def single_compute_mode(self, block: int) -> str | None:
+        """The first reuse mode (registry order) that reads one compute and that `block` can use (residual, else
+        output for a block that changes shape); None if it can use none. What a multi-compute reuse falls back on
+        where its spacing was not measured."""
+        return next((m for m in self.reuse_modes if REUSE_MODES[m].history == 1 and np.isfinite(self.errors[m][block]).any()),
+                    None)
 
     def evaluate_decisions(self, decisions, stand_in: bool = False) -> tuple[float, float]:
         """decisions[t][b] action names -> (predicted error, cost fraction) under the additive model;

@@ -180,13 +180,12 @@ def step_dp_two(problem: Problem, budget: float, mode: str = "forecast") -> np.n
     n = _refresh_count(problem, budget, np.zeros((steps, blocks), dtype=bool), np.ones(blocks, dtype=bool))
     if n < 1 or mode not in problem.errors or REUSE_MODES[mode].history != 2:
         return None
-    singles = [m for m in problem.reuse_modes if REUSE_MODES[m].history == 1]
-    if not singles:
+    if not any(REUSE_MODES[m].history == 1 for m in problem.reuse_modes):
         return None
-    tables = [_weighted(problem, m)[:, 0] for m in singles]  # each [B, s, t]
-    # per block, the first single-compute mode it can use (residual, else output: a block that changes shape)
-    pick = [next((t[b] for t in tables if np.isfinite(t[b]).any()), tables[0][b]) for b in range(blocks)]
-    single = np.stack(pick)  # [B, s, t]
+    # per block, its single-compute reuse (residual, else output: a block that changes shape); +inf if it has none
+    own = [problem.single_compute_mode(b) for b in range(blocks)]
+    tables = {m: _weighted(problem, m)[:, 0] for m in set(own) if m}  # mode -> [B, s, t]
+    single = np.stack([tables[m][b] if m else np.full((steps, steps), np.inf) for b, m in enumerate(own)])  # [B, s, t]
     two = _weighted(problem, mode)  # [B, G, s, t]; pattern g-1: the previous compute g steps before s
     usable = np.isfinite(two).any(axis=(1, 2, 3))  # [B] blocks that can use the mode
     two = np.where(usable[:, None, None, None], two, single[:, None])
