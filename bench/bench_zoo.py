@@ -565,7 +565,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
     parser.add_argument("--settle-rounds", type=int, default=7,
                         help="rounds of each head-to-head race settling a row whose match hangs on speeds within "
-                             f"{SETTLE_MARGIN:.0%} (bench_settle; default 7, 0: no races, the paired timing decides)")
+                             f"{SETTLE_MARGIN:.0%}% (bench_settle; default 7, 0: no races, the paired timing decides)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fixed-steps", action="store_true",
                         help="the search keeps the profiled step count (default: it also tries fewer steps, as `schedc solve` does)")
