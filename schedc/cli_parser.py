@@ -18,7 +18,7 @@ schedc compiles a static cache schedule for a diffusion model: measure once (pro
 compute budget (solve), check quality and speed (eval), look at it (show).
 
   schedc profile                      # profile the bundled reference DiT -> profiles/reference-dit.profile.npz
-  schedc solve --budget 0.4           # DP schedule at 40% of block compute -> schedules/reference-dit-b0.40.yaml
+  schedc solve --budget 0.4           # searched schedule at 40% of block compute -> schedules/reference-dit-b0.40.yaml
   schedc eval schedules/reference-dit-b0.40.yaml --baselines
   schedc show schedules/reference-dit-b0.40.yaml
 """
