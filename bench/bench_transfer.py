@@ -361,7 +361,7 @@ class Transfer:
         `calibrating` (the adapter whose inputs the profile was measured on; default the model's own)."""
         context = SolveContext(adapter=calibrating or self.adapter, progress=False, settings=others, objective=objective,
                                warm_starts=starts, vary_steps=self.args.vary_steps and not others,
-                               wall_guard=WALL_GUARD)
+                               wall_guard=WALL_GUARD, samples=self.args.search_samples)
         return compile_schedule(profile, budget, "search", Constraints(time_limit=self.args.time_limit), allow=self.args.allow,
                                 context=context)
 
@@ -374,7 +374,8 @@ class Transfer:
                "solver": self.args.solver, "steps": self.args.steps, "guidances": self.args.guidances,
                "batches": self.args.batches, "time_limit": self.args.time_limit,
                "measured_at_steps": self.args.measure, **({"vary_steps": True} if self.args.vary_steps else {}),
-               **({"allow": list(self.args.allow)} if self.args.allow else {})}
+               **({"allow": list(self.args.allow)} if self.args.allow else {}),
+               **({"search_samples": self.args.search_samples} if self.args.search_samples else {})}
         parts = cached.get("parts", {}) if cached.get("key") == key else {}
         for part in self.args.parts:
             if part not in parts:
@@ -439,7 +440,8 @@ def summary_markdown(results: list[dict]) -> str:
                   f"g={s['sampler']['guidance_scale']:g}; solver {s['solver']}"
                   + (" trying fewer step counts (--vary-steps, as schedc solve does)" if s.get("vary_steps") else "")
                   + (f", options {','.join(s['allow'])} only" if s.get("allow") else "")
-                  + f", {s['calib']} calibration samples, "
+                  + f", {s['calib']} calibration samples"
+                  + (f" (the search scores on {s['search_samples']})" if s.get("search_samples") else "") + ", "
                   f"{s['samples']} held-out; steps part, measured at the new count: {_steps_measured(res)})", "",
                   "| part | setting | budget | compiled here: mean / p5 dB | transferred: mean / p5 dB | loss mean dB | "
                   "its 95% CI | loss p5 dB | meets bar |",
@@ -507,6 +509,9 @@ def main() -> int:
                              "loads; default), 'gains' (only the propagation gains, the tables retargeted) or "
                              "'nothing' (everything retargeted by noise level: the profile-only path)")
     parser.add_argument("--calib", type=int, default=16, help="calibration samples of every profile (default 16)")
+    parser.add_argument("--search-samples", type=int, default=None,
+                        help="calibration samples each of the search's rollouts is scored on (default: the search's "
+                             "own, 16; at most --calib)")
     parser.add_argument("--allow", type=lambda v: tuple(o for o in v.split(",") if o), default=None, metavar="OPTIONS",
                         help="the solver's decision set, as `schedc solve --allow` (default: all the profile measured). "
                              "residual,output,forecast: native computes only, what the latency cost model of `schedc "
