@@ -80,6 +80,7 @@ def run_model(spec, args) -> dict | None:
 
 
 def summary_markdown(results: list[dict]) -> str:
+    # rendered from the result JSONs (bench_io.write_summary), so the spread's keys are strings
     lines = ["# Probe samples and the step DPs' spread over calibrations", "",
              "Held-out PSNR (dB; second half of the classes) of each step DP's schedule built from three calibrations "
              "(a: first half of the classes, b: second half, reseed: second half, other seeds), gains probed on 4 samples "
@@ -89,7 +90,7 @@ def summary_markdown(results: list[dict]) -> str:
         for row in res["rows"]:
             for p in res["settings"]["probe"]:
                 cells = " | ".join(f"{row['psnr'].get(f'probe{p}-{k}', float('nan')):.2f}" for k in LABELS)
-                lines.append(f"| {res['settings']['model']} | {row['schedule']} | {p} | {cells} | {row['spread'][str(p)] if str(p) in row['spread'] else row['spread'][p]:.2f} |")
+                lines.append(f"| {res['settings']['model']} | {row['schedule']} | {p} | {cells} | {row['spread'][str(p)]:.2f} |")
     return "\n".join(lines) + "\n"
 
 
