@@ -42,6 +42,15 @@ def model_bench_parser(doc: str, work: str, out: str) -> argparse.ArgumentParser
     return parser
 
 
+def transfer_profiles_parser(doc: str, out: str, budgets: tuple[float, ...] = (0.2, 0.4)) -> argparse.ArgumentParser:
+    """model_bench_parser for a bench that reads the transfer bench's cached profiles (same --work default), with the
+    budgets it solves at and the calibration samples of those profiles (16, as the transfer bench)."""
+    parser = model_bench_parser(doc, "/tmp/schedc-transfer", out)
+    parser.add_argument("--budgets", type=numbers(float), default=list(budgets))
+    parser.add_argument("--calib", type=int, default=16, help="calibration samples of every profile (default 16)")
+    return parser
+
+
 def model_specs(args: argparse.Namespace) -> list[ModelSpec]:
     """The models of --models, or every zoo model, digits-dit and reference-dit."""
     zoo_root = Path(args.zoo_root)

@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_cli import model_bench_parser, numbers, run_per_model  # noqa: E402
-from bench_transfer import CALIB_BATCH, EVAL_SEED_START, RESEED_OFFSET, LabelSubset, SeedShift, Transfer, label_halves  # noqa: E402
+from bench_cli import run_per_model, transfer_profiles_parser  # noqa: E402
+from bench_transfer import CALIB_BATCH, EVAL_SEED_START, Transfer, calibrations  # noqa: E402
 from schedc.problem import problem_from_profile  # noqa: E402
 from schedc.profile import Profile  # noqa: E402
 from schedc.profiler import ProfileConfig, profile_model  # noqa: E402
@@ -34,28 +34,28 @@ from schedc.solvers.families import family_candidates  # noqa: E402
 
 NATIVE_ONLY = {"residual", "output", "forecast"}
 STEP_DPS = ("step-dp/forecast", "step-dp-forecast/forecast")
-LABELS = {"a": "classes-a", "b": "classes-b", "reseed": "classes-b-reseeded"}
+ROLES = ("a", "b", "reseed")  # bench_transfer.calibrations' roles, the summary's columns
 
 
 def run_model(spec, args) -> dict | None:
     bench = Transfer(spec, args, lambda m: print(m, flush=True))
-    halves = label_halves(bench.adapter)
-    if halves is None:
+    found = calibrations(bench.adapter)
+    if found is None:
         return None
-    first, second = (LabelSubset(bench.adapter, h) for h in halves)
-    inputs = {"a": first, "b": second, "reseed": SeedShift(second, RESEED_OFFSET)}
+    halves, by_role = found
+    second = by_role["b"][1]
     held = None
     psnr: dict = {}  # "name b=0.2" -> "probe4-a" -> dB
     for probe in (4, args.probe):
-        for key, adapter in inputs.items():
+        for key, (label, adapter) in by_role.items():
             if probe == 4:
-                profile = bench.profile(LABELS[key], adapter, bench.sampler)
+                profile = bench.profile(label, adapter, bench.sampler)
             else:
-                path = bench.work / f"{LABELS[key]}-{bench.sampler.steps}steps-probe{probe}.npz"
+                path = bench.work / f"{label}-{bench.sampler.steps}steps-probe{probe}.npz"
                 if path.exists():
                     profile = Profile.load(path)
                 else:
-                    bench.log(f"profiling {LABELS[key]} with {probe} probe samples")
+                    bench.log(f"profiling {label} with {probe} probe samples")
                     profile = profile_model(adapter, bench.sampler, ProfileConfig(
                         calib_samples=args.calib, batch_size=CALIB_BATCH, measure_latency=False, probe_samples=probe),
                         progress=False)
@@ -89,15 +89,13 @@ def summary_markdown(results: list[dict]) -> str:
     for res in results:
         for row in res["rows"]:
             for p in res["settings"]["probe"]:
-                cells = " | ".join(f"{row['psnr'].get(f'probe{p}-{k}', float('nan')):.2f}" for k in LABELS)
+                cells = " | ".join(f"{row['psnr'].get(f'probe{p}-{k}', float('nan')):.2f}" for k in ROLES)
                 lines.append(f"| {res['settings']['model']} | {row['schedule']} | {p} | {cells} | {row['spread'][str(p)]:.2f} |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
-    parser = model_bench_parser(__doc__, "/tmp/schedc-transfer", "probe-samples")
-    parser.add_argument("--budgets", type=numbers(float), default=[0.2, 0.4])
-    parser.add_argument("--calib", type=int, default=16, help="calibration samples of every profile (default 16)")
+    parser = transfer_profiles_parser(__doc__, "probe-samples")
     parser.add_argument("--probe", type=int, default=16, help="probe samples to compare with the default 4 (default 16)")
     args = parser.parse_args()
     return run_per_model(args, lambda spec: run_model(spec, args), summary_markdown)

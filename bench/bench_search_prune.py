@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import schedc.selection as selection  # noqa: E402
-from bench_cli import model_bench_parser, numbers, run_per_model  # noqa: E402
+from bench_cli import run_per_model, transfer_profiles_parser  # noqa: E402
 from bench_transfer import WALL_GUARD, Transfer  # noqa: E402
 from schedc.compile import compile_schedule  # noqa: E402
 from schedc.solvers import Constraints, SolveContext  # noqa: E402
@@ -76,9 +76,7 @@ def summary_markdown(results: list[dict]) -> str:
 
 
 def main() -> int:
-    parser = model_bench_parser(__doc__, "/tmp/schedc-transfer", "search-prune")
-    parser.add_argument("--budgets", type=numbers(float), default=[0.4])
-    parser.add_argument("--calib", type=int, default=16, help="calibration samples of the profile (default 16)")
+    parser = transfer_profiles_parser(__doc__, "search-prune", budgets=(0.4,))
     args = parser.parse_args()
     return run_per_model(args, lambda spec: run_model(spec, args), summary_markdown)
 

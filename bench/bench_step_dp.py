@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_cli import model_bench_parser, numbers, run_per_model  # noqa: E402
-from bench_transfer import RESEED_OFFSET, LabelSubset, SeedShift, Transfer, label_halves  # noqa: E402
+from bench_cli import run_per_model, transfer_profiles_parser  # noqa: E402
+from bench_transfer import RESEED_OFFSET, Transfer, calibrations as transfer_calibrations  # noqa: E402
 from schedc.problem import problem_from_profile  # noqa: E402
 from schedc.schedule import build_schedule  # noqa: E402
 from schedc.solvers.families import grid_from_compute, step_dp, step_dp_two  # noqa: E402
@@ -40,12 +40,12 @@ PLACEMENTS = {"step-dp": lambda problem, budget: step_dp(problem, budget, "resid
 
 def run_model(spec, args) -> dict | None:
     bench = Transfer(spec, args, lambda m: print(m, flush=True))
-    halves = label_halves(bench.adapter)
-    if halves is None:
+    found = transfer_calibrations(bench.adapter)
+    if found is None:
         return None
-    first, second = (LabelSubset(bench.adapter, h) for h in halves)
-    calibrations = {"a": ("classes-a", first), "b": ("classes-b", second),
-                    "r": ("classes-b-reseeded", SeedShift(second, RESEED_OFFSET))}
+    halves, by_role = found
+    calibrations = dict(zip("abr", by_role.values()))  # this bench's tables name the reseeded one r
+    second = by_role["b"][1]
     rows = []
     for budget in args.budgets:
         for placement, place in PLACEMENTS.items():
@@ -109,9 +109,7 @@ def summary_markdown(results: list[dict]) -> str:
 
 
 def main() -> int:
-    parser = model_bench_parser(__doc__, "/tmp/schedc-transfer", "step-dp")
-    parser.add_argument("--budgets", type=numbers(float), default=[0.2, 0.4])
-    parser.add_argument("--calib", type=int, default=16, help="calibration samples of every profile (default 16)")
+    parser = transfer_profiles_parser(__doc__, "step-dp")
     args = parser.parse_args()
     return run_per_model(args, lambda spec: run_model(spec, args), summary_markdown)
 

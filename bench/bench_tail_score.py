@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_cli import model_bench_parser, numbers, run_per_model  # noqa: E402
+from bench_cli import run_per_model, transfer_profiles_parser  # noqa: E402
 from bench_transfer import EVAL_SEED_START, LabelSubset, Transfer, label_halves  # noqa: E402
 from schedc.problem import problem_from_profile  # noqa: E402
 from schedc.rollout import RolloutScorer  # noqa: E402
@@ -116,9 +116,7 @@ def summary_markdown(results: list[dict]) -> str:
 
 
 def main() -> int:
-    parser = model_bench_parser(__doc__, "/tmp/schedc-transfer", "tail-score")
-    parser.add_argument("--budgets", type=numbers(float), default=[0.2, 0.4])
-    parser.add_argument("--calib", type=int, default=16, help="calibration samples of the profile (default 16)")
+    parser = transfer_profiles_parser(__doc__, "tail-score")
     args = parser.parse_args()
     return run_per_model(args, lambda spec: run_model(spec, args), summary_markdown)
 

@@ -143,6 +143,18 @@ def label_halves(adapter) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     return (pool[:half], pool[half:]) if half else None
 
 
+def calibrations(adapter) -> "tuple[tuple[tuple[int, ...], tuple[int, ...]], dict[str, tuple[str, object]]] | None":
+    """The three calibrations the classes and reseed parts compare, by role -> (profile label, adapter): "a" the
+    first half of the classes, "b" the second half, "reseed" the second half with seeds + RESEED_OFFSET; with the
+    halves. None: the model's samples are not conditioned."""
+    halves = label_halves(adapter)
+    if halves is None:
+        return None
+    first, second = (LabelSubset(adapter, h) for h in halves)
+    return halves, {"a": ("classes-a", first), "b": ("classes-b", second),
+                    "reseed": ("classes-b-reseeded", SeedShift(second, RESEED_OFFSET))}
+
+
 class Transfer:
     def __init__(self, spec, args, log) -> None:
         self.spec, self.args, self._log = spec, args, log
@@ -261,23 +273,24 @@ class Transfer:
         return rows
 
     def part_classes(self) -> list[dict]:
-        halves = label_halves(self.adapter)
-        if halves is None:
+        found = calibrations(self.adapter)
+        if found is None:
             return []
-        first, second = (LabelSubset(self.adapter, h) for h in halves)
-        calibrated = self.profile("classes-a", first, self.sampler)
-        native = self.profile("classes-b", second, self.sampler)
+        halves, by_role = found
+        (_, first), (_, second) = by_role["a"], by_role["b"]
+        calibrated = self.profile(*by_role["a"], self.sampler)
+        native = self.profile(*by_role["b"], self.sampler)
         return self.compare("classes", f"calibrated on {_ids(halves[0])}, run on {_ids(halves[1])}", native,
                             calibrated, second, self.sampler, elsewhere_adapter=first)
 
     def part_reseed(self) -> list[dict]:
-        halves = label_halves(self.adapter)
-        if halves is None:
+        found = calibrations(self.adapter)
+        if found is None:
             return []
-        second = LabelSubset(self.adapter, halves[1])
-        other = SeedShift(second, RESEED_OFFSET)
-        native = self.profile("classes-b", second, self.sampler)
-        reseeded = self.profile("classes-b-reseeded", other, self.sampler)
+        halves, by_role = found
+        (_, second), (_, other) = by_role["b"], by_role["reseed"]
+        native = self.profile(*by_role["b"], self.sampler)
+        reseeded = self.profile(*by_role["reseed"], self.sampler)
         return self.compare("reseed", f"calibrated on {_ids(halves[1])} with seeds +{RESEED_OFFSET}, run on "
                             f"{_ids(halves[1])}", native, reseeded, second, self.sampler, elsewhere_adapter=other)
 
