@@ -24,9 +24,10 @@ import time
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
-from schedc.costmodel import block_costs, resolve_cost
+from schedc.costmodel import FLOP_COST, block_costs, resolve_cost
+from schedc_runtime.format import COMPUTE_PRECISIONS
 from schedc_runtime.modes import REUSE_MODES
 
 if TYPE_CHECKING:
@@ -41,12 +42,23 @@ WALL_GUARD = 3.0  # the search also stops once the wall clock passes this many t
 _RUNNING: ContextVar["Sequence[Sequence[str]] | None"] = ContextVar("schedc_running_decisions", default=None)
 
 
-def computed_share(decisions: Sequence[Sequence[str]], weights: Sequence[float]) -> float:
+def computed_share(decisions: Sequence[Sequence[str]], weights: Sequence[float],
+                   ratios: Mapping[str, Sequence[float]] | None = None) -> float:
     """The share of a full generation's block work a decisions grid [T][B] computes: each compute weighs its
-    block's share of a step's block time (`weights`, summing to 1; reduced precisions count as native)."""
+    block's share of a step's block time (`weights`, summing to 1), times its precision's cost relative to
+    native for that block (`ratios`: precision -> [B], the cost model's; a precision it lacks counts as native).
+    Why the ratio: a schedule that computes in int8 is charged what it costs, not a native compute's time."""
     if not decisions:
         return 1.0
-    return sum(w for row in decisions for a, w in zip(row, weights) if a not in REUSE_MODES) / len(decisions)
+    ratios = ratios or {}
+    total = 0.0
+    for row in decisions:
+        for b, (action, weight) in enumerate(zip(row, weights)):
+            if action in REUSE_MODES:
+                continue
+            ratio = ratios.get(action)
+            total += weight * (ratio[b] if ratio is not None else 1.0)
+    return total / len(decisions)
 
 
 @contextmanager
@@ -74,17 +86,23 @@ class WorkClock:
     nonblock: float
     weights: tuple[float, ...]  # [B] each block's share of a step's block time
     source: str
+    ratios: dict[str, tuple[float, ...]] = field(default_factory=dict)  # precision -> [B] its cost / native
     elapsed: float = 0.0
     wall_started: float = field(default_factory=time.perf_counter)
 
     @classmethod
     def of(cls, profile: "Profile") -> "WorkClock":
         meta = profile.meta
-        times, _ = block_costs(meta, profile.block_flops, (), resolve_cost(meta, "auto"))  # [B] > 0, the cost model's
+        cost = resolve_cost(meta, "auto")
+        # the reduced precisions the cost model prices: the latency table's rows where it has them, else FLOPs'
+        priced = (meta.latency or {}) if cost == "latency" else FLOP_COST
+        precisions = tuple(p for p in priced if p in COMPUTE_PRECISIONS and p != "native")
+        times, ratio = block_costs(meta, profile.block_flops, precisions, cost)  # [B] > 0, [B, P]
         return cls(per_sample=meta.generation_seconds, steps=profile.num_steps,
                    nonblock=meta.nonblock_share if meta.nonblock_share is not None else 0.0,
                    weights=tuple(float(t) for t in times / times.sum()),
-                   source="profile" if meta.generation_seconds else "wall")
+                   source="profile" if meta.generation_seconds else "wall",
+                   ratios={p: tuple(float(r) for r in ratio[:, i]) for i, p in enumerate(precisions)})
 
     def cost(self, samples: int, steps: int, share: float = 1.0) -> float:
         """Seconds charged for `samples` generations of `steps` steps computing `share` of the blocks."""
@@ -109,7 +127,7 @@ class WorkClock:
             out = inner(inputs, sampler, *args, **kwargs)
             start = kwargs.get("start", args[1] if len(args) > 1 else 0) or 0
             decisions = _RUNNING.get()
-            share = 1.0 if decisions is None else computed_share(decisions, self.weights)
+            share = 1.0 if decisions is None else computed_share(decisions, self.weights, self.ratios)
             self.elapsed += self.cost(len(inputs), sampler.steps - start, share)
             return out
 
