@@ -3,9 +3,9 @@
 For each calibration batch it rolls out the sampler once with a hook on every block and
 accumulates, as it goes, the relative error each block would make at step t by reusing (residual)
 its cache from any step s within the max age. Only a ring of the last `max_age` block residuals is
-held, so memory does not grow with the step count. Then it runs perturbation probes: for a few
-steps t, each block alone reuses its step t-1 cache and the rollout continues to the end; the final
-sample's error per unit of local error is the propagation gain G[b, t].
+held, so memory does not grow with the step count. Then it runs perturbation probes
+(schedc.propagation_probe): for a few steps t, each block alone reuses its step t-1 cache and the rollout
+continues to the end; the final sample's error per unit of local error is the propagation gain G[b, t].
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import platform
 import time
 from pathlib import Path
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -22,15 +22,16 @@ from tqdm import tqdm
 
 from schedc.version import __version__
 from schedc.errors import ProfileError
-from schedc.metrics import check_reference, rel_l2
-from schedc.models.adapter import GenerationInputs, ModelAdapter
+from schedc.metrics import check_reference
+from schedc.models.adapter import ModelAdapter
 from schedc.profile import Profile
 from schedc.interleaved import measure_generation
 from schedc.profile_meta import ProfileMeta
 from schedc.profile_resume import BatchStore
+from schedc.propagation_probe import cfg_rows, probe_gain, probe_steps
 from schedc.timing import device_of, timed
 from schedc.sampling import SamplerConfig
-from schedc_runtime.blockio import BlockIO, flat_rows, map_tensors, tensors_in
+from schedc_runtime.blockio import BlockIO, flat_rows, tensors_in
 from schedc_runtime.hookcore import OutputHook, add_hook
 from schedc_runtime.modes import REUSE_MODES, RingView
 from schedc_runtime.quant import PRECISIONS, block_kernels, quantize_block
@@ -175,90 +176,6 @@ class _ReuseErrorRecorder:
         ring_steps[slot] = t
 
 
-def _cfg_rows(samples: Sequence[int], batch: int, cfg: str) -> list[int]:
-    """Rows of the denoiser batch that belong to `samples` (cond rows first, then uncond rows)."""
-    rows = list(samples)
-    return rows + [batch + i for i in samples] if cfg == "batched" else rows
-
-
-def _probe_steps(steps: int, count: int) -> list[int]:
-    if count == 0 or steps < 2:
-        return []
-    return sorted({int(round(x)) for x in np.linspace(1, steps - 1, min(count, steps - 1))})
-
-
-def _probe_gain(
-    adapter: ModelAdapter,
-    sampler: SamplerConfig,
-    inputs: GenerationInputs,
-    latents: dict[int, torch.Tensor],
-    final: torch.Tensor,
-    recorder: _ReuseErrorRecorder,
-    t: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """One batched rollout from step t in which copy b of the probe samples has block b reuse.
-
-    Returns per block the summed final relative error and summed local relative error (over samples).
-    """
-    blocks = adapter.blocks()
-    nb, k = len(blocks), len(inputs)
-    ones = (1,) * (inputs.noise.dim() - 1)
-    rep = GenerationInputs(
-        inputs.noise.repeat(nb, *ones), inputs.labels.repeat(nb), tuple(inputs.seeds) * nb
-    )  # copy b = samples b*k .. b*k+k-1
-    local = torch.zeros(nb, k)
-    state = {"step": -1}
-
-    def make_hook(b: int):
-        rows = _cfg_rows(range(b * k, (b + 1) * k), nb * k, sampler.cfg)
-        io = BlockIO(blocks[b].forward, adapter.outputs_of(b))
-
-        def fn(module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
-            if state["step"] != t:
-                return None
-            cached = recorder.probe_cache[(t, b)]
-            if not io.residual_ok:  # output-only block: replay the t-1 output on these rows
-                source = iter(cached)
-
-                def put(o: torch.Tensor) -> torch.Tensor:
-                    o = o.clone()
-                    o[rows] = next(source).to(o.dtype)
-                    return o
-
-                reused = map_tensors(output, put)
-            else:
-                streams = []
-                for x, o, (residual, c) in zip(io.stream_inputs(args, kwargs), io.stream_outputs(output), cached):
-                    if o is None:
-                        streams.append(None)
-                        continue
-                    o = o.clone()
-                    o[rows] = (x[rows] + c if residual else c).to(o.dtype)
-                    streams.append(o)
-                reused = io.rebuild(streams, isinstance(output, tuple))
-            true = flat_rows(tensors_in(output), output_rows(output))[rows]
-            new = flat_rows(tensors_in(reused), output_rows(output))[rows]
-            rel = (new - true).norm(dim=1) / true.norm(dim=1).clamp_min(1e-12)
-            local[b] = rel.reshape(-1, k).mean(dim=0)  # mean over CFG branches, per sample
-            return reused
-
-        return fn
-
-    handles = [add_hook(blk, OutputHook(make_hook(b)), "schedc.probe") for b, blk in enumerate(blocks)]
-    try:
-        x_start = latents[t].repeat(nb, *ones)
-        out = adapter.generate(rep, sampler, on_step=lambda i, x: state.update(step=i), start=t, x_start=x_start)
-    finally:
-        for h in handles:
-            h.remove()
-    final_err = rel_l2(out.float(), final.float().repeat(nb, *ones)).reshape(nb, k)  # [B, k]
-    return final_err.sum(dim=1).double().numpy(), local.sum(dim=1).double().numpy()
-
-
-def output_rows(output: Any) -> int:
-    return tensors_in(output)[0].shape[0]
-
-
 def measure_latency(adapter: ModelAdapter, captured: list[tuple[tuple, dict]], quantized: list[dict], repeats: int = 30) -> dict:
     """Median seconds of one call of each block at each option on this device, on captured inputs
     (synchronising an accelerator around each call: schedc.timing).
@@ -309,9 +226,9 @@ def profile_model(
     batches = [seeds[i : i + config.batch_size] for i in range(0, len(seeds), config.batch_size)]
     rank, world = config.rank
     lead = rank == 0
-    probe_at = _probe_steps(steps, config.probe_steps)
+    probe_at = probe_steps(steps, config.probe_steps)
     probe_k = min(config.probe_samples, len(batches[0]))
-    probe_rows = _cfg_rows(range(probe_k), len(batches[0]), sampler.cfg)
+    probe_rows = cfg_rows(range(probe_k), len(batches[0]), sampler.cfg)
     total = len(batches[rank::world]) * steps + (sum(steps - t for t in probe_at) if lead else 0)
     bar = tqdm(total=total, desc=f"profile {adapter.name}" + (f" rank {rank}/{world}" if world > 1 else ""), unit="step",
                disable=not progress, leave=False, position=rank if world > 1 else None)
@@ -382,7 +299,7 @@ def profile_model(
             cache_bytes = list(recorder.cache_bytes)
             probe_inputs = inputs.subset(slice(0, probe_k))
             for t in probe_at:
-                fin, loc = _probe_gain(adapter, sampler, probe_inputs, latents, final[:probe_k], recorder, t)
+                fin, loc = probe_gain(adapter, sampler, probe_inputs, latents, final[:probe_k], recorder, t)
                 probe_final[:, t] += fin
                 probe_local[:, t] += loc
                 probe_count[:, t] += probe_k
