@@ -26,7 +26,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
-from schedc.costmodel import FLOP_COST, block_costs, resolve_cost
+from schedc.costmodel import block_costs, resolve_cost
 from schedc_runtime.format import COMPUTE_PRECISIONS
 from schedc_runtime.modes import REUSE_MODES
 
@@ -46,7 +46,7 @@ def computed_share(decisions: Sequence[Sequence[str]], weights: Sequence[float],
                    ratios: Mapping[str, Sequence[float]] | None = None) -> float:
     """The share of a full generation's block work a decisions grid [T][B] computes: each compute weighs its
     block's share of a step's block time (`weights`, summing to 1), times its precision's cost relative to
-    native for that block (`ratios`: precision -> [B], the cost model's; a precision it lacks counts as native).
+    native for that block (`ratios`: precision -> [B], measured; a precision it lacks counts as native).
     Why the ratio: a schedule that computes in int8 is charged what it costs, not a native compute's time."""
     if not decisions:
         return 1.0
@@ -94,9 +94,11 @@ class WorkClock:
     def of(cls, profile: "Profile") -> "WorkClock":
         meta = profile.meta
         cost = resolve_cost(meta, "auto")
-        # the reduced precisions the cost model prices: the latency table's rows where it has them, else FLOPs'
-        priced = (meta.latency or {}) if cost == "latency" else FLOP_COST
-        precisions = tuple(p for p in priced if p in COMPUTE_PRECISIONS and p != "native")
+        # reduced precisions are charged at their measured ratio to native (the latency table: this device's
+        # truth, e.g. int8 ~2x native on a CPU); without one, as native: FLOP_COST's 0.5 for int8 is a
+        # tensor-core assumption, and on a CPU it would under-charge a compute that runs several times longer
+        precisions = tuple(p for p in (meta.latency or {}) if p in COMPUTE_PRECISIONS and p != "native") \
+            if cost == "latency" else ()
         times, ratio = block_costs(meta, profile.block_flops, precisions, cost)  # [B] > 0, [B, P]
         return cls(per_sample=meta.generation_seconds, steps=profile.num_steps,
                    nonblock=meta.nonblock_share if meta.nonblock_share is not None else 0.0,
