@@ -24,10 +24,9 @@ import time
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from schedc.costmodel import block_costs, resolve_cost
-from schedc_runtime.format import COMPUTE_PRECISIONS
 from schedc_runtime.modes import REUSE_MODES
 
 if TYPE_CHECKING:
@@ -42,23 +41,12 @@ WALL_GUARD = 3.0  # the search also stops once the wall clock passes this many t
 _RUNNING: ContextVar["Sequence[Sequence[str]] | None"] = ContextVar("schedc_running_decisions", default=None)
 
 
-def computed_share(decisions: Sequence[Sequence[str]], weights: Sequence[float],
-                   ratios: Mapping[str, Sequence[float]] | None = None) -> float:
+def computed_share(decisions: Sequence[Sequence[str]], weights: Sequence[float]) -> float:
     """The share of a full generation's block work a decisions grid [T][B] computes: each compute weighs its
-    block's share of a step's block time (`weights`, summing to 1), times its precision's cost relative to
-    native for that block (`ratios`: precision -> [B], measured; a precision it lacks counts as native).
-    Why the ratio: a schedule that computes in int8 is charged what it costs, not a native compute's time."""
+    block's share of a step's block time (`weights`, summing to 1; reduced precisions count as native)."""
     if not decisions:
         return 1.0
-    ratios = ratios or {}
-    total = 0.0
-    for row in decisions:
-        for b, (action, weight) in enumerate(zip(row, weights)):
-            if action in REUSE_MODES:
-                continue
-            ratio = ratios.get(action)
-            total += weight * (ratio[b] if ratio is not None else 1.0)
-    return total / len(decisions)
+    return sum(w for row in decisions for a, w in zip(row, weights) if a not in REUSE_MODES) / len(decisions)
 
 
 @contextmanager
@@ -86,25 +74,17 @@ class WorkClock:
     nonblock: float
     weights: tuple[float, ...]  # [B] each block's share of a step's block time
     source: str
-    ratios: dict[str, tuple[float, ...]] = field(default_factory=dict)  # precision -> [B] its cost / native
     elapsed: float = 0.0
     wall_started: float = field(default_factory=time.perf_counter)
 
     @classmethod
     def of(cls, profile: "Profile") -> "WorkClock":
         meta = profile.meta
-        cost = resolve_cost(meta, "auto")
-        # reduced precisions are charged at their measured ratio to native (the latency table: this device's
-        # truth, e.g. int8 ~2x native on a CPU); without one, as native: FLOP_COST's 0.5 for int8 is a
-        # tensor-core assumption, and on a CPU it would under-charge a compute that runs several times longer
-        precisions = tuple(p for p in (meta.latency or {}) if p in COMPUTE_PRECISIONS and p != "native") \
-            if cost == "latency" else ()
-        times, ratio = block_costs(meta, profile.block_flops, precisions, cost)  # [B] > 0, [B, P]
+        times, _ = block_costs(meta, profile.block_flops, (), resolve_cost(meta, "auto"))  # [B] > 0, the cost model's
         return cls(per_sample=meta.generation_seconds, steps=profile.num_steps,
                    nonblock=meta.nonblock_share if meta.nonblock_share is not None else 0.0,
                    weights=tuple(float(t) for t in times / times.sum()),
-                   source="profile" if meta.generation_seconds else "wall",
-                   ratios={p: tuple(float(r) for r in ratio[:, i]) for i, p in enumerate(precisions)})
+                   source="profile" if meta.generation_seconds else "wall")
 
     def cost(self, samples: int, steps: int, share: float = 1.0) -> float:
         """Seconds charged for `samples` generations of `steps` steps computing `share` of the blocks."""
@@ -129,7 +109,7 @@ class WorkClock:
             out = inner(inputs, sampler, *args, **kwargs)
             start = kwargs.get("start", args[1] if len(args) > 1 else 0) or 0
             decisions = _RUNNING.get()
-            share = 1.0 if decisions is None else computed_share(decisions, self.weights, self.ratios)
+            share = 1.0 if decisions is None else computed_share(decisions, self.weights)
             self.elapsed += self.cost(len(inputs), sampler.steps - start, share)
             return out
 

@@ -18,7 +18,7 @@ from schedc.search import RolloutScorer, prediction_seeds, search_schedule
 from schedc.search_starts import by_prediction
 from schedc_runtime.modes import REUSE_MODES
 
-from conftest import TINY_LATENCY, make_tiny_adapter
+from conftest import make_tiny_adapter
 
 
 def _search(adapter, profile, budget=0.5, seed=0, evaluations=12, confirm=False):
@@ -475,26 +475,3 @@ def test_after_search_sizes_shrink_in_proportion_down_to_their_floors():
     with pytest.raises(ValueError):
         AfterSearch(select=-1, predict=8, finalists=4)
 
-
-def test_the_clock_charges_a_reduced_precision_compute_at_its_measured_cost(tiny_profile):
-    """A compute in int8 is charged what the profile measured it to cost relative to native (on this CPU,
-    about twice), not a native compute's time; reuses are free, and without a latency table a precision counts
-    as native."""
-    from schedc.search_time import WorkClock, computed_share
-
-    clock = WorkClock.of(tiny_profile)
-    native = np.asarray(TINY_LATENCY["native"])
-    assert np.allclose(clock.weights, native / native.sum())
-    assert set(clock.ratios) == {"int8", "fp8", "int4w"}
-    assert np.allclose(clock.ratios["int8"], np.asarray(TINY_LATENCY["int8"]) / native)
-    blocks = len(native)
-    grid = lambda *row: [list(row)] * 2  # noqa: E731  two steps, the same decisions
-    assert computed_share(grid(*["native"] * blocks), clock.weights, clock.ratios) == pytest.approx(1.0)
-    assert computed_share(grid(*["residual"] * blocks), clock.weights, clock.ratios) == 0.0
-    int8 = computed_share(grid(*["int8"] * blocks), clock.weights, clock.ratios)
-    assert int8 == pytest.approx(float(np.sum(np.asarray(TINY_LATENCY["int8"]))) / native.sum()) and int8 > 1.5
-    mixed = computed_share(grid("int8", *["residual"] * (blocks - 1)), clock.weights, clock.ratios)
-    assert mixed == pytest.approx(clock.weights[0] * clock.ratios["int8"][0])
-    assert computed_share(grid(*["int8"] * blocks), clock.weights) == pytest.approx(1.0)  # unpriced: native
-    flops = dataclasses.replace(tiny_profile, meta=tiny_profile.meta.replace(latency=None))
-    assert WorkClock.of(flops).ratios == {}  # no measured ratio: charged as native, not FLOP_COST's tensor-core 0.5
