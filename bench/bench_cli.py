@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 
 from bench_io import write_json, write_summary
-from bench_zoo import ModelSpec, default_models, model_spec
+from zoo_models import ModelSpec, default_models, model_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 

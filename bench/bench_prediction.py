@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_io import read_json, write_json  # noqa: E402
-from bench_zoo import model_spec  # noqa: E402
+from zoo_models import model_spec  # noqa: E402
 from schedc.atomic import atomic_write_text  # noqa: E402
 from schedc.evaluate import EVAL_SEED_START, generate_with  # noqa: E402
 from schedc.metrics import difference_se, quality, within_noise  # noqa: E402

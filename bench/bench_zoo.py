@@ -51,7 +51,6 @@ import shlex
 import sys
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -65,13 +64,13 @@ from bench_ecosystem import (Variant, ecosystem_variants, full_variant, generate
                              race, schedule_variant, time_rounds)
 from bench_settle import SETTLE_MARGIN, settle_rows  # noqa: E402
 from bench_io import read_json, write_json  # noqa: E402
+from zoo_models import ModelSpec, default_models, model_spec  # noqa: E402
 from bench_zoo_report import (PSNR_RESOLUTION_DB, budget_label, checks, fmt, verdict, write_model,  # noqa: E402
                               write_summary)
 from schedc.errors import SchedcError  # noqa: E402
 from schedc.ecosystem import ECOSYSTEM_CACHES  # noqa: E402
 from schedc.evaluate import BASELINES, EVAL_SEED_START, baseline_schedule, block_cost, nonblock_share  # noqa: E402
 from schedc.metrics import check_reference, difference_se, quality  # noqa: E402
-from schedc.models import BUILTIN_MODELS, ModelAdapter, load_model  # noqa: E402
 from schedc.profile import Profile  # noqa: E402
 from schedc.sampler_config import SamplerConfig  # noqa: E402
 from schedc.schedule import build_schedule, read_schedule, save_schedule  # noqa: E402
@@ -84,67 +83,6 @@ from schedc_runtime import dump_schedule  # noqa: E402
 DEFAULT_BUDGETS = "0.1,0.125,0.1375,0.15,0.1625,0.175,0.1875,0.2,0.225,0.25,0.3,0.35,0.4,0.45,0.5,0.55,0.6,0.7,0.8,0.85,0.9,0.95"
 DEFAULT_BASELINE_BUDGETS = "0.15,0.2,0.3,0.4,0.5,0.6"
 MAGCACHE_CALIB = 16  # calibration seeds 0..15 for MagCache's own calibration mode
-
-
-# -- models ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A model as the bench takes it: a built-in name or a zoo folder (with its zoo.json)."""
-
-    spec: str  # as given on the command line
-    name: str
-    source: str  # what load_model takes
-    classes: tuple[int, ...] | None = None
-    cond: str | None = None
-    steps: int | None = None
-    guidance_scale: float | None = None
-    cfg: str | None = None
-    zoo: dict | None = None
-
-    def load(self) -> ModelAdapter:
-        return load_model(self.source, classes=self.classes, cond=self.cond)
-
-    def sampler(self, adapter: ModelAdapter) -> SamplerConfig:
-        return adapter.default_sampler.with_changes(steps=self.steps, guidance_scale=self.guidance_scale, cfg=self.cfg)
-
-
-def _classes(value) -> tuple[int, ...] | None:
-    """zoo.json's classes: null, a list of ids, or ranges like "0-9" / "0-4,7" (as `schedc profile --classes`)."""
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple)):
-        return tuple(int(v) for v in value)
-    from schedc.cli_parser import parse_classes as parse  # the CLI's own parser, so the bench reads ranges as it does
-
-    return tuple(parse(str(value)))
-
-
-def model_spec(spec: str, zoo_root: Path) -> ModelSpec:
-    if spec in BUILTIN_MODELS:
-        return ModelSpec(spec, spec, spec)
-    candidates = [Path(spec), ROOT / spec, zoo_root / spec]
-    if spec.startswith("zoo/"):
-        candidates.append(zoo_root / spec[len("zoo/"):])
-    folder = next((c for c in candidates if (c / "zoo.json").is_file()), None)
-    if folder is None:
-        raise SchedcError(f"model {spec!r}: not a built-in ({', '.join(BUILTIN_MODELS)}) and no zoo.json in any of "
-                          + ", ".join(str(c) for c in candidates))
-    folder = folder.resolve()
-    try:
-        zoo = json.loads((folder / "zoo.json").read_text())
-    except ValueError as exc:
-        raise SchedcError(f"{folder / 'zoo.json'} is not valid JSON ({exc})") from None
-    cond = zoo.get("cond")
-    return ModelSpec(spec, folder.name, str(folder), classes=_classes(zoo.get("classes")),
-                     cond=str(folder / cond) if cond else None, steps=zoo.get("steps"),
-                     guidance_scale=zoo.get("guidance_scale"), cfg=zoo.get("cfg"), zoo=zoo)
-
-
-def default_models(zoo_root: Path) -> list[str]:
-    zoo = sorted(f"zoo/{p.parent.name}" for p in zoo_root.glob("*/zoo.json")) if zoo_root.is_dir() else []
-    return zoo + ["digits-dit"]
 
 
 # -- cached stages -----------------------------------------------------------------------------------
