@@ -474,4 +474,3 @@ def test_after_search_sizes_shrink_in_proportion_down_to_their_floors():
     assert not AfterSearch(select=0, predict=8, finalists=4).reranks
     with pytest.raises(ValueError):
         AfterSearch(select=-1, predict=8, finalists=4)
-
