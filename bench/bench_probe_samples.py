@@ -18,7 +18,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -73,10 +72,7 @@ def run_model(spec, args) -> dict | None:
         rows.append({"schedule": name, "psnr": by, "spread": spread})
         print(f"{spec.name} {name}: spread over calibrations {spread[4]:.2f} dB (4 probe samples), "
               f"{spread[args.probe]:.2f} dB ({args.probe})", flush=True)
-    return {"settings": {"model": spec.name, "sampler": bench.sampler.to_dict(), "budgets": args.budgets, "calib": args.calib,
-                         "probe": [4, args.probe], "held_out_on": list(halves[1]),
-                         "eval_seeds": f"{EVAL_SEED_START}-{EVAL_SEED_START + args.samples - 1}",
-                         "threads": torch.get_num_threads(), "torch": torch.__version__}, "rows": rows}
+    return {"settings": bench.halves_settings(halves, probe=[4, args.probe]), "rows": rows}
 
 
 def summary_markdown(results: list[dict]) -> str:

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -80,10 +79,7 @@ def run_model(spec, args) -> dict | None:
                      "calibration": {n: {r: round(scores[r][n], 3) for r in RULES} for n in measured}})
         print(f"{spec.name} b={budget:.2f}: " + ", ".join(f"{r} -> {n} {measured[n]['mean']:.2f}/{measured[n]['p5']:.2f}"
                                                           for r, n in picks.items()), flush=True)
-    return {"settings": {"model": spec.name, "sampler": bench.sampler.to_dict(), "budgets": args.budgets,
-                         "calib": args.calib, "samples": SAMPLES, "calibrated_on": list(halves[0]),
-                         "held_out_on": list(halves[1]), "eval_seeds": f"{EVAL_SEED_START}-{EVAL_SEED_START + args.samples - 1}",
-                         "threads": torch.get_num_threads(), "torch": torch.__version__}, "rows": rows}
+    return {"settings": bench.halves_settings(halves, samples=SAMPLES, calibrated_on=list(halves[0])), "rows": rows}
 
 
 def summary_markdown(results: list[dict]) -> str:

@@ -171,6 +171,15 @@ class Transfer:
     def log(self, message: str) -> None:
         self._log(f"[{time.perf_counter() - self.started:7.1f}s] {self.spec.name}: {message}")
 
+    def halves_settings(self, halves, **extra) -> dict:
+        """The settings a bench on the class halves records (model, sampler, budgets, calibration size, `extra`,
+        the held-out half and seeds, threads, torch): bench_probe_samples' and bench_tail_score's results."""
+        args = self.args
+        return {"model": self.spec.name, "sampler": self.sampler.to_dict(), "budgets": args.budgets,
+                "calib": args.calib, **extra, "held_out_on": list(halves[1]),
+                "eval_seeds": f"{EVAL_SEED_START}-{EVAL_SEED_START + args.samples - 1}",
+                "threads": torch.get_num_threads(), "torch": torch.__version__}
+
     def generation_timing(self) -> dict:
         """The model's full-compute generation, timed once at its own sampler (interleaved with a block-free
         run, as the profiler times it) and cached in the work folder: seconds per sample and non-block share."""
