@@ -32,7 +32,7 @@ from torch import nn
 from schedc.costmodel import count_flops
 from schedc.errors import ModelError
 from schedc.models.adapter import GenerationInputs, ModelAdapter
-from schedc.models.conditioning import Conditioning, FileRows  # FileRows re-exported for callers of this module
+from schedc.models.conditioning import Conditioning
 from schedc.sampling import SamplerConfig, StepCallback
 
 # diffusers' names for the ModuleLists of transformer blocks (hooks/_common.py), read at run time when
@@ -392,4 +392,4 @@ def _concat(a: Any, b: Any) -> Any:
     return torch.cat([a, b]) if isinstance(a, torch.Tensor) else a
 
 
-__all__ = ["Conditioning", "DiffusersAdapter", "FAMILIES", "Family", "FileRows", "find_blocks", "TWO_STREAMS"]
+__all__ = ["Conditioning", "DiffusersAdapter", "FAMILIES", "Family", "find_blocks", "TWO_STREAMS"]
